@@ -1,0 +1,169 @@
+//! The one place that calls `gemm::gemm`.
+//!
+//! gemm computes `dst := alpha·dst + beta·(lhs·rhs)` (alpha scales the *old* dst, beta the product: the
+//! reverse of BLAS). That inversion is handled here once; callers see `c = [c +] scale·a·b`.
+//! All strides are in elements. Weights stored `[out, in]` (PyTorch Linear) are read in place as `[in, out]`
+//! through strides — never transposed by copy.
+
+use gemm::Parallelism;
+
+/// How many threads a matmul may use. Parallelize in one place only: big projections use gemm's own
+/// threads (`Rayon(0)` = the rayon pool size); kernels that already run inside a rayon task use `Single`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    Single,
+    Rayon(usize),
+}
+
+impl Threads {
+    fn parallelism(self) -> Parallelism {
+        match self {
+            Threads::Single => Parallelism::None,
+            Threads::Rayon(0) => Parallelism::Rayon(rayon::current_num_threads()),
+            Threads::Rayon(n) => Parallelism::Rayon(n),
+        }
+    }
+}
+
+/// Highest element index touched by a `rows × cols` strided view, plus one (0 for an empty view).
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+/// `c[m, n] (row stride ldc) = (accumulate ? c : 0) + scale · a[m, k] · b[k, n]`,
+/// with `a[i, p] = a[i*a_rs + p*a_cs]` and `b[p, j] = b[p*b_rs + j*b_cs]`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    c: &mut [f32], // [m, n], row stride ldc
+    ldc: usize,
+    a: &[f32], // [m, k] strided
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32], // [k, n] strided
+    b_rs: usize,
+    b_cs: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    scale: f32,
+    accumulate: bool,
+    threads: Threads,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(ldc >= n, "matmul: ldc {ldc} < n {n}");
+    assert!(c.len() >= extent(m, n, ldc, 1), "matmul: c too small");
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                c[i * ldc..i * ldc + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    assert!(a.len() >= extent(m, k, a_rs, a_cs), "matmul: a too small");
+    assert!(b.len() >= extent(k, n, b_rs, b_cs), "matmul: b too small");
+    // SAFETY: every index gemm touches lies inside the slices (checked above); c is exclusively borrowed
+    // and cannot alias a or b.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            ldc as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            threads.parallelism(),
+        );
+    }
+}
+
+/// Scalar reference for [`matmul`]: the obvious triple loop, accumulated in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_ref(
+    c: &mut [f32],
+    ldc: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    scale: f32,
+    accumulate: bool,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0f64;
+            for p in 0..k {
+                s += a[i * a_rs + p * a_cs] as f64 * b[p * b_rs + j * b_cs] as f64;
+            }
+            let old = if accumulate { c[i * ldc + j] } else { 0.0 };
+            c[i * ldc + j] = old + scale * s as f32;
+        }
+    }
+}
+
+/// PyTorch Linear: `y[m, n] = x[m, k] · w[n, k]ᵀ + bias[n]`. `w` is the checkpoint's `[out, in]` matrix,
+/// read in place (as `[k, n]` with strides 1 and k).
+#[allow(clippy::too_many_arguments)]
+pub fn linear(
+    y: &mut [f32],          // [m, n]
+    x: &[f32],              // [m, k]
+    w: &[f32],              // [n, k]
+    bias: Option<&[f32]>,   // [n]
+    m: usize,
+    k: usize,
+    n: usize,
+    threads: Threads,
+) {
+    assert!(y.len() >= m * n && x.len() >= m * k && w.len() >= n * k, "linear: slice too small");
+    if let Some(b) = bias {
+        assert!(b.len() >= n, "linear: bias too small");
+        for row in y[..m * n].chunks_exact_mut(n.max(1)) {
+            row.copy_from_slice(&b[..n]);
+        }
+    }
+    matmul(y, n, x, k, 1, w, 1, k, m, k, n, 1.0, bias.is_some(), threads);
+}
+
+/// Scalar reference for [`linear`].
+#[allow(clippy::too_many_arguments)]
+pub fn linear_ref(
+    y: &mut [f32],        // [m, n]
+    x: &[f32],            // [m, k]
+    w: &[f32],            // [n, k]
+    bias: Option<&[f32]>, // [n]
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    matmul_ref(y, n, x, k, 1, w, 1, k, m, k, n, 1.0, false);
+    if let Some(b) = bias {
+        for i in 0..m {
+            for j in 0..n {
+                y[i * n + j] += b[j];
+            }
+        }
+    }
+}

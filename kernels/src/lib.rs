@@ -1,0 +1,11 @@
+//! `w2vbert-kernels`: the CPU kernels of the w2vbert engine. Knows nothing of the model.
+//!
+//! Conventions (after llm.c): kernels are plain functions, outputs first, then inputs, then sizes, with a
+//! shape comment on every slice argument. Matrices are row-major. Every SIMD kernel has a scalar reference
+//! (`*_ref`) beside it, always compiled, and a property test comparing the two.
+//!
+//! Sizes are the caller's responsibility: a kernel asserts that its slices are large enough (a mismatch is
+//! a programming error in the engine, never a user-input path — the engine validates user data first).
+
+pub mod cpu;
+pub mod gemm;

@@ -1,0 +1,74 @@
+//! The one error type. Every message names the file and, where there is one, the tensor or field.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Opening / reading / writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is malformed as a whole (bad safetensors header, bad JSON, truncated data, ...).
+    #[error("{}: {msg}", path.display())]
+    Format { path: PathBuf, msg: String },
+    /// One tensor of a weights/stats file is missing or has the wrong shape / dtype / values.
+    #[error("{}: tensor `{name}`: {msg}", path.display())]
+    Tensor {
+        path: PathBuf,
+        name: String,
+        msg: String,
+    },
+    /// A config field is missing, malformed, or a setting we do not implement.
+    #[error("{}: config field `{field}`: {msg}", path.display())]
+    Config {
+        path: PathBuf,
+        field: String,
+        msg: String,
+    },
+    /// Audio that cannot be decoded or used (empty, too short, NaN/Inf samples, unsupported codec).
+    #[error("{}: {msg}", path.display())]
+    Audio { path: PathBuf, msg: String },
+    /// A request that cannot be served (bad layer index, incompatible options, unsupported CPU, ...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+    pub fn tensor(path: impl Into<PathBuf>, name: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Tensor {
+            path: path.into(),
+            name: name.into(),
+            msg: msg.into(),
+        }
+    }
+    pub fn config(path: impl Into<PathBuf>, field: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Config {
+            path: path.into(),
+            field: field.into(),
+            msg: msg.into(),
+        }
+    }
+    pub fn audio(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Audio {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! A tensor is a shape plus f32 storage that is either owned or borrowed zero-copy from a memory map.
+
+use memmap2::Mmap;
+use std::sync::Arc;
+
+/// Where the f32 values live.
+#[derive(Clone)]
+pub enum Storage {
+    Owned(Vec<f32>),
+    /// `len` f32 values starting at byte `offset` of the mapping; `offset` is 4-byte aligned (checked by
+    /// the constructor), and the mapping is kept alive by the `Arc`.
+    Mapped {
+        map: Arc<Mmap>,
+        offset: usize,
+        len: usize,
+    },
+}
+
+#[derive(Clone)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    storage: Storage,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.storage {
+            Storage::Owned(_) => "owned",
+            Storage::Mapped { .. } => "mapped",
+        };
+        write!(f, "Tensor({:?}, {kind})", self.shape)
+    }
+}
+
+impl Tensor {
+    /// An owned tensor. Panics if `data.len()` is not the product of `shape` (engine invariant).
+    pub fn from_vec(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "Tensor::from_vec: shape/data mismatch");
+        Tensor {
+            shape,
+            storage: Storage::Owned(data),
+        }
+    }
+
+    pub fn zeros(shape: Vec<usize>) -> Self {
+        let n = shape.iter().product();
+        Tensor::from_vec(shape, vec![0.0; n])
+    }
+
+    /// A view of `len` f32 values at byte `offset` of `map`. Returns `None` when the range is out of the
+    /// mapping or `offset` is not 4-byte aligned (the caller then copies instead).
+    pub fn mapped(shape: Vec<usize>, map: Arc<Mmap>, offset: usize) -> Option<Self> {
+        let len: usize = shape.iter().product();
+        let end = len.checked_mul(4)?.checked_add(offset)?;
+        let base = map.as_ptr() as usize;
+        if end > map.len() || (base + offset) % std::mem::align_of::<f32>() != 0 {
+            return None;
+        }
+        Some(Tensor {
+            shape,
+            storage: Storage::Mapped { map, offset, len },
+        })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.storage, Storage::Mapped { .. })
+    }
+
+    pub fn data(&self) -> &[f32] {
+        match &self.storage {
+            Storage::Owned(v) => v,
+            Storage::Mapped { map, offset, len } => {
+                // SAFETY: the constructor checked bounds and 4-byte alignment; any bit pattern is a valid
+                // f32; the mapping is read-only and outlives `self` through the Arc.
+                unsafe { std::slice::from_raw_parts(map.as_ptr().add(*offset) as *const f32, *len) }
+            }
+        }
+    }
+
+    /// Mutable access; a mapped tensor is copied into owned storage first.
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        if let Storage::Mapped { .. } = self.storage {
+            self.storage = Storage::Owned(self.data().to_vec());
+        }
+        match &mut self.storage {
+            Storage::Owned(v) => v,
+            Storage::Mapped { .. } => unreachable!(),
+        }
+    }
+
+    pub fn into_vec(self) -> Vec<f32> {
+        match self.storage {
+            Storage::Owned(v) => v,
+            Storage::Mapped { .. } => self.data().to_vec(),
+        }
+    }
+}
