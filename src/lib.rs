@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod stats;
 pub mod tensor;
 pub mod weights;

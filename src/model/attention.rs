@@ -1,0 +1,66 @@
+//! `Wav2Vec2BertSelfAttention` with `position_embeddings_type = "relative_key"` (Shaw relative keys):
+//! `score[i, j] = (q_i·k_j + q_i·E[clamp(j - i, -left, right) + left]) / sqrt(head_dim)`, masked keys get
+//! finfo(f32).min, softmax, times V, then `linear_out`.
+//! transformers v4.52.1 modeling_wav2vec2_bert.py#L228 (forward at #L262).
+//!
+//! The score/softmax/V part runs in the fused kernel (`w2vbert_kernels::attention`), which never builds the
+//! `[T, T, head_dim]` tensor HF materializes: the 73-bucket product `q Eᵀ` gives every bias value.
+
+use super::primitives::Linear;
+use crate::config::Wav2Vec2BertConfig;
+use crate::error::Result;
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+use w2vbert_kernels::attention::{relative_attention, RelPosAttention};
+
+pub struct SelfAttention {
+    pub linear_q: Linear,
+    pub linear_k: Linear,
+    pub linear_v: Linear,
+    pub linear_out: Linear,
+    distance_embedding: Tensor, // [left + right + 1, head_dim]
+    kernel: RelPosAttention,
+}
+
+impl SelfAttention {
+    pub fn load(cfg: &Wav2Vec2BertConfig, w: &Weights, prefix: &str) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let (left, right) = (cfg.left_max_position_embeddings, cfg.right_max_position_embeddings);
+        let head_dim = cfg.head_dim();
+        Ok(SelfAttention {
+            linear_q: Linear::load(w, &format!("{prefix}.linear_q"), d, d, true)?,
+            linear_k: Linear::load(w, &format!("{prefix}.linear_k"), d, d, true)?,
+            linear_v: Linear::load(w, &format!("{prefix}.linear_v"), d, d, true)?,
+            linear_out: Linear::load(w, &format!("{prefix}.linear_out"), d, d, true)?,
+            distance_embedding: w.get(&format!("{prefix}.distance_embedding.weight"), &[left + right + 1, head_dim])?,
+            kernel: RelPosAttention {
+                n_heads: cfg.num_attention_heads,
+                head_dim,
+                left_max: left,
+                right_max: right,
+            },
+        })
+    }
+
+    /// h[t, d] += Attention(x[t, d]) with keys masked by `key_mask` [t] (true = valid).
+    /// `q`, `k`, `v`, `ctx` are [t, d] scratch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_residual(
+        &self,
+        h: &mut [f32],
+        q: &mut [f32],
+        k: &mut [f32],
+        v: &mut [f32],
+        ctx: &mut [f32],
+        x: &[f32],
+        key_mask: Option<&[bool]>,
+        t: usize,
+    ) {
+        let d = self.linear_q.out_dim;
+        self.linear_q.forward(q, x, t);
+        self.linear_k.forward(k, x, t);
+        self.linear_v.forward(v, x, t);
+        relative_attention(&self.kernel, ctx, d, q, d, k, d, v, d, self.distance_embedding.data(), key_mask, t);
+        self.linear_out.forward_accumulate(h, ctx, t, 1.0);
+    }
+}

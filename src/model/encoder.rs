@@ -1,0 +1,179 @@
+//! `Wav2Vec2BertModel` up to the encoder's hidden states: feature projection, masked_fill of padded rows, and
+//! only as many conformer layers as the requested outputs need (`hidden_states[17]` runs 17 layers, never 24).
+//! transformers v4.52.1 modeling_wav2vec2_bert.py#L465 (encoder) and #L997 (model forward).
+//!
+//! `hidden_states[0]` is the feature projection output (padded rows zeroed); `hidden_states[k]` is the output of
+//! `encoder.layers[k-1]`. There is no encoder-level final LayerNorm. The adapter / intermediate_ffn only touch
+//! `last_hidden_state` and are rejected by the config loader.
+
+use super::feature_projection::FeatureProjection;
+use super::layer::{EncoderLayer, Scratch};
+use super::primitives::zero_masked_rows;
+use crate::config::Wav2Vec2BertConfig;
+use crate::error::{Error, Result};
+use crate::weights::Weights;
+use std::path::{Path, PathBuf};
+
+/// The files of a Hugging Face checkpoint directory.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub weights: PathBuf,
+}
+
+/// What to fetch, said wherever weights are missing.
+pub const DOWNLOAD_HINT: &str = "download config.json and model.safetensors of facebook/w2v-bert-2.0 \
+(https://huggingface.co/facebook/w2v-bert-2.0) into that directory (see checkpoints/README.md), or pass \
+--checkpoint checkpoints/tiny-random to try the small random test checkpoint shipped with the repository";
+
+impl Checkpoint {
+    /// `dir/config.json` and `dir/model.safetensors`, both required.
+    pub fn locate(dir: &Path) -> Result<Self> {
+        let config = dir.join("config.json");
+        let weights = dir.join("model.safetensors");
+        for f in [&config, &weights] {
+            if !f.is_file() {
+                return Err(Error::Invalid(format!(
+                    "checkpoint {}: {} not found; {DOWNLOAD_HINT}",
+                    dir.display(),
+                    f.display()
+                )));
+            }
+        }
+        Ok(Checkpoint {
+            dir: dir.to_path_buf(),
+            config,
+            weights,
+        })
+    }
+}
+
+pub struct Wav2Vec2BertModel {
+    pub config: Wav2Vec2BertConfig,
+    pub feature_projection: FeatureProjection,
+    /// `encoder.layers[0..n]`, only as many as were asked for at load.
+    pub layers: Vec<EncoderLayer>,
+}
+
+impl Wav2Vec2BertModel {
+    /// Load the config and the first `num_layers` encoder layers of a checkpoint directory.
+    pub fn load(dir: &Path, num_layers: usize) -> Result<Self> {
+        let ck = Checkpoint::locate(dir)?;
+        let config = Wav2Vec2BertConfig::load(&ck.config)?;
+        let weights = Weights::open(&ck.weights)?;
+        Self::from_weights(config, &weights, num_layers)
+    }
+
+    /// Build from an already opened config and weights file. Accepts the bare model's names
+    /// (`feature_projection.…`, `encoder.layers.…`) and those of a task head (`wav2vec2_bert.` prefix).
+    pub fn from_weights(config: Wav2Vec2BertConfig, w: &Weights, num_layers: usize) -> Result<Self> {
+        if num_layers > config.num_hidden_layers {
+            return Err(Error::Invalid(format!(
+                "{} layers requested but the checkpoint has num_hidden_layers = {}",
+                num_layers, config.num_hidden_layers
+            )));
+        }
+        let prefix = if !w.contains("feature_projection.projection.weight")
+            && w.contains("wav2vec2_bert.feature_projection.projection.weight")
+        {
+            "wav2vec2_bert."
+        } else {
+            ""
+        };
+        let feature_projection = FeatureProjection::load(&config, w, &format!("{prefix}feature_projection."))?;
+        let layers = (0..num_layers)
+            .map(|i| EncoderLayer::load(&config, w, &format!("{prefix}encoder.layers.{i}")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Wav2Vec2BertModel {
+            config,
+            feature_projection,
+            layers,
+        })
+    }
+
+    /// Deepest hidden state this instance can produce.
+    pub fn max_hidden_state(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Hidden states `wanted` (each k in 0..=loaded layers) of one utterance.
+    /// `features` [t, feature_projection_input_dim], `mask` [t] (true = valid frame; padded rows are zeroed at the
+    /// encoder entry, masked as attention keys and zeroed before the depthwise conv — they are still computed and
+    /// returned, like HF). Returns one `[t, hidden]` array per entry of `wanted`, in that order.
+    pub fn forward(&self, features: &[f32], mask: &[bool], t: usize, wanted: &[usize]) -> Result<Vec<Vec<f32>>> {
+        let cfg = &self.config;
+        let (fin, d) = (cfg.feature_projection_input_dim, cfg.hidden_size);
+        if t == 0 {
+            return Err(Error::Invalid("no input frames".into()));
+        }
+        if features.len() != t * fin || mask.len() != t {
+            return Err(Error::Invalid(format!(
+                "input_features must be [{t}, {fin}] with a mask of {t} (got {} values and a mask of {})",
+                features.len(),
+                mask.len()
+            )));
+        }
+        if let Some(&k) = wanted.iter().find(|&&k| k > self.layers.len()) {
+            return Err(Error::Invalid(format!(
+                "hidden_states[{k}] requested but only {} layers are loaded (num_hidden_layers = {})",
+                self.layers.len(),
+                cfg.num_hidden_layers
+            )));
+        }
+        let deepest = wanted.iter().copied().max().unwrap_or(0);
+        let key_mask = if mask.iter().all(|&m| m) { None } else { Some(mask) };
+
+        let mut h = vec![0.0f32; t * d];
+        let mut normed = vec![0.0f32; t * fin];
+        self.feature_projection.forward(&mut h, &mut normed, features, t);
+        drop(normed);
+        zero_masked_rows(&mut h, mask, d);
+
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; wanted.len()];
+        let mut keep = |k: usize, h: &[f32]| {
+            for (slot, &w) in out.iter_mut().zip(wanted) {
+                if w == k {
+                    *slot = Some(h.to_vec());
+                }
+            }
+        };
+        keep(0, &h);
+        if deepest > 0 {
+            let mut scratch = Scratch::new(cfg, t);
+            for (i, layer) in self.layers[..deepest].iter().enumerate() {
+                layer.forward(&mut h, &mut scratch, key_mask, t);
+                keep(i + 1, &h);
+            }
+        }
+        Ok(out.into_iter().map(|o| o.expect("every wanted k ≤ deepest was kept")).collect())
+    }
+
+    /// A right-padded batch, as HF computes it: `features` [b, t, in], `mask` [b, t]. Each utterance runs at the
+    /// padded length with its own mask; returns, per utterance, one `[t, hidden]` array per entry of `wanted`.
+    pub fn forward_batch(
+        &self,
+        features: &[f32],
+        mask: &[bool],
+        b: usize,
+        t: usize,
+        wanted: &[usize],
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        let fin = self.config.feature_projection_input_dim;
+        if features.len() != b * t * fin || mask.len() != b * t {
+            return Err(Error::Invalid(format!(
+                "batch input_features must be [{b}, {t}, {fin}] with a mask of [{b}, {t}]"
+            )));
+        }
+        (0..b)
+            .map(|i| {
+                self.forward(
+                    &features[i * t * fin..(i + 1) * t * fin],
+                    &mask[i * t..(i + 1) * t],
+                    t,
+                    wanted,
+                )
+            })
+            .collect()
+    }
+}

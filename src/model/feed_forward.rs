@@ -1,0 +1,32 @@
+//! `Wav2Vec2BertFeedForward`: Linear hidden → intermediate, SiLU ("swish"), Linear intermediate → hidden.
+//! transformers v4.52.1 modeling_wav2vec2_bert.py#L133 (dropouts are identity at inference).
+
+use super::primitives::Linear;
+use crate::config::Wav2Vec2BertConfig;
+use crate::error::Result;
+use crate::weights::Weights;
+use w2vbert_kernels::activation;
+
+pub struct FeedForward {
+    pub intermediate_dense: Linear,
+    pub output_dense: Linear,
+}
+
+impl FeedForward {
+    pub fn load(cfg: &Wav2Vec2BertConfig, w: &Weights, prefix: &str) -> Result<Self> {
+        let (d, f) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(FeedForward {
+            intermediate_dense: Linear::load(w, &format!("{prefix}.intermediate_dense"), d, f, true)?,
+            output_dense: Linear::load(w, &format!("{prefix}.output_dense"), f, d, true)?,
+        })
+    }
+
+    /// h[t, d] += scale · FFN(x[t, d]) — the conformer's half-step residual (scale 0.5).
+    /// `inter` [t, intermediate] is scratch.
+    pub fn forward_residual(&self, h: &mut [f32], inter: &mut [f32], x: &[f32], t: usize, scale: f32) {
+        let f = self.intermediate_dense.out_dim;
+        self.intermediate_dense.forward(inter, x, t);
+        activation::silu_inplace(&mut inter[..t * f]);
+        self.output_dense.forward_accumulate(h, inter, t, scale);
+    }
+}

@@ -1,0 +1,83 @@
+//! `Wav2Vec2BertEncoderLayer`, the conformer block:
+//! `h += ½ FFN1(LN(h)); h += Attn(LN(h)); h += Conv(h); h += ½ FFN2(LN(h)); h = LN_final(h)`.
+//! transformers v4.52.1 modeling_wav2vec2_bert.py#L397 (forward at #L422).
+
+use super::attention::SelfAttention;
+use super::conv_module::ConvolutionModule;
+use super::feed_forward::FeedForward;
+use super::primitives::LayerNorm;
+use crate::config::Wav2Vec2BertConfig;
+use crate::error::Result;
+use crate::weights::Weights;
+
+pub struct EncoderLayer {
+    pub ffn1_layer_norm: LayerNorm,
+    pub ffn1: FeedForward,
+    pub self_attn_layer_norm: LayerNorm,
+    pub self_attn: SelfAttention,
+    pub conv_module: ConvolutionModule,
+    pub ffn2_layer_norm: LayerNorm,
+    pub ffn2: FeedForward,
+    pub final_layer_norm: LayerNorm,
+}
+
+/// Every intermediate buffer of one layer, allocated once per utterance and reused by all layers.
+pub struct Scratch {
+    x: Vec<f32>,     // [t, d] LayerNorm output fed to a sub-module
+    q: Vec<f32>,     // [t, d]
+    k: Vec<f32>,     // [t, d]
+    v: Vec<f32>,     // [t, d]
+    ctx: Vec<f32>,   // [t, d]
+    inter: Vec<f32>, // [t, max(intermediate, 2d)]
+}
+
+impl Scratch {
+    pub fn new(cfg: &Wav2Vec2BertConfig, t: usize) -> Self {
+        let d = cfg.hidden_size;
+        let wide = cfg.intermediate_size.max(2 * d);
+        Scratch {
+            x: vec![0.0; t * d],
+            q: vec![0.0; t * d],
+            k: vec![0.0; t * d],
+            v: vec![0.0; t * d],
+            ctx: vec![0.0; t * d],
+            inter: vec![0.0; t * wide],
+        }
+    }
+}
+
+impl EncoderLayer {
+    pub fn load(cfg: &Wav2Vec2BertConfig, w: &Weights, prefix: &str) -> Result<Self> {
+        let (d, eps) = (cfg.hidden_size, cfg.layer_norm_eps as f32);
+        let ln = |name: &str| LayerNorm::load(w, &format!("{prefix}.{name}"), d, eps);
+        Ok(EncoderLayer {
+            ffn1_layer_norm: ln("ffn1_layer_norm")?,
+            ffn1: FeedForward::load(cfg, w, &format!("{prefix}.ffn1"))?,
+            self_attn_layer_norm: ln("self_attn_layer_norm")?,
+            self_attn: SelfAttention::load(cfg, w, &format!("{prefix}.self_attn"))?,
+            conv_module: ConvolutionModule::load(cfg, w, &format!("{prefix}.conv_module"))?,
+            ffn2_layer_norm: ln("ffn2_layer_norm")?,
+            ffn2: FeedForward::load(cfg, w, &format!("{prefix}.ffn2"))?,
+            final_layer_norm: ln("final_layer_norm")?,
+        })
+    }
+
+    /// h[t, d] ← layer(h). `mask` [t] (true = valid frame) masks attention keys and zeroes padded rows before
+    /// the depthwise convolution; masked query rows are still computed, as in HF.
+    pub fn forward(&self, h: &mut [f32], s: &mut Scratch, mask: Option<&[bool]>, t: usize) {
+        self.ffn1_layer_norm.forward(&mut s.x, h, t);
+        self.ffn1.forward_residual(h, &mut s.inter, &s.x, t, 0.5);
+
+        self.self_attn_layer_norm.forward(&mut s.x, h, t);
+        self.self_attn
+            .forward_residual(h, &mut s.q, &mut s.k, &mut s.v, &mut s.ctx, &s.x, mask, t);
+
+        self.conv_module
+            .forward_residual(h, &mut s.x, &mut s.ctx, &mut s.inter, mask, t);
+
+        self.ffn2_layer_norm.forward(&mut s.x, h, t);
+        self.ffn2.forward_residual(h, &mut s.inter, &s.x, t, 0.5);
+
+        self.final_layer_norm.forward_inplace(h, t);
+    }
+}

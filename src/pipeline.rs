@@ -1,0 +1,128 @@
+//! Audio file → hidden states / IndexTTS2 semantic features: what the CLI does, as a library API.
+//!
+//! ```no_run
+//! use w2vbert::pipeline::{Extractor, Request};
+//! # fn main() -> w2vbert::Result<()> {
+//! let ex = Extractor::load("checkpoints/w2v-bert-2.0".as_ref(), &Request::semantic(), None)?;
+//! let out = ex.run_file("prompt.wav".as_ref())?;
+//! let semantic = out.semantic.expect("requested"); // [out.t, 1024], (hidden_states[17] - mean) / sqrt(var)
+//! # Ok(()) }
+//! ```
+
+use crate::audio::{self, Features};
+use crate::error::{Error, Result};
+use crate::model::Wav2Vec2BertModel;
+use crate::stats::SemanticStats;
+use std::path::{Path, PathBuf};
+
+/// The hidden state IndexTTS2 and MaskGCT normalize into "semantic features": `hidden_states[17]`, the output
+/// of `encoder.layers[16]`.
+pub const SEMANTIC_LAYER: usize = 17;
+
+/// File name of the stats looked for next to the weights when none is given.
+pub const DEFAULT_STATS_FILE: &str = "wav2vec2bert_stats.safetensors";
+
+/// What to compute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Raw hidden states to return, each in 0..=num_hidden_layers.
+    pub hidden_states: Vec<usize>,
+    /// Also return `(hidden_states[layer] - mean) / std` for this layer (17 for IndexTTS2 / MaskGCT).
+    pub normalized: Option<usize>,
+}
+
+impl Request {
+    /// IndexTTS2's semantic features only.
+    pub fn semantic() -> Self {
+        Request {
+            hidden_states: vec![],
+            normalized: Some(SEMANTIC_LAYER),
+        }
+    }
+
+    /// Encoder layers needed: the deepest hidden state asked for.
+    pub fn layers_needed(&self) -> usize {
+        self.hidden_states.iter().copied().chain(self.normalized).max().unwrap_or(0)
+    }
+}
+
+/// One utterance's results. Every array has `t` rows (the masked last row of an odd fbank frame count included,
+/// as IndexTTS2 keeps it).
+pub struct Output {
+    pub t: usize,
+    pub hidden_size: usize,
+    /// `[t]`, false for the padded row of an odd frame count.
+    pub mask: Vec<bool>,
+    /// `(k, [t, hidden])` in the order requested.
+    pub hidden_states: Vec<(usize, Vec<f32>)>,
+    /// `[t, hidden]` when `Request::normalized` was set.
+    pub semantic: Option<Vec<f32>>,
+}
+
+pub struct Extractor {
+    pub model: Wav2Vec2BertModel,
+    stats: Option<SemanticStats>,
+    request: Request,
+}
+
+impl Extractor {
+    /// Load only the layers `request` needs. Stats are required when `request.normalized` is set: `stats`, or
+    /// `<checkpoint>/wav2vec2bert_stats.safetensors`.
+    pub fn load(checkpoint: &Path, request: &Request, stats: Option<&Path>) -> Result<Self> {
+        let model = Wav2Vec2BertModel::load(checkpoint, request.layers_needed())?;
+        let stats = match request.normalized {
+            None => None,
+            Some(_) => {
+                let p: PathBuf = stats.map(Path::to_path_buf).unwrap_or_else(|| checkpoint.join(DEFAULT_STATS_FILE));
+                if !p.is_file() {
+                    return Err(Error::Invalid(format!(
+                        "stats file {} not found: semantic features need IndexTTS2's wav2vec2bert_stats (mean, var); \
+                         convert wav2vec2bert_stats.pt with scripts/stats_pt_to_safetensors.py (see \
+                         checkpoints/README.md), pass --stats FILE, or use --no-normalize for raw hidden states",
+                        p.display()
+                    )));
+                }
+                Some(SemanticStats::load(&p, model.config.hidden_size)?)
+            }
+        };
+        Ok(Extractor {
+            model,
+            stats,
+            request: request.clone(),
+        })
+    }
+
+    /// Run on fbank features of one utterance.
+    pub fn run(&self, f: &Features) -> Result<Output> {
+        let fin = self.model.config.feature_projection_input_dim;
+        if f.data.len() != f.t * fin {
+            return Err(Error::Invalid(format!(
+                "features have {} values per frame but the checkpoint's feature_projection_input_dim is {fin}",
+                f.data.len() / f.t.max(1)
+            )));
+        }
+        let mut wanted = self.request.hidden_states.clone();
+        wanted.extend(self.request.normalized);
+        let mut states = self.model.forward(&f.data, &f.mask, f.t, &wanted)?;
+        let semantic = match (self.request.normalized, &self.stats) {
+            (Some(_), Some(stats)) => {
+                let mut h = states.pop().expect("normalized layer was requested last");
+                stats.normalize_inplace(&mut h);
+                Some(h)
+            }
+            _ => None,
+        };
+        Ok(Output {
+            t: f.t,
+            hidden_size: self.model.config.hidden_size,
+            mask: f.mask.clone(),
+            hidden_states: self.request.hidden_states.iter().copied().zip(states).collect(),
+            semantic,
+        })
+    }
+
+    /// Decode, resample to 16 kHz, fbank, encoder.
+    pub fn run_file(&self, path: &Path) -> Result<Output> {
+        self.run(&audio::features_from_file(path)?)
+    }
+}

@@ -1,0 +1,51 @@
+//! Helpers shared by the integration tests: golden files and meaningful comparisons.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use w2vbert::weights::Weights;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests").join("fixtures").join(rel)
+}
+
+/// A golden tensor and its shape.
+pub fn golden(w: &Weights, name: &str) -> (Vec<f32>, Vec<usize>) {
+    let t = w
+        .get_any_shape(name)
+        .unwrap_or_else(|e| panic!("golden {}: {e}", w.path().display()));
+    (t.data().to_vec(), t.shape().to_vec())
+}
+
+pub fn open(path: &Path) -> Weights {
+    Weights::open(path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// ‖a - b‖₂ / ‖b‖₂ (b is the reference), computed in f64.
+pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        num += (x as f64 - y as f64).powi(2);
+        den += (y as f64).powi(2);
+    }
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+pub fn max_abs(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).abs()).fold(0.0, f64::max)
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += x as f64 * y as f64;
+        aa += (x as f64).powi(2);
+        bb += (y as f64).powi(2);
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
