@@ -318,58 +318,58 @@ fn corrupt_files_are_errors() {
         (
             "unknown dtype",
             "unknown dtype `F99`",
-            craft(&one("F99", "[2]", "[0,8]"), &d8),
+            craft(one("F99", "[2]", "[0,8]"), &d8),
         ),
         (
             "negative dim",
             "`t`: bad header entry",
-            craft(&one("F32", "[-2]", "[0,8]"), &d8),
+            craft(one("F32", "[-2]", "[0,8]"), &d8),
         ),
         (
             "three offsets",
             "`t`: bad header entry",
-            craft(&one("F32", "[2]", "[0,4,8]"), &d8),
+            craft(one("F32", "[2]", "[0,4,8]"), &d8),
         ),
         (
             "offsets reversed",
             "end before they start",
-            craft(&one("F32", "[2]", "[8,0]"), &d8),
+            craft(one("F32", "[2]", "[8,0]"), &d8),
         ),
         (
             "offsets past end",
             "truncated",
-            craft(&one("F32", "[4]", "[0,16]"), &d8),
+            craft(one("F32", "[4]", "[0,16]"), &d8),
         ),
         (
             "shape vs range",
             "is 12 bytes but",
-            craft(&one("F32", "[3]", "[0,8]"), &d8),
+            craft(one("F32", "[3]", "[0,8]"), &d8),
         ),
         (
             "shape overflow",
             "overflows",
             craft(
-                &one("F32", "[4611686018427387904,4611686018427387904]", "[0,8]"),
+                one("F32", "[4611686018427387904,4611686018427387904]", "[0,8]"),
                 &d8,
             ),
         ),
         (
             "size overflow",
             "overflows",
-            craft(&one("F64", "[4611686018427387904]", "[0,8]"), &d8),
+            craft(one("F64", "[4611686018427387904]", "[0,8]"), &d8),
         ),
         (
             "huge range, tiny file",
             "past the end",
             craft(
-                &one("U8", "[18446744073709551615]", "[0,18446744073709551615]"),
+                one("U8", "[18446744073709551615]", "[0,18446744073709551615]"),
                 &d8,
             ),
         ),
         (
             "does not start at 0",
             "unused bytes",
-            craft(&one("F32", "[1]", "[4,8]"), &d8),
+            craft(one("F32", "[1]", "[4,8]"), &d8),
         ),
         (
             "overlap",
@@ -415,6 +415,7 @@ fn corrupt_files_are_errors() {
                     s.contains("bad.safetensors"),
                     "{what}: error does not name the file: {s}"
                 );
+                assert!(s.contains(expect), "{what}: expected `{expect}` in: {s}");
             }
         }
     }
