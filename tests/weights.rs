@@ -239,6 +239,8 @@ fn tensor_errors_name_tensor_and_file() {
 
     let e = err_text(Weights::open(&dir.path("absent.safetensors")));
     assert!(e.contains("absent.safetensors"), "{e}");
+    // A directory opens as a file on Linux but cannot be mapped or is too short: still an error.
+    assert!(Weights::open(dir.0.path()).is_err());
 }
 
 #[test]
@@ -487,5 +489,73 @@ proptest! {
         }
         let p = dir.file("fuzz.safetensors", &bytes);
         open_and_load_all(&p);
+    }
+}
+
+/// Timing on a real-size checkpoint (not run by default): `W2VBERT_BIG_ST=/path/model.safetensors
+/// cargo test --release --test weights big_checkpoint_timing -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn big_checkpoint_timing() {
+    let Ok(path) = std::env::var("W2VBERT_BIG_ST") else {
+        eprintln!("set W2VBERT_BIG_ST to a .safetensors file");
+        return;
+    };
+    let t0 = std::time::Instant::now();
+    let w = Weights::open(Path::new(&path)).unwrap();
+    let t_open = t0.elapsed();
+    let t1 = std::time::Instant::now();
+    let tensors: Vec<_> = w
+        .names()
+        .into_iter()
+        .map(|n| w.get_any_shape(n).unwrap())
+        .collect();
+    let t_get = t1.elapsed();
+    let t2 = std::time::Instant::now();
+    // Touch one value per 4 KiB page: the page-fault cost of first use of mapped tensors.
+    let sum: f64 = tensors
+        .iter()
+        .map(|t| {
+            t.data()
+                .iter()
+                .step_by(1024)
+                .map(|&x| x as f64)
+                .sum::<f64>()
+        })
+        .sum();
+    let t_touch = t2.elapsed();
+    let values: usize = tensors.iter().map(|t| t.len()).sum();
+    let mapped = tensors.iter().filter(|t| t.is_mapped()).count();
+    eprintln!(
+        "{path}: {} tensors ({mapped} mapped), {values} values, dtype {:?}: open {t_open:?}, get all {t_get:?}, \
+         touch every page {t_touch:?} (sum {sum:.3})",
+        tensors.len(),
+        w.storage_dtype()
+    );
+}
+
+/// Widening throughput (not run by default): `W2VBERT_BIG_ST=/path/one_big_f16_tensor.safetensors
+/// cargo test --release --test weights widen_timing -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn widen_timing() {
+    let Ok(path) = std::env::var("W2VBERT_BIG_ST") else {
+        return;
+    };
+    let w = Weights::open(Path::new(&path)).unwrap();
+    let widened = |n: &&str| matches!(w.dtype(n), Some(Dtype::F32 | Dtype::F16 | Dtype::BF16));
+    for name in w.names().into_iter().filter(widened) {
+        for _ in 0..3 {
+            let t0 = std::time::Instant::now();
+            let t = w.get_any_shape(name).unwrap();
+            let mut v = t.into_vec();
+            let dt = t0.elapsed();
+            v[0] += 1.0;
+            eprintln!(
+                "{name} {:?}: {:.2} ns/value ({dt:?})",
+                w.dtype(name),
+                dt.as_nanos() as f64 / v.len() as f64
+            );
+        }
     }
 }
