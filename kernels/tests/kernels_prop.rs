@@ -106,7 +106,8 @@ proptest! {
         // Probabilities in [0, 1]: f32 sum of ≤ 100 terms and one exp each, so ~1e-6 relative; entries
         // far below the max only need to be tiny.
         check_close("softmax", &got, &want, |i| 2e-6 * want[i] + 1e-12).map_err(fail)?;
-        for r in 0..rows {
+        // (n = 0 rows are empty: nothing to sum. Found by proptest, pinned in softmax_degenerate_rows.)
+        for r in (0..rows).filter(|_| n > 0) {
             let s: f32 = got[r * n..(r + 1) * n].iter().sum();
             prop_assert!((s - 1.0).abs() < 1e-5, "row {} sums to {}", r, s);
         }
@@ -280,6 +281,20 @@ fn activations_saturate() {
     let mut y = [f32::NAN; 2];
     activation::glu(&mut y, &x, 1, 2);
     assert_eq!(y, [0.0, 1.0]);
+}
+
+/// Pinned from proptest: rows of length 0 are a no-op (the row-sum property does not apply); a
+/// length-1 row is exactly 1; an all -∞ row is NaN as in PyTorch.
+#[test]
+fn softmax_degenerate_rows() {
+    let mut empty: [f32; 0] = [];
+    softmax::softmax_rows_inplace(&mut empty, 3, 0);
+    let mut one = [-5.0f32, 7.0, 1e30];
+    softmax::softmax_rows_inplace(&mut one, 3, 1);
+    assert_eq!(one, [1.0; 3]);
+    let mut masked = [f32::NEG_INFINITY; 9];
+    softmax::softmax_rows_inplace(&mut masked, 1, 9);
+    assert!(masked.iter().all(|v| v.is_nan()));
 }
 
 /// Large LayerNorm (rows·d ≥ 2¹⁸ takes the rayon path): same bits as row-by-row single-threaded calls,
