@@ -23,9 +23,9 @@ const P1: f32 = 1.398_2e-3;
 const P2: f32 = 8.333_452e-3;
 const P3: f32 = 4.166_579_6e-2;
 const P4: f32 = 1.666_666_5e-1;
-const P5: f32 = 5.000_000_1e-1;
-// Inputs are clamped to [X_MIN, X_MAX]: exp(-104) < 2⁻¹⁵⁰ rounds to 0 and exp(89) > f32::MAX is ∞, so the
-// clamp changes no result while keeping n within [-151, 129] (both scale factors stay normal).
+const P5: f32 = 0.5; // Cephes' 5.0000001201e-1 rounds to 0.5 in f32
+                     // Inputs are clamped to [X_MIN, X_MAX]: exp(-104) < 2⁻¹⁵⁰ rounds to 0 and exp(89) > f32::MAX is ∞, so the
+                     // clamp changes no result while keeping n within [-151, 129] (both scale factors stay normal).
 const X_MIN: f32 = -104.0;
 const X_MAX: f32 = 89.0;
 

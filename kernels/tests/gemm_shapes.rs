@@ -47,7 +47,17 @@ struct Case {
 
 /// Runs `matmul` for `case` and compares the rows listed in `rows` (all when `None`) with `matmul_ref`.
 fn run_case(case: Case, rows: Option<&[usize]>, seed: u64) -> Result<(), String> {
-    let Case { m, k, n, la, lb, ldc_pad, scale, accumulate, threads } = case;
+    let Case {
+        m,
+        k,
+        n,
+        la,
+        lb,
+        ldc_pad,
+        scale,
+        accumulate,
+        threads,
+    } = case;
     let mut rng = Rng::new(seed);
     let (alen, a_rs, a_cs) = strides(la, m, k);
     let (blen, b_rs, b_cs) = strides(lb, k, n);
@@ -61,20 +71,59 @@ fn run_case(case: Case, rows: Option<&[usize]>, seed: u64) -> Result<(), String>
         }
     }
     let mut c = c0.clone();
-    matmul(&mut c, ldc, &a, a_rs, a_cs, &b, b_rs, b_cs, m, k, n, scale, accumulate, threads);
+    matmul(
+        &mut c, ldc, &a, a_rs, a_cs, &b, b_rs, b_cs, m, k, n, scale, accumulate, threads,
+    );
 
     let all: Vec<usize> = (0..m).collect();
-    let (abs_a, abs_b): (Vec<f32>, Vec<f32>) =
-        (a.iter().map(|v| v.abs()).collect(), b.iter().map(|v| v.abs()).collect());
+    let (abs_a, abs_b): (Vec<f32>, Vec<f32>) = (
+        a.iter().map(|v| v.abs()).collect(),
+        b.iter().map(|v| v.abs()).collect(),
+    );
     for &i in rows.unwrap_or(&all) {
         // One output row through the reference: a's row i starts at i·a_rs whatever the layout.
         let mut want = c0[i * ldc..i * ldc + n].to_vec();
-        matmul_ref(&mut want, n, a.get(i * a_rs..).unwrap_or(&[]), a_rs, a_cs, &b, b_rs, b_cs, 1, k, n, scale, accumulate);
+        matmul_ref(
+            &mut want,
+            n,
+            a.get(i * a_rs..).unwrap_or(&[]),
+            a_rs,
+            a_cs,
+            &b,
+            b_rs,
+            b_cs,
+            1,
+            k,
+            n,
+            scale,
+            accumulate,
+        );
         let mut mag = vec![0f32; n];
-        matmul_ref(&mut mag, n, abs_a.get(i * a_rs..).unwrap_or(&[]), a_rs, a_cs, &abs_b, b_rs, b_cs, 1, k, n, 1.0, false);
+        matmul_ref(
+            &mut mag,
+            n,
+            abs_a.get(i * a_rs..).unwrap_or(&[]),
+            a_rs,
+            a_cs,
+            &abs_b,
+            b_rs,
+            b_cs,
+            1,
+            k,
+            n,
+            1.0,
+            false,
+        );
         let old = &c0[i * ldc..i * ldc + n];
-        let tol = |j: usize| 1e-5 * (scale.abs() * mag[j] + if accumulate { old[j].abs() } else { 0.0 }) + 1e-30;
-        check_close(&format!("{case:?} row {i}"), &c[i * ldc..i * ldc + n], &want, tol)?;
+        let tol = |j: usize| {
+            1e-5 * (scale.abs() * mag[j] + if accumulate { old[j].abs() } else { 0.0 }) + 1e-30
+        };
+        check_close(
+            &format!("{case:?} row {i}"),
+            &c[i * ldc..i * ldc + n],
+            &want,
+            tol,
+        )?;
         if c[i * ldc + n..(i + 1) * ldc].iter().any(|&v| v != SENTINEL) {
             return Err(format!("{case:?}: row {i} padding overwritten"));
         }
@@ -99,7 +148,11 @@ fn matmul_awkward_shapes_all_variants() {
                     ldc_pad: [0, 5][idx % 2],
                     scale: [1.0, 0.125, -2.5, 1.0, 0.5][idx % 5],
                     accumulate: idx % 7 < 3,
-                    threads: if idx % 4 < 2 { Threads::Single } else { Threads::Rayon(2) },
+                    threads: if idx % 4 < 2 {
+                        Threads::Single
+                    } else {
+                        Threads::Rayon(2)
+                    },
                 };
                 if let Err(e) = run_case(case, None, idx as u64) {
                     panic!("{e}");
@@ -114,7 +167,12 @@ fn matmul_awkward_shapes_all_variants() {
 /// (b transposed), both thread settings; 6 sampled rows each (edges included).
 #[test]
 fn matmul_model_shapes_sampled_rows() {
-    let shapes = [(500, 1024, 4096), (500, 4096, 1024), (500, 1024, 2048), (300, 160, 1024)];
+    let shapes = [
+        (500, 1024, 4096),
+        (500, 4096, 1024),
+        (500, 1024, 2048),
+        (300, 160, 1024),
+    ];
     for (s, &(m, k, n)) in shapes.iter().enumerate() {
         for threads in [Threads::Single, Threads::Rayon(2)] {
             let case = Case {
@@ -148,17 +206,26 @@ fn linear_awkward_shapes() {
                 let w = rng.vec(n * k, -1.0, 1.0);
                 let bias = rng.vec(n, -1.0, 1.0);
                 let bias = if idx % 2 == 0 { Some(&bias[..]) } else { None };
-                let threads = if idx % 3 == 0 { Threads::Rayon(2) } else { Threads::Single };
+                let threads = if idx % 3 == 0 {
+                    Threads::Rayon(2)
+                } else {
+                    Threads::Single
+                };
                 let mut y = vec![f32::NAN; m * n];
                 let mut want = vec![0f32; m * n];
                 linear(&mut y, &x, &w, bias, m, k, n, threads);
                 linear_ref(&mut want, &x, &w, bias, m, k, n);
-                let (xa, wa): (Vec<f32>, Vec<f32>) =
-                    (x.iter().map(|v| v.abs()).collect(), w.iter().map(|v| v.abs()).collect());
+                let (xa, wa): (Vec<f32>, Vec<f32>) = (
+                    x.iter().map(|v| v.abs()).collect(),
+                    w.iter().map(|v| v.abs()).collect(),
+                );
                 let ba = bias.map(|b| b.iter().map(|v| v.abs()).collect::<Vec<_>>());
                 let mut mag = vec![0f32; m * n];
                 linear_ref(&mut mag, &xa, &wa, ba.as_deref(), m, k, n);
-                let what = format!("linear m={m} k={k} n={n} bias={} {threads:?}", bias.is_some());
+                let what = format!(
+                    "linear m={m} k={k} n={n} bias={} {threads:?}",
+                    bias.is_some()
+                );
                 if let Err(e) = check_close(&what, &y, &want, |i| 1e-5 * mag[i] + 1e-30) {
                     panic!("{e}");
                 }

@@ -49,7 +49,8 @@ pub fn check_close(
             continue;
         }
         let t = tol(i);
-        if !((g - w).abs() <= t) {
+        // A NaN difference (NaN on one side only) fails too.
+        if (g - w).abs() > t || (g - w).is_nan() {
             return Err(format!(
                 "{what}: element {i} of {}: got {g:e}, want {w:e}, |diff| {:e} > tol {t:e}",
                 got.len(),
