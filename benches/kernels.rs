@@ -144,8 +144,8 @@ fn bench_conv(c: &mut Criterion) {
     let mut g = c.benchmark_group("depthwise_conv_k31");
     let (ch, k) = (1024, 31);
     let w = data(ch * k, 9);
-    let mut wt = vec![0f32; ch * k];
-    conv::transpose_weights(&mut wt, &w, ch, k);
+    let mut wp = vec![0f32; ch * k];
+    conv::pack_weights(&mut wp, &w, ch, k);
     for &t in &TS {
         let x = data(t * ch, 10);
         let mut y = vec![0f32; t * ch];
@@ -155,7 +155,7 @@ fn bench_conv(c: &mut Criterion) {
             b.iter(|| conv::depthwise_conv1d_causal_ref(&mut y, black_box(&x), &w, t, ch, k))
         });
         g.bench_function(BenchmarkId::new("simd", &id), |b| {
-            b.iter(|| conv::depthwise_conv1d_causal_kc(&mut y, black_box(&x), &wt, t, ch, k))
+            b.iter(|| conv::depthwise_conv1d_causal_packed(&mut y, black_box(&x), &wp, t, ch, k))
         });
     }
     g.finish();

@@ -3,46 +3,60 @@
 //!
 //! `y[τ, ch] = Σ_{j<k} w[ch, j] · x[τ - (k-1) + j, ch]`, terms with a negative time index being zero.
 //! Activations are time-major `[t, c]`, so consecutive channels are contiguous: the kernel vectorizes
-//! across channels with weights transposed to `[k, c]` (a row of eight channels' tap-j weights is then
-//! one load). It walks channel blocks of 64 (8 vectors = 8 independent FMA chains to hide latency; 64
-//! channels × 31 taps of weights plus the 31-row input window are ~16 KB, in L1) and, inside a block,
-//! every time step. Each output is summed over j in ascending order by the same code whatever the time
-//! split, so the result is bit-identical for any thread count.
+//! across channels with weights packed per 64-channel block as `[k, 64]` (a row of eight channels'
+//! tap-j weights is one load). It walks tiles of 32 time steps; inside a tile, channel blocks of 64 whose
+//! input window is first copied to a contiguous scratch (see `TILE_T`); 64 channels × 31 taps of
+//! weights (8 KB) plus the 62-row window (16 KB) stay in L1. Each output is summed over j in ascending
+//! order by the same code whatever the time split, so the result is bit-identical for any thread count.
 
 use rayon::prelude::*;
 use wide::f32x8;
 
 use crate::math::{load8, store8, LANES};
 
-/// Channels per block: 8 vectors of accumulators.
+/// Channels per block: 8 vectors of accumulators (8 independent FMA chains hide the FMA latency).
 const BLOCK_VECS: usize = 8;
 const BLOCK_CH: usize = BLOCK_VECS * LANES;
+/// Output time steps per tile (and per rayon task). The tile's input window, (TILE_T + k - 1) rows of one
+/// 64-channel block, is copied into a contiguous scratch: read in place, those rows sit c·4 bytes apart
+/// (4 KiB for c = 1024), all alias to the same few L1 sets and thrash (measured 5× slower).
+const TILE_T: usize = 32;
 /// Below this many multiply-adds (t·c·k) the conv runs on the calling thread.
 const PAR_MIN_MACS: usize = 1 << 21;
-/// Time steps per rayon task.
-const PAR_T_BLOCK: usize = 32;
 
-/// Transposes PyTorch's depthwise weight `[c, 1, k]` (read as `[c, k]`) into the `[k, c]` layout the
-/// kernel wants. Do it once at load time and call [`depthwise_conv1d_causal_kc`].
-pub fn transpose_weights(
-    wt: &mut [f32], // [k, c]
+/// Width of the channel block starting at `ch0`.
+#[inline]
+fn block_width(ch0: usize, c: usize) -> usize {
+    BLOCK_CH.min(c - ch0)
+}
+
+/// Packs PyTorch's depthwise weight `[c, 1, k]` (read as `[c, k]`) into the layout the kernel reads:
+/// channel blocks of 64 (the last one narrower), each block `[k, width]` contiguous, i.e. block `b`
+/// starts at `64·b·k` and holds `w[64·b + i, j]` at `j·width + i`. Do it once at load time and call
+/// [`depthwise_conv1d_causal_packed`].
+pub fn pack_weights(
+    wp: &mut [f32], // [c·k], packed as above
     w: &[f32],      // [c, k]
     c: usize,
     k: usize,
 ) {
     assert!(
-        wt.len() >= c * k && w.len() >= c * k,
-        "transpose_weights: slice too small"
+        wp.len() >= c * k && w.len() >= c * k,
+        "pack_weights: slice too small"
     );
-    for ch in 0..c {
-        for j in 0..k {
-            wt[j * c + ch] = w[ch * k + j];
+    for ch0 in (0..c).step_by(BLOCK_CH) {
+        let bw = block_width(ch0, c);
+        let blk = &mut wp[ch0 * k..(ch0 + bw) * k];
+        for i in 0..bw {
+            for j in 0..k {
+                blk[j * bw + i] = w[(ch0 + i) * k + j];
+            }
         }
     }
 }
 
-/// Causal depthwise conv with the checkpoint's `[c, k]` weights (transposes them into a temporary;
-/// engines that call it per layer should transpose once and use [`depthwise_conv1d_causal_kc`]).
+/// Causal depthwise conv with the checkpoint's `[c, k]` weights (packs them into a temporary; engines
+/// that call it per layer should pack once and use [`depthwise_conv1d_causal_packed`]).
 pub fn depthwise_conv1d_causal(
     y: &mut [f32], // [t, c]
     x: &[f32],     // [t, c]
@@ -51,16 +65,16 @@ pub fn depthwise_conv1d_causal(
     c: usize,
     k: usize,
 ) {
-    let mut wt = vec![0f32; c * k];
-    transpose_weights(&mut wt, w, c, k);
-    depthwise_conv1d_causal_kc(y, x, &wt, t, c, k);
+    let mut wp = vec![0f32; c * k];
+    pack_weights(&mut wp, w, c, k);
+    depthwise_conv1d_causal_packed(y, x, &wp, t, c, k);
 }
 
-/// Causal depthwise conv with weights already transposed to `[k, c]`.
-pub fn depthwise_conv1d_causal_kc(
+/// Causal depthwise conv with weights packed by [`pack_weights`].
+pub fn depthwise_conv1d_causal_packed(
     y: &mut [f32], // [t, c]
     x: &[f32],     // [t, c]
-    wt: &[f32],    // [k, c]
+    wp: &[f32],    // [c·k], packed
     t: usize,
     c: usize,
     k: usize,
@@ -70,75 +84,103 @@ pub fn depthwise_conv1d_causal_kc(
         "depthwise_conv1d_causal: x or y too small"
     );
     assert!(
-        wt.len() >= k * c,
+        wp.len() >= k * c,
         "depthwise_conv1d_causal: weights too small"
     );
     if t == 0 || c == 0 {
         return;
     }
-    let (y, x, wt) = (&mut y[..t * c], &x[..t * c], &wt[..k * c]);
+    let (y, x, wp) = (&mut y[..t * c], &x[..t * c], &wp[..k * c]);
     if k == 0 {
         y.fill(0.0);
         return;
     }
-    if t * c * k >= PAR_MIN_MACS && t > PAR_T_BLOCK {
-        y.par_chunks_mut(PAR_T_BLOCK * c)
+    let scratch_len = (TILE_T + k - 1) * BLOCK_CH;
+    if t * c * k >= PAR_MIN_MACS && t > TILE_T {
+        y.par_chunks_mut(TILE_T * c)
             .enumerate()
-            .for_each(|(b, yb)| conv_rows(yb, x, wt, b * PAR_T_BLOCK, c, k));
+            .for_each(|(b, yt)| {
+                let mut scratch = vec![0f32; scratch_len];
+                conv_tile(yt, x, wp, b * TILE_T, c, k, &mut scratch);
+            });
     } else {
-        conv_rows(y, x, wt, 0, c, k);
+        let mut scratch = vec![0f32; scratch_len];
+        for (b, yt) in y.chunks_mut(TILE_T * c).enumerate() {
+            conv_tile(yt, x, wp, b * TILE_T, c, k, &mut scratch);
+        }
     }
 }
 
-/// Output rows `t0 .. t0 + yb.len()/c` into `yb` (`[rows, c]`), reading the whole `x` (`[t, c]`).
-fn conv_rows(yb: &mut [f32], x: &[f32], wt: &[f32], t0: usize, c: usize, k: usize) {
-    let rows = yb.len() / c;
-    let mut ch = 0;
-    while ch + BLOCK_CH <= c {
-        for r in 0..rows {
-            conv_point::<BLOCK_VECS>(&mut yb[r * c + ch..], x, wt, t0 + r, ch, c, k);
+/// Output rows `t0 .. t0 + rows` (`yt: [rows, c]`, rows ≤ TILE_T) from the whole `x` (`[t, c]`).
+fn conv_tile(
+    yt: &mut [f32],
+    x: &[f32],
+    wp: &[f32],
+    t0: usize,
+    c: usize,
+    k: usize,
+    scratch: &mut [f32],
+) {
+    let rows = yt.len() / c;
+    // Input rows s0 .. t0 + rows feed this tile; earlier taps are the zero padding.
+    let s0 = (t0 + 1).saturating_sub(k);
+    let n_in = t0 + rows - s0;
+    for ch0 in (0..c).step_by(BLOCK_CH) {
+        let bw = block_width(ch0, c);
+        let xs = &mut scratch[..n_in * bw];
+        for (i, row) in xs.chunks_exact_mut(bw).enumerate() {
+            let s = s0 + i;
+            row.copy_from_slice(&x[s * c + ch0..s * c + ch0 + bw]);
         }
-        ch += BLOCK_CH;
-    }
-    while ch + LANES <= c {
+        let wb = &wp[ch0 * k..(ch0 + bw) * k]; // [k, bw]
         for r in 0..rows {
-            conv_point::<1>(&mut yb[r * c + ch..], x, wt, t0 + r, ch, c, k);
-        }
-        ch += LANES;
-    }
-    // Channel tail (< 8): same order of summation, scalar FMAs.
-    for r in 0..rows {
-        let tau = t0 + r;
-        let j0 = (k - 1).saturating_sub(tau);
-        for cc in ch..c {
-            let mut acc = 0f32;
-            for j in j0..k {
-                let s = tau + j + 1 - k;
-                acc = x[s * c + cc].mul_add(wt[j * c + cc], acc);
+            let tau = t0 + r;
+            let out = &mut yt[r * c + ch0..r * c + ch0 + bw];
+            // Taps j < k-1-τ read before time 0: skipped. Tap j reads input time τ + j + 1 - k, which
+            // sits at scratch row τ + j + 1 - k - s0.
+            let j0 = (k - 1).saturating_sub(tau);
+            let base = tau + 1 - k.min(tau + 1) - s0; // scratch row of tap j0
+            if bw == BLOCK_CH {
+                conv_point::<BLOCK_VECS>(out, xs, wb, base, j0, k, bw, 0);
+            } else {
+                let mut v = 0;
+                while v + LANES <= bw {
+                    conv_point::<1>(&mut out[v..], xs, wb, base, j0, k, bw, v);
+                    v += LANES;
+                }
+                // Channel tail (< 8): same summation order, scalar FMAs.
+                for i in v..bw {
+                    let mut acc = 0f32;
+                    for (jj, j) in (j0..k).enumerate() {
+                        acc = xs[(base + jj) * bw + i].mul_add(wb[j * bw + i], acc);
+                    }
+                    out[i] = acc;
+                }
             }
-            yb[r * c + cc] = acc;
         }
     }
 }
 
-/// `NV·8` channels starting at `ch` of output time `tau`, written to `out[..NV·8]`.
+/// `NV·8` channels at column `col` of a block of width `bw`: `out[..NV·8] = Σ_{j=j0..k} xs[row(j)]·wb[j]`
+/// with `row(j0) = base` and rows consecutive.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn conv_point<const NV: usize>(
     out: &mut [f32],
-    x: &[f32],
-    wt: &[f32],
-    tau: usize,
-    ch: usize,
-    c: usize,
+    xs: &[f32], // [rows_in, bw]
+    wb: &[f32], // [k, bw]
+    base: usize,
+    j0: usize,
     k: usize,
+    bw: usize,
+    col: usize,
 ) {
     let mut acc = [f32x8::ZERO; NV];
-    // Taps with j < k-1-τ read before time 0: zero padding, skipped.
-    for j in (k - 1).saturating_sub(tau)..k {
-        let xs = &x[(tau + j + 1 - k) * c + ch..];
-        let ws = &wt[j * c + ch..];
+    for (jj, j) in (j0..k).enumerate() {
+        let xr = &xs[(base + jj) * bw + col..(base + jj) * bw + col + NV * LANES];
+        let wr = &wb[j * bw + col..j * bw + col + NV * LANES];
         for (v, a) in acc.iter_mut().enumerate() {
-            *a = load8(&xs[v * LANES..]).mul_add(load8(&ws[v * LANES..]), *a);
+            *a = load8(&xr[v * LANES..]).mul_add(load8(&wr[v * LANES..]), *a);
         }
     }
     for (v, a) in acc.iter().enumerate() {

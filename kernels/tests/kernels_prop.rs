@@ -390,18 +390,18 @@ fn depthwise_conv_parallel_is_bit_identical() {
     .unwrap();
 }
 
-/// Pre-transposed weights give the same bits as the `[c, k]` entry point.
+/// Pre-packed weights give the same bits as the `[c, k]` entry point.
 #[test]
-fn depthwise_conv_kc_matches() {
+fn depthwise_conv_packed_matches() {
     let (t, c, k) = (9, 70, 5);
     let mut rng = Rng::new(3);
     let x = rng.vec(t * c, -1.0, 1.0);
     let w = rng.vec(c * k, -1.0, 1.0);
-    let mut wt = vec![0f32; c * k];
-    conv::transpose_weights(&mut wt, &w, c, k);
+    let mut wp = vec![0f32; c * k];
+    conv::pack_weights(&mut wp, &w, c, k);
     let (mut a, mut b) = (vec![0f32; t * c], vec![0f32; t * c]);
     conv::depthwise_conv1d_causal(&mut a, &x, &w, t, c, k);
-    conv::depthwise_conv1d_causal_kc(&mut b, &x, &wt, t, c, k);
+    conv::depthwise_conv1d_causal_packed(&mut b, &x, &wp, t, c, k);
     assert_eq!(a, b);
     // Causality: the first output only sees x[0], through the last tap.
     for ch in 0..c {
