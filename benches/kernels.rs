@@ -172,10 +172,7 @@ fn bench_linear(c: &mut Criterion) {
         let mut y = vec![0f32; m * n];
         g.throughput(Throughput::Elements((2 * m * k * n) as u64));
         let id = format!("{m}x{k}x{n}");
-        for (name, threads) in [
-            ("1thread", Threads::Single),
-            ("2threads", Threads::Rayon(2)),
-        ] {
+        for (name, threads) in [("1thread", Threads::Single), ("2threads", Threads::Rayon(2))] {
             g.bench_function(BenchmarkId::new(name, &id), |b| {
                 b.iter(|| linear(&mut y, black_box(&x), &w, Some(&bias), m, k, n, threads))
             });

@@ -40,10 +40,7 @@ pub fn pack_weights(
     c: usize,
     k: usize,
 ) {
-    assert!(
-        wp.len() >= c * k && w.len() >= c * k,
-        "pack_weights: slice too small"
-    );
+    assert!(wp.len() >= c * k && w.len() >= c * k, "pack_weights: slice too small");
     for ch0 in (0..c).step_by(BLOCK_CH) {
         let bw = block_width(ch0, c);
         let blk = &mut wp[ch0 * k..(ch0 + bw) * k];
@@ -83,10 +80,7 @@ pub fn depthwise_conv1d_causal_packed(
         y.len() >= t * c && x.len() >= t * c,
         "depthwise_conv1d_causal: x or y too small"
     );
-    assert!(
-        wp.len() >= k * c,
-        "depthwise_conv1d_causal: weights too small"
-    );
+    assert!(wp.len() >= k * c, "depthwise_conv1d_causal: weights too small");
     if t == 0 || c == 0 {
         return;
     }
@@ -97,12 +91,10 @@ pub fn depthwise_conv1d_causal_packed(
     }
     let scratch_len = (TILE_T + k - 1) * BLOCK_CH;
     if t * c * k >= PAR_MIN_MACS && t > TILE_T {
-        y.par_chunks_mut(TILE_T * c)
-            .enumerate()
-            .for_each(|(b, yt)| {
-                let mut scratch = vec![0f32; scratch_len];
-                conv_tile(yt, x, wp, b * TILE_T, c, k, &mut scratch);
-            });
+        y.par_chunks_mut(TILE_T * c).enumerate().for_each(|(b, yt)| {
+            let mut scratch = vec![0f32; scratch_len];
+            conv_tile(yt, x, wp, b * TILE_T, c, k, &mut scratch);
+        });
     } else {
         let mut scratch = vec![0f32; scratch_len];
         for (b, yt) in y.chunks_mut(TILE_T * c).enumerate() {
@@ -112,15 +104,7 @@ pub fn depthwise_conv1d_causal_packed(
 }
 
 /// Output rows `t0 .. t0 + rows` (`yt: [rows, c]`, rows ≤ TILE_T) from the whole `x` (`[t, c]`).
-fn conv_tile(
-    yt: &mut [f32],
-    x: &[f32],
-    wp: &[f32],
-    t0: usize,
-    c: usize,
-    k: usize,
-    scratch: &mut [f32],
-) {
+fn conv_tile(yt: &mut [f32], x: &[f32], wp: &[f32], t0: usize, c: usize, k: usize, scratch: &mut [f32]) {
     let rows = yt.len() / c;
     // Input rows s0 .. t0 + rows feed this tile; earlier taps are the zero padding.
     let s0 = (t0 + 1).saturating_sub(k);

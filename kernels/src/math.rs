@@ -40,9 +40,7 @@ fn pow2i(n: i32x8) -> f32x8 {
 #[inline(always)]
 pub fn exp_f32x8(x: f32x8) -> f32x8 {
     // fast_max/fast_min (vmaxps/vminps) turn a NaN `x` into the constant; NaN is restored at the end.
-    let xc = x
-        .fast_max(f32x8::splat(X_MIN))
-        .fast_min(f32x8::splat(X_MAX));
+    let xc = x.fast_max(f32x8::splat(X_MIN)).fast_min(f32x8::splat(X_MAX));
     let nf = (xc * f32x8::splat(LOG2_E)).round();
     let r = nf.mul_neg_add(f32x8::splat(LN2_HI), xc);
     let r = nf.mul_neg_add(f32x8::splat(LN2_LO), r);

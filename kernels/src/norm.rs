@@ -78,13 +78,10 @@ pub fn layer_norm_inplace(
     let x = &mut x[..rows * d];
     if rows * d >= PAR_MIN_ELEMS {
         let per = (PAR_CHUNK_ELEMS / d).max(1) * d;
-        x.par_chunks_mut(per).for_each(|c| {
-            c.chunks_exact_mut(d)
-                .for_each(|r| ln_row_inplace(r, gamma, beta, eps))
-        });
+        x.par_chunks_mut(per)
+            .for_each(|c| c.chunks_exact_mut(d).for_each(|r| ln_row_inplace(r, gamma, beta, eps)));
     } else {
-        x.chunks_exact_mut(d)
-            .for_each(|r| ln_row_inplace(r, gamma, beta, eps));
+        x.chunks_exact_mut(d).for_each(|r| ln_row_inplace(r, gamma, beta, eps));
     }
 }
 
@@ -145,10 +142,7 @@ fn ln_row_inplace(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let (vd, vr) = (f32x8::splat(delta), f32x8::splat(rstd));
     for j in (0..body).step_by(LANES) {
         let xh = (load8(&row[j..]) - vm0 - vd) * vr;
-        store8(
-            &mut row[j..],
-            xh.mul_add(load8(&gamma[j..]), load8(&beta[j..])),
-        );
+        store8(&mut row[j..], xh.mul_add(load8(&gamma[j..]), load8(&beta[j..])));
     }
     for j in body..d {
         let xh = (row[j] - m0 - delta) * rstd;

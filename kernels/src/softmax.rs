@@ -31,10 +31,7 @@ fn softmax_row(row: &mut [f32] /* [n], n > 0 */) {
     for j in (0..body).step_by(LANES) {
         vmax = vmax.fast_max(load8(&row[j..]));
     }
-    let mut max = vmax
-        .to_array()
-        .into_iter()
-        .fold(f32::NEG_INFINITY, f32::max);
+    let mut max = vmax.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max);
     for &v in &row[body..] {
         max = max.max(v);
     }

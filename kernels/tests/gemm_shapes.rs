@@ -76,10 +76,8 @@ fn run_case(case: Case, rows: Option<&[usize]>, seed: u64) -> Result<(), String>
     );
 
     let all: Vec<usize> = (0..m).collect();
-    let (abs_a, abs_b): (Vec<f32>, Vec<f32>) = (
-        a.iter().map(|v| v.abs()).collect(),
-        b.iter().map(|v| v.abs()).collect(),
-    );
+    let (abs_a, abs_b): (Vec<f32>, Vec<f32>) =
+        (a.iter().map(|v| v.abs()).collect(), b.iter().map(|v| v.abs()).collect());
     for &i in rows.unwrap_or(&all) {
         // One output row through the reference: a's row i starts at i·a_rs whatever the layout.
         let mut want = c0[i * ldc..i * ldc + n].to_vec();
@@ -115,15 +113,8 @@ fn run_case(case: Case, rows: Option<&[usize]>, seed: u64) -> Result<(), String>
             false,
         );
         let old = &c0[i * ldc..i * ldc + n];
-        let tol = |j: usize| {
-            1e-5 * (scale.abs() * mag[j] + if accumulate { old[j].abs() } else { 0.0 }) + 1e-30
-        };
-        check_close(
-            &format!("{case:?} row {i}"),
-            &c[i * ldc..i * ldc + n],
-            &want,
-            tol,
-        )?;
+        let tol = |j: usize| 1e-5 * (scale.abs() * mag[j] + if accumulate { old[j].abs() } else { 0.0 }) + 1e-30;
+        check_close(&format!("{case:?} row {i}"), &c[i * ldc..i * ldc + n], &want, tol)?;
         if c[i * ldc + n..(i + 1) * ldc].iter().any(|&v| v != SENTINEL) {
             return Err(format!("{case:?}: row {i} padding overwritten"));
         }
@@ -215,17 +206,12 @@ fn linear_awkward_shapes() {
                 let mut want = vec![0f32; m * n];
                 linear(&mut y, &x, &w, bias, m, k, n, threads);
                 linear_ref(&mut want, &x, &w, bias, m, k, n);
-                let (xa, wa): (Vec<f32>, Vec<f32>) = (
-                    x.iter().map(|v| v.abs()).collect(),
-                    w.iter().map(|v| v.abs()).collect(),
-                );
+                let (xa, wa): (Vec<f32>, Vec<f32>) =
+                    (x.iter().map(|v| v.abs()).collect(), w.iter().map(|v| v.abs()).collect());
                 let ba = bias.map(|b| b.iter().map(|v| v.abs()).collect::<Vec<_>>());
                 let mut mag = vec![0f32; m * n];
                 linear_ref(&mut mag, &xa, &wa, ba.as_deref(), m, k, n);
-                let what = format!(
-                    "linear m={m} k={k} n={n} bias={} {threads:?}",
-                    bias.is_some()
-                );
+                let what = format!("linear m={m} k={k} n={n} bias={} {threads:?}", bias.is_some());
                 if let Err(e) = check_close(&what, &y, &want, |i| 1e-5 * mag[i] + 1e-30) {
                     panic!("{e}");
                 }

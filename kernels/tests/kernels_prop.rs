@@ -28,13 +28,8 @@ fn slice_with_offset(
     max_n: usize,
     elem: impl Strategy<Value = f32> + Clone,
 ) -> impl Strategy<Value = (usize, usize, Vec<f32>)> {
-    (0..=max_n, 0usize..4).prop_flat_map(move |(n, off)| {
-        (
-            Just(n),
-            Just(off),
-            prop::collection::vec(elem.clone(), n + off),
-        )
-    })
+    (0..=max_n, 0usize..4)
+        .prop_flat_map(move |(n, off)| (Just(n), Just(off), prop::collection::vec(elem.clone(), n + off)))
 }
 
 fn fail(e: String) -> TestCaseError {
@@ -203,9 +198,7 @@ proptest! {
 fn exp_dense_grid_within_2_ulp() {
     let mut worst = (0u32, 0f32);
     let n = 1 << 20;
-    let xs: Vec<f32> = (0..n)
-        .map(|i| -87.3 + (88.7 + 87.3) * i as f32 / n as f32)
-        .collect();
+    let xs: Vec<f32> = (0..n).map(|i| -87.3 + (88.7 + 87.3) * i as f32 / n as f32).collect();
     let mut got = xs.clone();
     math::exp_inplace(&mut got);
     for (&x, &g) in xs.iter().zip(&got) {
@@ -303,9 +296,7 @@ fn softmax_degenerate_rows() {
 fn layer_norm_parallel_is_bit_identical() {
     let (rows, d) = (300, 1024);
     let mut rng = Rng::new(7);
-    let x: Vec<f32> = (0..rows * d)
-        .map(|_| 5.0 + rng.uniform(-3.0, 3.0))
-        .collect();
+    let x: Vec<f32> = (0..rows * d).map(|_| 5.0 + rng.uniform(-3.0, 3.0)).collect();
     let gamma = rng.vec(d, 0.5, 1.5);
     let beta = rng.vec(d, -0.5, 0.5);
     let mut serial = vec![0f32; rows * d];
@@ -321,16 +312,10 @@ fn layer_norm_parallel_is_bit_identical() {
         );
     }
     for threads in [1, 4] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut y = vec![0f32; rows * d];
         pool.install(|| norm::layer_norm(&mut y, &x, &gamma, &beta, 1e-5, rows, d));
-        assert!(
-            y == serial,
-            "layer_norm with {threads} threads differs from serial"
-        );
+        assert!(y == serial, "layer_norm with {threads} threads differs from serial");
         let mut yi = x.clone();
         pool.install(|| norm::layer_norm_inplace(&mut yi, &gamma, &beta, 1e-5, rows, d));
         assert!(
@@ -340,10 +325,7 @@ fn layer_norm_parallel_is_bit_identical() {
     }
     let mut want = vec![0f32; rows * d];
     norm::layer_norm_ref(&mut want, &x, &gamma, &beta, 1e-5, rows, d);
-    check_close("layer_norm big", &serial, &want, |i| {
-        1e-5 * (want[i].abs() + 2.0)
-    })
-    .unwrap();
+    check_close("layer_norm big", &serial, &want, |i| 1e-5 * (want[i].abs() + 2.0)).unwrap();
 }
 
 /// A constant row (zero variance) gives exactly beta, even on a large offset.
@@ -369,25 +351,16 @@ fn depthwise_conv_parallel_is_bit_identical() {
     let w = rng.vec(c * k, -0.3, 0.3);
     let mut outs = Vec::new();
     for threads in [1, 4] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut y = vec![0f32; t * c];
         pool.install(|| conv::depthwise_conv1d_causal(&mut y, &x, &w, t, c, k));
         outs.push(y);
     }
-    assert!(
-        outs[0] == outs[1],
-        "depthwise conv differs between 1 and 4 threads"
-    );
+    assert!(outs[0] == outs[1], "depthwise conv differs between 1 and 4 threads");
     let mut want = vec![0f32; t * c];
     conv::depthwise_conv1d_causal_ref(&mut want, &x, &w, t, c, k);
     // Σ|w·x| ≤ 31 · 0.3 · 2.
-    check_close("depthwise conv big", &outs[0], &want, |_| {
-        31.0 * ULP * 31.0 * 0.6
-    })
-    .unwrap();
+    check_close("depthwise conv big", &outs[0], &want, |_| 31.0 * ULP * 31.0 * 0.6).unwrap();
 }
 
 /// Pre-packed weights give the same bits as the `[c, k]` entry point.

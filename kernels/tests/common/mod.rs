@@ -35,12 +35,7 @@ impl Rng {
 
 /// `Err` naming the first `i` where `got[i]` and `want[i]` differ by more than `tol(i)` (NaN must match
 /// NaN, infinities must match exactly).
-pub fn check_close(
-    what: &str,
-    got: &[f32],
-    want: &[f32],
-    tol: impl Fn(usize) -> f32,
-) -> Result<(), String> {
+pub fn check_close(what: &str, got: &[f32], want: &[f32], tol: impl Fn(usize) -> f32) -> Result<(), String> {
     if got.len() != want.len() {
         return Err(format!("{what}: length {} vs {}", got.len(), want.len()));
     }
