@@ -7,5 +7,11 @@
 //! Sizes are the caller's responsibility: a kernel asserts that its slices are large enough (a mismatch is
 //! a programming error in the engine, never a user-input path — the engine validates user data first).
 
+pub mod activation;
+pub mod conv;
 pub mod cpu;
+pub mod elementwise;
 pub mod gemm;
+pub mod math;
+pub mod norm;
+pub mod softmax;
