@@ -7,5 +7,6 @@
 //! Sizes are the caller's responsibility: a kernel asserts that its slices are large enough (a mismatch is
 //! a programming error in the engine, never a user-input path — the engine validates user data first).
 
+pub mod attention;
 pub mod cpu;
 pub mod gemm;
