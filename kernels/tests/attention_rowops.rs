@@ -2,7 +2,8 @@
 
 use proptest::prelude::*;
 use w2vbert_kernels::attention::{
-    exp_f32x8, exp_ref, exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref,
+    exp_f32x8, exp_ref, exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block,
+    transpose_block_ref,
 };
 use wide::f32x8;
 
@@ -118,5 +119,26 @@ proptest! {
         }
         prop_assert!((sa - sb).abs() <= 1e-6 * sb.abs() + 1e-37, "sum {sa} vs {sb}");
         prop_assert_eq!(&a[..off], &x[..off]);
+    }
+
+    #[test]
+    fn transpose_block_matches_ref(
+        rows in 0usize..40,
+        cols in 0usize..40,
+        lds_pad in 0usize..5,
+        ldd_pad in 0usize..5,
+        src_off in 0usize..4,
+        dst_off in 0usize..4,
+        seed in any::<u32>(),
+    ) {
+        let (lds, ldd) = (cols + lds_pad, rows + ldd_pad);
+        let src: Vec<f32> = (0..src_off + rows * lds).map(|x| (x as u32 ^ seed) as f32).collect();
+        // NaN sentinels: anything the kernel should not write stays NaN in both.
+        let mut a = vec![f32::NAN; dst_off + cols * ldd];
+        let mut b = a.clone();
+        transpose_block(&mut a[dst_off..], ldd, &src[src_off..], lds, rows, cols);
+        transpose_block_ref(&mut b[dst_off..], ldd, &src[src_off..], lds, rows, cols);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        prop_assert_eq!(bits(&a), bits(&b));
     }
 }
