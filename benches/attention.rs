@@ -1,1 +1,248 @@
-fn main() {}
+//! Relative-key attention: fused (online softmax, 73-bucket bias) vs the naive `[T, T]` reference, at the
+//! real head layout (16 heads × 64, L = 64, R = 8), q/k/v read in place from a fused `[T, 3·1024]` buffer,
+//! no mask. Also prints the peak extra heap memory of one call at T = 3000 for both (counting allocator).
+//!
+//! ```text
+//! cargo bench --bench attention -- --warm-up-time 1 --measurement-time 3            # all timings
+//! cargo bench --bench attention -- fused --warm-up-time 1 --measurement-time 3      # one group
+//! W2VBERT_ATTN_MEMORY=1 cargo bench --bench attention -- memory-only                # the memory figures
+//! ```
+//! The naive reference is timed at T = 250 and 750 only: at T = 3000 one call takes over a minute
+//! (27·10⁹ scalar f64 multiply-adds), so it is run exactly once, for the memory figure, and only when
+//! `W2VBERT_ATTN_MEMORY=1` (the filter `memory-only` then matches no timing benchmark).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use w2vbert_kernels::attention::{
+    relative_attention, relative_attention_blocked, relative_attention_naive, AttnBlocks,
+    RelPosAttention,
+};
+
+/// System allocator that tracks live bytes and their high-water mark (across all threads).
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let now = LIVE.fetch_add(bytes, Relaxed) + bytes;
+    PEAK.fetch_max(now, Relaxed);
+}
+
+// SAFETY: forwards every call to `System` unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const CFG: RelPosAttention = RelPosAttention {
+    n_heads: 16,
+    head_dim: 64,
+    left_max: 64,
+    right_max: 8,
+};
+
+/// Inputs of one call: a fused qkv buffer `[t, 3d]`, the distance embedding `[73, 64]`, an output `[t, d]`.
+struct Inputs {
+    t: usize,
+    qkv: Vec<f32>,
+    emb: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl Inputs {
+    fn new(t: usize) -> Self {
+        let d = CFG.width();
+        // Values spread in about [-1.7, 1.7] (std ≈ 1), so softmax and bias behave as with real activations.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.46
+        };
+        let qkv = (0..t * 3 * d).map(|_| next()).collect();
+        let emb = (0..CFG.n_buckets() * CFG.head_dim)
+            .map(|_| next())
+            .collect();
+        Inputs {
+            t,
+            qkv,
+            emb,
+            out: vec![0.0; t * d],
+        }
+    }
+
+    fn fused(&mut self, blocks: Option<AttnBlocks>) {
+        let (d, x) = (CFG.width(), &self.qkv);
+        let (q, k, v) = (&x[..], &x[d..], &x[2 * d..]);
+        match blocks {
+            None => relative_attention(
+                &CFG,
+                &mut self.out,
+                d,
+                q,
+                3 * d,
+                k,
+                3 * d,
+                v,
+                3 * d,
+                &self.emb,
+                None,
+                self.t,
+            ),
+            Some(b) => relative_attention_blocked(
+                &CFG,
+                b,
+                &mut self.out,
+                d,
+                q,
+                3 * d,
+                k,
+                3 * d,
+                v,
+                3 * d,
+                &self.emb,
+                None,
+                self.t,
+            ),
+        }
+    }
+
+    fn naive(&mut self) {
+        let (d, x) = (CFG.width(), &self.qkv);
+        let (q, k, v) = (&x[..], &x[d..], &x[2 * d..]);
+        relative_attention_naive(
+            &CFG,
+            &mut self.out,
+            d,
+            q,
+            3 * d,
+            k,
+            3 * d,
+            v,
+            3 * d,
+            &self.emb,
+            None,
+            self.t,
+        );
+    }
+}
+
+/// Peak bytes allocated above the level at entry, during `f`.
+fn peak_extra(f: impl FnOnce()) -> usize {
+    let base = LIVE.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    f();
+    PEAK.load(Relaxed) - base
+}
+
+fn memory_report() {
+    let t = 3000;
+    let mut x = Inputs::new(t);
+    let first = peak_extra(|| x.fused(None));
+    let warm = peak_extra(|| x.fused(None));
+    let start = Instant::now();
+    let naive = peak_extra(|| x.naive());
+    let naive_s = start.elapsed().as_secs_f64();
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "peak extra heap at T = {t}, 16 heads × 64, {} rayon threads: fused {:.3} MiB (first call, \
+         includes gemm's lazily allocated workspace) / {:.3} MiB (warm); naive {:.1} MiB ({naive_s:.1} s). \
+         For scale: the [T, 1024] output is {:.1} MiB, HF's [T, T, 64] bias tensor {:.0} MiB.",
+        rayon::current_num_threads(),
+        mib(first),
+        mib(warm),
+        mib(naive),
+        mib(t * 1024 * 4),
+        mib(t * t * 64 * 4),
+    );
+}
+
+/// MACs of one call (q·k, q·E, p·v), for criterion's throughput column.
+fn macs(t: usize) -> u64 {
+    (CFG.n_heads * t * CFG.head_dim * (2 * t + CFG.n_buckets())) as u64
+}
+
+fn bench_fused(c: &mut Criterion) {
+    let mut g = c.benchmark_group("attention_fused");
+    for t in [250, 750, 3000] {
+        let mut x = Inputs::new(t);
+        g.throughput(Throughput::Elements(macs(t)));
+        g.bench_function(BenchmarkId::from_parameter(t), |b| b.iter(|| x.fused(None)));
+    }
+    g.finish();
+}
+
+fn bench_naive(c: &mut Criterion) {
+    let mut g = c.benchmark_group("attention_naive");
+    g.sample_size(10);
+    for t in [250, 750] {
+        let mut x = Inputs::new(t);
+        g.throughput(Throughput::Elements(macs(t)));
+        g.bench_function(BenchmarkId::from_parameter(t), |b| b.iter(|| x.naive()));
+    }
+    g.finish();
+}
+
+/// Block-size sweep used to choose `DEFAULT_BLOCKS`.
+fn bench_blocks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("attention_blocks");
+    for t in [750, 3000] {
+        let mut x = Inputs::new(t);
+        for (bq, bk) in [
+            (32, 128),
+            (32, 256),
+            (64, 128),
+            (64, 256),
+            (64, 512),
+            (128, 256),
+            (128, 512),
+        ] {
+            let id = BenchmarkId::new(format!("T{t}"), format!("{bq}x{bk}"));
+            g.bench_function(id, |b| {
+                b.iter(|| x.fused(Some(AttnBlocks { q: bq, k: bk })))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_fused, bench_naive, bench_blocks);
+
+fn main() {
+    if std::env::var("W2VBERT_ATTN_MEMORY").is_ok_and(|v| v == "1") {
+        memory_report();
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -51,14 +51,22 @@ impl Error {
             msg: msg.into(),
         }
     }
-    pub fn tensor(path: impl Into<PathBuf>, name: impl Into<String>, msg: impl Into<String>) -> Self {
+    pub fn tensor(
+        path: impl Into<PathBuf>,
+        name: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Self {
         Error::Tensor {
             path: path.into(),
             name: name.into(),
             msg: msg.into(),
         }
     }
-    pub fn config(path: impl Into<PathBuf>, field: impl Into<String>, msg: impl Into<String>) -> Self {
+    pub fn config(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Self {
         Error::Config {
             path: path.into(),
             field: field.into(),

@@ -9,11 +9,18 @@ use std::path::{Path, PathBuf};
 
 /// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .ok_or_else(|| Error::Invalid(format!("{}: not a file path", path.display())))?;
-    let tmp: PathBuf = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -29,7 +36,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// The bytes of a NumPy `.npy` v1.0 file holding a little-endian f32 C-order array of `shape`.
 pub fn npy_bytes(data: &[f32], shape: &[usize]) -> Vec<u8> {
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "npy_bytes: shape/data mismatch");
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "npy_bytes: shape/data mismatch"
+    );
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_txt = match dims.len() {
         1 => format!("({},)", dims[0]),
@@ -64,7 +75,10 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
     }
     let (hlen, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         _ => return Err(bad("unsupported version")),
     };
     let header = bytes
@@ -87,7 +101,10 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
     if body.len() != n * 4 {
         return Err(bad("data length does not match shape"));
     }
-    let data = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data = body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     Ok((data, shape))
 }
 

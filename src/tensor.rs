@@ -35,7 +35,11 @@ impl std::fmt::Debug for Tensor {
 impl Tensor {
     /// An owned tensor. Panics if `data.len()` is not the product of `shape` (engine invariant).
     pub fn from_vec(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "Tensor::from_vec: shape/data mismatch");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "Tensor::from_vec: shape/data mismatch"
+        );
         Tensor {
             shape,
             storage: Storage::Owned(data),

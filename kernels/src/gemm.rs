@@ -128,23 +128,41 @@ pub fn matmul_ref(
 /// read in place (as `[k, n]` with strides 1 and k).
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
-    y: &mut [f32],          // [m, n]
-    x: &[f32],              // [m, k]
-    w: &[f32],              // [n, k]
-    bias: Option<&[f32]>,   // [n]
+    y: &mut [f32],        // [m, n]
+    x: &[f32],            // [m, k]
+    w: &[f32],            // [n, k]
+    bias: Option<&[f32]>, // [n]
     m: usize,
     k: usize,
     n: usize,
     threads: Threads,
 ) {
-    assert!(y.len() >= m * n && x.len() >= m * k && w.len() >= n * k, "linear: slice too small");
+    assert!(
+        y.len() >= m * n && x.len() >= m * k && w.len() >= n * k,
+        "linear: slice too small"
+    );
     if let Some(b) = bias {
         assert!(b.len() >= n, "linear: bias too small");
         for row in y[..m * n].chunks_exact_mut(n.max(1)) {
             row.copy_from_slice(&b[..n]);
         }
     }
-    matmul(y, n, x, k, 1, w, 1, k, m, k, n, 1.0, bias.is_some(), threads);
+    matmul(
+        y,
+        n,
+        x,
+        k,
+        1,
+        w,
+        1,
+        k,
+        m,
+        k,
+        n,
+        1.0,
+        bias.is_some(),
+        threads,
+    );
 }
 
 /// Scalar reference for [`linear`].

@@ -8,6 +8,7 @@
 //! a programming error in the engine, never a user-input path — the engine validates user data first).
 
 pub mod activation;
+pub mod attention;
 pub mod conv;
 pub mod cpu;
 pub mod elementwise;
