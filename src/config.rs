@@ -80,8 +80,8 @@ impl Wav2Vec2BertConfig {
 
     /// Parses and validates JSON text; `path` is only used to name the source in errors.
     pub fn from_json_str(text: &str, path: &Path) -> Result<Self> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::format(path, format!("config is not valid JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| Error::format(path, format!("config is not valid JSON: {e}")))?;
         let Value::Object(obj) = value else {
             return Err(Error::format(path, "config is not a JSON object"));
         };
@@ -92,20 +92,13 @@ impl Wav2Vec2BertConfig {
             num_hidden_layers: f.usize("num_hidden_layers", d.num_hidden_layers)?,
             num_attention_heads: f.usize("num_attention_heads", d.num_attention_heads)?,
             intermediate_size: f.usize("intermediate_size", d.intermediate_size)?,
-            feature_projection_input_dim: f.usize(
-                "feature_projection_input_dim",
-                d.feature_projection_input_dim,
-            )?,
+            feature_projection_input_dim: f.usize("feature_projection_input_dim", d.feature_projection_input_dim)?,
             hidden_act: f.string("hidden_act", &d.hidden_act)?,
             layer_norm_eps: f.f64("layer_norm_eps", d.layer_norm_eps)?,
-            conv_depthwise_kernel_size: f
-                .usize("conv_depthwise_kernel_size", d.conv_depthwise_kernel_size)?,
+            conv_depthwise_kernel_size: f.usize("conv_depthwise_kernel_size", d.conv_depthwise_kernel_size)?,
             // `null` is legal in transformers (no position embeddings) but not implemented here.
             position_embeddings_type: f
-                .opt_string(
-                    "position_embeddings_type",
-                    Some(&d.position_embeddings_type),
-                )?
+                .opt_string("position_embeddings_type", Some(&d.position_embeddings_type))?
                 .ok_or_else(|| {
                     Error::config(
                         path,
@@ -113,14 +106,8 @@ impl Wav2Vec2BertConfig {
                         "null (no position embeddings) is not implemented (only \"relative_key\")",
                     )
                 })?,
-            left_max_position_embeddings: f.usize(
-                "left_max_position_embeddings",
-                d.left_max_position_embeddings,
-            )?,
-            right_max_position_embeddings: f.usize(
-                "right_max_position_embeddings",
-                d.right_max_position_embeddings,
-            )?,
+            left_max_position_embeddings: f.usize("left_max_position_embeddings", d.left_max_position_embeddings)?,
+            right_max_position_embeddings: f.usize("right_max_position_embeddings", d.right_max_position_embeddings)?,
             add_adapter: f.bool("add_adapter", d.add_adapter)?,
             use_intermediate_ffn_before_adapter: f.bool(
                 "use_intermediate_ffn_before_adapter",
@@ -148,10 +135,7 @@ impl Wav2Vec2BertConfig {
         let err = |field: &str, msg: String| Err(Error::config(path, field, msg));
         if let Some(t) = &self.model_type {
             if t != "wav2vec2-bert" {
-                return err(
-                    "model_type",
-                    format!("is {t:?}, expected \"wav2vec2-bert\""),
-                );
+                return err("model_type", format!("is {t:?}, expected \"wav2vec2-bert\""));
             }
         }
         for (field, v) in [
@@ -159,14 +143,8 @@ impl Wav2Vec2BertConfig {
             ("num_hidden_layers", self.num_hidden_layers),
             ("num_attention_heads", self.num_attention_heads),
             ("intermediate_size", self.intermediate_size),
-            (
-                "feature_projection_input_dim",
-                self.feature_projection_input_dim,
-            ),
-            (
-                "conv_depthwise_kernel_size",
-                self.conv_depthwise_kernel_size,
-            ),
+            ("feature_projection_input_dim", self.feature_projection_input_dim),
+            ("conv_depthwise_kernel_size", self.conv_depthwise_kernel_size),
         ] {
             if v == 0 {
                 return err(field, "must be > 0".into());
@@ -177,22 +155,10 @@ impl Wav2Vec2BertConfig {
             ("num_hidden_layers", self.num_hidden_layers),
             ("num_attention_heads", self.num_attention_heads),
             ("intermediate_size", self.intermediate_size),
-            (
-                "feature_projection_input_dim",
-                self.feature_projection_input_dim,
-            ),
-            (
-                "conv_depthwise_kernel_size",
-                self.conv_depthwise_kernel_size,
-            ),
-            (
-                "left_max_position_embeddings",
-                self.left_max_position_embeddings,
-            ),
-            (
-                "right_max_position_embeddings",
-                self.right_max_position_embeddings,
-            ),
+            ("feature_projection_input_dim", self.feature_projection_input_dim),
+            ("conv_depthwise_kernel_size", self.conv_depthwise_kernel_size),
+            ("left_max_position_embeddings", self.left_max_position_embeddings),
+            ("right_max_position_embeddings", self.right_max_position_embeddings),
         ] {
             if v > MAX_DIM {
                 return err(field, format!("{v} is absurdly large (> {MAX_DIM})"));
@@ -223,10 +189,7 @@ impl Wav2Vec2BertConfig {
         if !matches!(self.hidden_act.as_str(), "swish" | "silu") {
             return err(
                 "hidden_act",
-                format!(
-                    "{:?} is not implemented (only \"swish\" / \"silu\")",
-                    self.hidden_act
-                ),
+                format!("{:?} is not implemented (only \"swish\" / \"silu\")", self.hidden_act),
             );
         }
         match self.position_embeddings_type.as_str() {
@@ -251,10 +214,7 @@ impl Wav2Vec2BertConfig {
             );
         }
         if self.use_intermediate_ffn_before_adapter {
-            return err(
-                "use_intermediate_ffn_before_adapter",
-                "true is not implemented".into(),
-            );
+            return err("use_intermediate_ffn_before_adapter", "true is not implemented".into());
         }
         Ok(())
     }
@@ -270,10 +230,7 @@ impl Fields<'_> {
     fn wrong(&self, key: &str, want: &str, v: &Value) -> Error {
         let mut shown = v.to_string();
         if shown.len() > 60 {
-            let cut = (0..=60)
-                .rev()
-                .find(|&i| shown.is_char_boundary(i))
-                .unwrap_or(0);
+            let cut = (0..=60).rev().find(|&i| shown.is_char_boundary(i)).unwrap_or(0);
             shown.truncate(cut);
             shown.push('…');
         }
@@ -300,9 +257,7 @@ impl Fields<'_> {
     fn bool(&self, key: &str, default: bool) -> Result<bool> {
         match self.obj.get(key) {
             None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| self.wrong(key, "true or false", v)),
+            Some(v) => v.as_bool().ok_or_else(|| self.wrong(key, "true or false", v)),
         }
     }
 

@@ -16,18 +16,10 @@ pub enum Error {
     Format { path: PathBuf, msg: String },
     /// One tensor of a weights/stats file is missing or has the wrong shape / dtype / values.
     #[error("{}: tensor `{name}`: {msg}", path.display())]
-    Tensor {
-        path: PathBuf,
-        name: String,
-        msg: String,
-    },
+    Tensor { path: PathBuf, name: String, msg: String },
     /// A config field is missing, malformed, or a setting we do not implement.
     #[error("{}: config field `{field}`: {msg}", path.display())]
-    Config {
-        path: PathBuf,
-        field: String,
-        msg: String,
-    },
+    Config { path: PathBuf, field: String, msg: String },
     /// Audio that cannot be decoded or used (empty, too short, NaN/Inf samples, unsupported codec).
     #[error("{}: {msg}", path.display())]
     Audio { path: PathBuf, msg: String },
@@ -51,22 +43,14 @@ impl Error {
             msg: msg.into(),
         }
     }
-    pub fn tensor(
-        path: impl Into<PathBuf>,
-        name: impl Into<String>,
-        msg: impl Into<String>,
-    ) -> Self {
+    pub fn tensor(path: impl Into<PathBuf>, name: impl Into<String>, msg: impl Into<String>) -> Self {
         Error::Tensor {
             path: path.into(),
             name: name.into(),
             msg: msg.into(),
         }
     }
-    pub fn config(
-        path: impl Into<PathBuf>,
-        field: impl Into<String>,
-        msg: impl Into<String>,
-    ) -> Self {
+    pub fn config(path: impl Into<PathBuf>, field: impl Into<String>, msg: impl Into<String>) -> Self {
         Error::Config {
             path: path.into(),
             field: field.into(),

@@ -42,7 +42,12 @@ impl Request {
 
     /// Encoder layers needed: the deepest hidden state asked for.
     pub fn layers_needed(&self) -> usize {
-        self.hidden_states.iter().copied().chain(self.normalized).max().unwrap_or(0)
+        self.hidden_states
+            .iter()
+            .copied()
+            .chain(self.normalized)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -73,7 +78,9 @@ impl Extractor {
         let stats = match request.normalized {
             None => None,
             Some(_) => {
-                let p: PathBuf = stats.map(Path::to_path_buf).unwrap_or_else(|| checkpoint.join(DEFAULT_STATS_FILE));
+                let p: PathBuf = stats
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| checkpoint.join(DEFAULT_STATS_FILE));
                 if !p.is_file() {
                     return Err(Error::Invalid(format!(
                         "stats file {} not found: semantic features need IndexTTS2's wav2vec2bert_stats (mean, var); \

@@ -44,12 +44,7 @@ pub struct Weights {
 
 impl std::fmt::Debug for Weights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Weights({}, {} tensors)",
-            self.path.display(),
-            self.entries.len()
-        )
+        write!(f, "Weights({}, {} tensors)", self.path.display(), self.entries.len())
     }
 }
 
@@ -135,10 +130,7 @@ impl Weights {
             return Err(Error::tensor(
                 &self.path,
                 name,
-                format!(
-                    "expected shape {shape:?}, found {:?} ({:?})",
-                    entry.shape, entry.dtype
-                ),
+                format!("expected shape {shape:?}, found {:?} ({:?})", entry.shape, entry.dtype),
             ));
         }
         self.load(name, entry)
@@ -161,10 +153,7 @@ impl Weights {
             Error::tensor(
                 &self.path,
                 name,
-                format!(
-                    "not found among the file's {} tensors{hint}",
-                    self.entries.len()
-                ),
+                format!("not found among the file's {} tensors{hint}", self.entries.len()),
             )
         })
     }
@@ -211,8 +200,7 @@ fn widen_f16(bytes: &[u8] /* [n * 2] */) -> Vec<f32> {
         for (b, c) in bits.iter_mut().zip(src.chunks_exact(2)) {
             *b = u16::from_le_bytes([c[0], c[1]]);
         }
-        bits.reinterpret_cast::<half::f16>()
-            .convert_to_f32_slice(dst);
+        bits.reinterpret_cast::<half::f16>().convert_to_f32_slice(dst);
     }
     out
 }
@@ -251,10 +239,8 @@ fn parse(path: &Path, file: &[u8]) -> Result<(Table, Option<BTreeMap<String, Str
             "header length {n} runs past the end of the file ({file_len} bytes): truncated or corrupt"
         )));
     }
-    let text = std::str::from_utf8(&file[8..data_start])
-        .map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
-    let raw: RawHeader =
-        serde_json::from_str(text).map_err(|e| bad(format!("header is not a JSON object: {e}")))?;
+    let text = std::str::from_utf8(&file[8..data_start]).map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
+    let raw: RawHeader = serde_json::from_str(text).map_err(|e| bad(format!("header is not a JSON object: {e}")))?;
 
     let mut metadata = None;
     let mut entries = Table::new();
@@ -268,8 +254,8 @@ fn parse(path: &Path, file: &[u8]) -> Result<(Table, Option<BTreeMap<String, Str
             metadata = Some(m);
             continue;
         }
-        let info: RawInfo = serde_json::from_value(value)
-            .map_err(|e| Error::tensor(path, &name, format!("bad header entry: {e}")))?;
+        let info: RawInfo =
+            serde_json::from_value(value).map_err(|e| Error::tensor(path, &name, format!("bad header entry: {e}")))?;
         let entry = check_entry(path, &name, info, data_start)?;
         if entries.insert(name.clone(), entry).is_some() {
             return Err(Error::tensor(path, &name, "appears twice in the header"));
@@ -327,9 +313,7 @@ fn check_entry(path: &Path, name: &str, info: RawInfo, data_start: usize) -> Res
         .map_err(|_| err(format!("unknown dtype `{}`", info.dtype)))?;
     let [s, e] = info.data_offsets;
     if e < s {
-        return Err(err(format!(
-            "data_offsets [{s}, {e}] end before they start"
-        )));
+        return Err(err(format!("data_offsets [{s}, {e}] end before they start")));
     }
     let nbytes = info
         .shape
@@ -348,11 +332,7 @@ fn check_entry(path: &Path, name: &str, info: RawInfo, data_start: usize) -> Res
         usize::try_from(o)
             .ok()
             .and_then(|o| o.checked_add(data_start))
-            .ok_or_else(|| {
-                err(format!(
-                    "data_offsets [{s}, {e}] lie past the end of the file"
-                ))
-            })
+            .ok_or_else(|| err(format!("data_offsets [{s}, {e}] lie past the end of the file")))
     };
     Ok(Entry {
         dtype,
@@ -380,10 +360,7 @@ impl<'de> serde::Deserialize<'de> for RawHeader {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object of tensor entries")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> std::result::Result<RawHeader, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<RawHeader, A::Error> {
                 let mut v = Vec::new();
                 while let Some(kv) = m.next_entry::<String, serde_json::Value>()? {
                     v.push(kv);
@@ -417,9 +394,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut diag = row[0];
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
-            let next = (diag + usize::from(ca != cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
+            let next = (diag + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
             diag = row[j + 1];
             row[j + 1] = next;
         }

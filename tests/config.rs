@@ -34,10 +34,7 @@ fn expect_field_error(v: &Value, field: &str, needle: &str) {
         Ok(c) => panic!("{field}: expected an error, parsed {c:?}"),
         Err(e) => {
             let s = e.to_string();
-            assert!(
-                matches!(e, Error::Config { .. }),
-                "{field}: not a config error: {s}"
-            );
+            assert!(matches!(e, Error::Config { .. }), "{field}: not a config error: {s}");
             assert!(s.contains("cfg/config.json"), "{s}");
             assert!(s.contains(&format!("`{field}`")), "{s}");
             assert!(s.contains(needle), "{field}: expected `{needle}` in: {s}");
@@ -51,18 +48,9 @@ fn real_config_parses() {
     let j = fixture_json();
     // Against the file's own values, not our defaults.
     assert_eq!(c.hidden_size as u64, j["hidden_size"].as_u64().unwrap());
-    assert_eq!(
-        c.num_hidden_layers as u64,
-        j["num_hidden_layers"].as_u64().unwrap()
-    );
-    assert_eq!(
-        c.num_attention_heads as u64,
-        j["num_attention_heads"].as_u64().unwrap()
-    );
-    assert_eq!(
-        c.intermediate_size as u64,
-        j["intermediate_size"].as_u64().unwrap()
-    );
+    assert_eq!(c.num_hidden_layers as u64, j["num_hidden_layers"].as_u64().unwrap());
+    assert_eq!(c.num_attention_heads as u64, j["num_attention_heads"].as_u64().unwrap());
+    assert_eq!(c.intermediate_size as u64, j["intermediate_size"].as_u64().unwrap());
     assert_eq!(c.layer_norm_eps, j["layer_norm_eps"].as_f64().unwrap());
     assert_eq!(c.hidden_act, j["hidden_act"].as_str().unwrap());
     assert_eq!(c.model_type.as_deref(), Some("wav2vec2-bert"));
@@ -119,10 +107,7 @@ fn every_field_is_read_by_its_transformers_name() {
     assert_eq!(c.head_dim(), 64);
     assert_eq!(c.num_relative_positions(), 14);
     // eps given as a JSON integer is a number too (Python would accept it).
-    assert_eq!(
-        parse(&json!({"layer_norm_eps": 0})).unwrap().layer_norm_eps,
-        0.0
-    );
+    assert_eq!(parse(&json!({"layer_norm_eps": 0})).unwrap().layer_norm_eps, 0.0);
 }
 
 #[test]
@@ -150,11 +135,7 @@ fn wrong_types_name_the_field() {
         }
     }
     for bad in [json!("1e-5"), json!(null), json!(false)] {
-        expect_field_error(
-            &with("layer_norm_eps", bad),
-            "layer_norm_eps",
-            "expected a number",
-        );
+        expect_field_error(&with("layer_norm_eps", bad), "layer_norm_eps", "expected a number");
     }
     for f in ["add_adapter", "use_intermediate_ffn_before_adapter"] {
         for bad in [json!(0), json!("false"), json!(null)] {
@@ -178,38 +159,18 @@ fn wrong_types_name_the_field() {
 #[test]
 fn unsupported_settings_are_errors() {
     let cases: Vec<(&str, Value, &str)> = vec![
-        (
-            "position_embeddings_type",
-            json!("rotary"),
-            "not implemented",
-        ),
-        (
-            "position_embeddings_type",
-            json!("relative"),
-            "not implemented",
-        ),
+        ("position_embeddings_type", json!("rotary"), "not implemented"),
+        ("position_embeddings_type", json!("relative"), "not implemented"),
         ("position_embeddings_type", json!(null), "not implemented"),
-        (
-            "position_embeddings_type",
-            json!("absolute"),
-            "not a valid value",
-        ),
+        ("position_embeddings_type", json!("absolute"), "not a valid value"),
         ("hidden_act", json!("gelu"), "not implemented"),
         ("hidden_act", json!("relu"), "not implemented"),
         ("add_adapter", json!(true), "not implemented"),
-        (
-            "use_intermediate_ffn_before_adapter",
-            json!(true),
-            "not implemented",
-        ),
+        ("use_intermediate_ffn_before_adapter", json!(true), "not implemented"),
         ("num_attention_heads", json!(12), "not divisible"),
         ("conv_depthwise_kernel_size", json!(30), "must be odd"),
         ("layer_norm_eps", json!(-1e-5), "finite and >= 0"),
-        (
-            "model_type",
-            json!("wav2vec2"),
-            "expected \"wav2vec2-bert\"",
-        ),
+        ("model_type", json!("wav2vec2"), "expected \"wav2vec2-bert\""),
         ("hidden_size", json!(1u64 << 40), "absurdly large"),
     ];
     for (field, value, needle) in cases {

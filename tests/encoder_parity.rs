@@ -59,11 +59,19 @@ fn check_config(dir: &str) -> Vec<Row> {
         let mask = mask_of(&golden, case);
         let ks = ks_in(&golden, case, model.max_hidden_state());
         assert!(!ks.is_empty(), "{dir}/{case}: golden has no hidden states");
-        let (b, t) = if shape.len() == 3 { (shape[0], shape[1]) } else { (1, shape[0]) };
+        let (b, t) = if shape.len() == 3 {
+            (shape[0], shape[1])
+        } else {
+            (1, shape[0])
+        };
         let ours = model.forward_batch(&feats, &mask, b, t, &ks).unwrap();
         for (j, &k) in ks.iter().enumerate() {
             let (want, wshape) = golden_tensor(&golden, &format!("{case}.hidden_states.{k}"));
-            assert_eq!(wshape.iter().product::<usize>(), b * t * d, "{dir}/{case}: golden shape {wshape:?}");
+            assert_eq!(
+                wshape.iter().product::<usize>(),
+                b * t * d,
+                "{dir}/{case}: golden shape {wshape:?}"
+            );
             let got: Vec<f32> = ours.iter().flat_map(|per_utt| per_utt[j].iter().copied()).collect();
             rows.push(Row {
                 case: format!("{dir}/{case}"),
@@ -79,7 +87,12 @@ fn check_config(dir: &str) -> Vec<Row> {
 fn assert_rows(rows: &[Row]) {
     let table: String = rows
         .iter()
-        .map(|r| format!("  {:<24} hidden_states[{:>2}]  rel L2 {:.2e}  max-abs {:.2e}\n", r.case, r.k, r.rel, r.max_abs))
+        .map(|r| {
+            format!(
+                "  {:<24} hidden_states[{:>2}]  rel L2 {:.2e}  max-abs {:.2e}\n",
+                r.case, r.k, r.rel, r.max_abs
+            )
+        })
         .collect();
     println!("{table}");
     if let Some(first) = rows.iter().find(|r| !(r.rel <= TOL)) {
@@ -158,7 +171,10 @@ fn padded_batch_rows_equal_each_utterance_alone() {
             .forward(&feats[i * t * fin..(i * t + valid) * fin], &m[..valid], valid, &[3])
             .unwrap();
         let rel = rel_l2(&batch[i][0][..valid * d], &alone[0]);
-        assert!(rel <= TOL, "utterance {i}: padded-batch rows differ from alone by rel L2 {rel:.2e}");
+        assert!(
+            rel <= TOL,
+            "utterance {i}: padded-batch rows differ from alone by rel L2 {rel:.2e}"
+        );
     }
     assert!(saw_padding, "the batch golden must contain padding");
 }

@@ -31,12 +31,7 @@ fn write_f32(dir: &Path, file: &str, tensors: &[F32Tensor]) -> PathBuf {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .zip(&bytes)
-        .map(|((n, s, _), b)| {
-            (
-                n.to_string(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
+        .map(|((n, s, _), b)| (n.to_string(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
         .collect();
     let p = dir.join(file);
     safetensors::serialize_to_file(views, &None, &p).unwrap();
@@ -53,12 +48,7 @@ fn matches_pytorch_bit_for_bit() {
     let h0 = parity.get("h", &[4, 1024]).unwrap().into_vec();
     let std_torch = parity.get("std_torch", &[1024]).unwrap().into_vec();
     let want = parity.get("semantic", &[4, 1024]).unwrap().into_vec();
-    let bits_differ = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .filter(|(x, y)| x.to_bits() != y.to_bits())
-            .count()
-    };
+    let bits_differ = |a: &[f32], b: &[f32]| a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
 
     // Our sqrt(var): correctly rounded, so within 1 ulp of torch's, and not identical (else this
     // fixture would not exercise the difference).
@@ -68,10 +58,7 @@ fn matches_pytorch_bit_for_bit() {
         .zip(&std_torch)
         .map(|(a, b)| a.to_bits() as i32 - b.to_bits() as i32)
         .collect();
-    assert!(
-        ulps.iter().all(|d| d.abs() <= 1),
-        "std more than 1 ulp from torch.sqrt"
-    );
+    assert!(ulps.iter().all(|d| d.abs() <= 1), "std more than 1 ulp from torch.sqrt");
     assert!(ulps.iter().any(|&d| d != 0));
     for (i, (&s, &v)) in stats
         .std()
@@ -93,18 +80,11 @@ fn matches_pytorch_bit_for_bit() {
     }
 
     // With torch's std, the normalization itself is bit-exact.
-    let exact =
-        SemanticStats::from_mean_std(stats.mean().to_vec(), std_torch.clone(), Path::new("t"))
-            .unwrap();
+    let exact = SemanticStats::from_mean_std(stats.mean().to_vec(), std_torch.clone(), Path::new("t")).unwrap();
     let mut h = h0.clone();
     exact.normalize_inplace(&mut h);
     let diffs = bits_differ(&h, &want);
-    assert_eq!(
-        diffs,
-        0,
-        "{diffs} of {} values differ from PyTorch",
-        h.len()
-    );
+    assert_eq!(diffs, 0, "{diffs} of {} values differ from PyTorch", h.len());
     // Row 3 of h equals the mean, so it normalizes to exactly 0.
     assert!(h[3 * 1024..].iter().all(|&x| x == 0.0));
 
@@ -114,16 +94,11 @@ fn matches_pytorch_bit_for_bit() {
         .chunks_exact(1024)
         .flat_map(|row| {
             let (m, s) = (stats.mean(), &std_torch);
-            row.iter()
-                .enumerate()
-                .map(move |(c, &x)| (x - m[c]) * (1.0 / s[c]))
+            row.iter().enumerate().map(move |(c, &x)| (x - m[c]) * (1.0 / s[c]))
         })
         .collect();
     let recip_diffs = bits_differ(&recip, &want);
-    assert!(
-        recip_diffs > 100,
-        "fixture too weak: only {recip_diffs} values differ"
-    );
+    assert!(recip_diffs > 100, "fixture too weak: only {recip_diffs} values differ");
 
     // From the var file as shipped: the 1-ulp std difference moves results by at most ~1e-7 relative.
     let mut h = h0;
@@ -156,10 +131,7 @@ fn var_gives_sqrt_and_std_is_used_as_is() {
     let p = write_f32(
         dir.path(),
         "s.safetensors",
-        &[
-            ("mean", vec![3], mean.clone()),
-            ("std", vec![3], std.clone()),
-        ],
+        &[("mean", vec![3], mean.clone()), ("std", vec![3], std.clone())],
     );
     let s = SemanticStats::load(&p, 3).unwrap();
     assert_eq!(s.std(), &std[..]);
@@ -170,11 +142,7 @@ fn var_gives_sqrt_and_std_is_used_as_is() {
     s.normalize_inplace(&mut h);
     for r in 0..4 {
         for c in 0..3 {
-            assert_eq!(
-                h[r * 3 + c],
-                (h0[r * 3 + c] - mean[c]) / std[c],
-                "[{r}, {c}]"
-            );
+            assert_eq!(h[r * 3 + c], (h0[r * 3 + c] - mean[c]) / std[c], "[{r}, {c}]");
         }
     }
     // Zero rows is fine.
@@ -214,18 +182,8 @@ fn bad_stats_are_errors_naming_file_and_tensor() {
     let s3 = || vec![3usize];
     // (what, tensors in the file, tensor the error must name, text it must contain)
     let cases: Vec<(&str, Vec<F32Tensor>, &str, &str)> = vec![
-        (
-            "no mean",
-            vec![("var", s3(), ok.clone())],
-            "mean",
-            "missing",
-        ),
-        (
-            "no var or std",
-            vec![("mean", s3(), ok.clone())],
-            "var",
-            "neither",
-        ),
+        ("no mean", vec![("var", s3(), ok.clone())], "mean", "missing"),
+        ("no var or std", vec![("mean", s3(), ok.clone())], "var", "neither"),
         (
             "both var and std",
             vec![
@@ -250,73 +208,49 @@ fn bad_stats_are_errors_naming_file_and_tensor() {
         ),
         (
             "negative var",
-            vec![
-                ("mean", s3(), ok.clone()),
-                ("var", s3(), vec![1.0, -1e-3, 1.0]),
-            ],
+            vec![("mean", s3(), ok.clone()), ("var", s3(), vec![1.0, -1e-3, 1.0])],
             "var",
             "negative",
         ),
         (
             "zero var",
-            vec![
-                ("mean", s3(), ok.clone()),
-                ("var", s3(), vec![1.0, 1.0, 0.0]),
-            ],
+            vec![("mean", s3(), ok.clone()), ("var", s3(), vec![1.0, 1.0, 0.0])],
             "var",
             "zero",
         ),
         (
             "negative zero var",
-            vec![
-                ("mean", s3(), ok.clone()),
-                ("var", s3(), vec![-0.0, 1.0, 1.0]),
-            ],
+            vec![("mean", s3(), ok.clone()), ("var", s3(), vec![-0.0, 1.0, 1.0])],
             "var",
             "zero",
         ),
         (
             "zero std",
-            vec![
-                ("mean", s3(), ok.clone()),
-                ("std", s3(), vec![1.0, 0.0, 1.0]),
-            ],
+            vec![("mean", s3(), ok.clone()), ("std", s3(), vec![1.0, 0.0, 1.0])],
             "std",
             "zero",
         ),
         (
             "negative std",
-            vec![
-                ("mean", s3(), ok.clone()),
-                ("std", s3(), vec![-1.0, 1.0, 1.0]),
-            ],
+            vec![("mean", s3(), ok.clone()), ("std", s3(), vec![-1.0, 1.0, 1.0])],
             "std",
             "negative",
         ),
         (
             "nan mean",
-            vec![
-                ("mean", s3(), vec![1.0, f32::NAN, 1.0]),
-                ("var", s3(), ok.clone()),
-            ],
+            vec![("mean", s3(), vec![1.0, f32::NAN, 1.0]), ("var", s3(), ok.clone())],
             "mean",
             "non-finite",
         ),
         (
             "inf var",
-            vec![
-                ("mean", s3(), ok.clone()),
-                ("var", s3(), vec![f32::INFINITY, 1.0, 1.0]),
-            ],
+            vec![("mean", s3(), ok.clone()), ("var", s3(), vec![f32::INFINITY, 1.0, 1.0])],
             "var",
             "non-finite",
         ),
         (
             "nan std",
-            vec![
-                ("mean", s3(), ok.clone()),
-                ("std", s3(), vec![1.0, 1.0, f32::NAN]),
-            ],
+            vec![("mean", s3(), ok.clone()), ("std", s3(), vec![1.0, 1.0, f32::NAN])],
             "std",
             "non-finite",
         ),
@@ -330,10 +264,7 @@ fn bad_stats_are_errors_naming_file_and_tensor() {
                 assert!(matches!(e, Error::Tensor { .. }), "{what}: {msg}");
                 assert!(msg.contains("bad_stats.safetensors"), "{what}: {msg}");
                 assert!(msg.contains(&format!("`{tensor}`")), "{what}: {msg}");
-                assert!(
-                    msg.contains(needle),
-                    "{what}: expected `{needle}` in: {msg}"
-                );
+                assert!(msg.contains(needle), "{what}: expected `{needle}` in: {msg}");
             }
         }
     }
@@ -360,10 +291,7 @@ fn bad_stats_are_errors_naming_file_and_tensor() {
     // Not a safetensors file at all, a missing file, dim 0.
     let p = dir.path().join("junk.safetensors");
     std::fs::write(&p, b"PK\x03\x04 this is a zip, not safetensors").unwrap();
-    assert!(matches!(
-        SemanticStats::load(&p, 3),
-        Err(Error::Format { .. })
-    ));
+    assert!(matches!(SemanticStats::load(&p, 3), Err(Error::Format { .. })));
     assert!(matches!(
         SemanticStats::load(&dir.path().join("nope.safetensors"), 3),
         Err(Error::Io { .. })

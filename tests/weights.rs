@@ -69,12 +69,7 @@ fn valid_file(dir: &Dir) -> PathBuf {
     write_st(
         &p,
         &[
-            (
-                "enc.w",
-                Dtype::F32,
-                vec![3, 4],
-                f32_bytes(&sample_values(12)),
-            ),
+            ("enc.w", Dtype::F32, vec![3, 4], f32_bytes(&sample_values(12))),
             ("enc.b", Dtype::F32, vec![4], f32_bytes(&sample_values(4))),
             ("half", Dtype::F16, vec![3], h16),
             ("brain", Dtype::BF16, vec![1], b16),
@@ -190,11 +185,7 @@ fn f16_and_bf16_widen_exactly() {
             } else {
                 // Both widen exactly, so equality must hold in f64, sign of zero included.
                 assert_eq!(got as f64, want, "bits {bits:#06x}");
-                assert_eq!(
-                    got.is_sign_negative(),
-                    want.is_sign_negative(),
-                    "bits {bits:#06x}"
-                );
+                assert_eq!(got.is_sign_negative(), want.is_sign_negative(), "bits {bits:#06x}");
             }
         }
     }
@@ -223,18 +214,12 @@ fn tensor_errors_name_tensor_and_file() {
         "{e}"
     );
     assert!(
-        e.contains("enc.w,")
-            || e.contains("enc.w\n")
-            || e.ends_with("enc.w")
-            || e.contains("enc.w "),
+        e.contains("enc.w,") || e.contains("enc.w\n") || e.ends_with("enc.w") || e.contains("enc.w "),
         "{e}"
     );
 
     let e = err_text(w.get("ids", &[2]));
-    assert!(
-        e.contains(&file) && e.contains("ids") && e.contains("I64"),
-        "{e}"
-    );
+    assert!(e.contains(&file) && e.contains("ids") && e.contains("I64"), "{e}");
     assert!(matches!(w.get_any_shape("ids"), Err(Error::Tensor { .. })));
 
     let e = err_text(Weights::open(&dir.path("absent.safetensors")));
@@ -282,36 +267,16 @@ fn corrupt_files_are_errors() {
 
     let cases: Vec<(&str, &str, Vec<u8>)> = vec![
         ("empty file", "shorter than the 8-byte", vec![]),
-        (
-            "7 bytes",
-            "shorter than the 8-byte",
-            vec![1, 0, 0, 0, 0, 0, 0],
-        ),
+        ("7 bytes", "shorter than the 8-byte", vec![1, 0, 0, 0, 0, 0, 0]),
         ("header length absurd", "absurd", huge_len),
         ("header length u64::MAX", "absurd", max_len),
         ("header length past end", "runs past the end", past_end),
         ("truncated", "truncated", valid[..valid.len() - 3].to_vec()),
-        (
-            "trailing bytes",
-            "trailing bytes",
-            [valid.clone(), vec![0; 4]].concat(),
-        ),
-        (
-            "header not utf-8",
-            "not UTF-8",
-            craft(b"{\"t\xff\":1}", &[]),
-        ),
-        (
-            "header not JSON",
-            "not a JSON object",
-            craft("{not json", &[]),
-        ),
+        ("trailing bytes", "trailing bytes", [valid.clone(), vec![0; 4]].concat()),
+        ("header not utf-8", "not UTF-8", craft(b"{\"t\xff\":1}", &[])),
+        ("header not JSON", "not a JSON object", craft("{not json", &[])),
         ("header a JSON array", "not a JSON object", craft("[]", &[])),
-        (
-            "entry not an object",
-            "`t`: bad header entry",
-            craft(r#"{"t":5}"#, &[]),
-        ),
+        ("entry not an object", "`t`: bad header entry", craft(r#"{"t":5}"#, &[])),
         (
             "entry missing dtype",
             "missing field `dtype`",
@@ -337,11 +302,7 @@ fn corrupt_files_are_errors() {
             "end before they start",
             craft(one("F32", "[2]", "[8,0]"), &d8),
         ),
-        (
-            "offsets past end",
-            "truncated",
-            craft(one("F32", "[4]", "[0,16]"), &d8),
-        ),
+        ("offsets past end", "truncated", craft(one("F32", "[4]", "[0,16]"), &d8)),
         (
             "shape vs range",
             "is 12 bytes but",
@@ -350,10 +311,7 @@ fn corrupt_files_are_errors() {
         (
             "shape overflow",
             "overflows",
-            craft(
-                one("F32", "[4611686018427387904,4611686018427387904]", "[0,8]"),
-                &d8,
-            ),
+            craft(one("F32", "[4611686018427387904,4611686018427387904]", "[0,8]"), &d8),
         ),
         (
             "size overflow",
@@ -363,10 +321,7 @@ fn corrupt_files_are_errors() {
         (
             "huge range, tiny file",
             "past the end",
-            craft(
-                one("U8", "[18446744073709551615]", "[0,18446744073709551615]"),
-                &d8,
-            ),
+            craft(one("U8", "[18446744073709551615]", "[0,18446744073709551615]"), &d8),
         ),
         (
             "does not start at 0",
@@ -426,14 +381,11 @@ fn corrupt_files_are_errors() {
 #[test]
 fn metadata_is_exposed() {
     let dir = Dir::new();
-    let header =
-        r#"{"__metadata__":{"format":"pt"},"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+    let header = r#"{"__metadata__":{"format":"pt"},"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
     let p = dir.file("meta.safetensors", &craft(header, &f32_bytes(&[1.0, -1.0])));
     let w = Weights::open(&p).unwrap();
     assert_eq!(
-        w.metadata()
-            .and_then(|m| m.get("format"))
-            .map(String::as_str),
+        w.metadata().and_then(|m| m.get("format")).map(String::as_str),
         Some("pt")
     );
     assert_eq!(w.names(), vec!["t"]);
@@ -505,23 +457,13 @@ fn big_checkpoint_timing() {
     let w = Weights::open(Path::new(&path)).unwrap();
     let t_open = t0.elapsed();
     let t1 = std::time::Instant::now();
-    let tensors: Vec<_> = w
-        .names()
-        .into_iter()
-        .map(|n| w.get_any_shape(n).unwrap())
-        .collect();
+    let tensors: Vec<_> = w.names().into_iter().map(|n| w.get_any_shape(n).unwrap()).collect();
     let t_get = t1.elapsed();
     let t2 = std::time::Instant::now();
     // Touch one value per 4 KiB page: the page-fault cost of first use of mapped tensors.
     let sum: f64 = tensors
         .iter()
-        .map(|t| {
-            t.data()
-                .iter()
-                .step_by(1024)
-                .map(|&x| x as f64)
-                .sum::<f64>()
-        })
+        .map(|t| t.data().iter().step_by(1024).map(|&x| x as f64).sum::<f64>())
         .sum();
     let t_touch = t2.elapsed();
     let values: usize = tensors.iter().map(|t| t.len()).sum();

@@ -106,16 +106,9 @@ fn check_sizes(
             extent(t, d, ld)
         );
     }
-    assert!(
-        emb.len() >= cfg.n_buckets() * cfg.head_dim,
-        "attention: emb too small"
-    );
+    assert!(emb.len() >= cfg.n_buckets() * cfg.head_dim, "attention: emb too small");
     if let Some(m) = key_mask {
-        assert!(
-            m.len() >= t,
-            "attention: key_mask has {} entries, needs {t}",
-            m.len()
-        );
+        assert!(m.len() >= t, "attention: key_mask has {} entries, needs {t}", m.len());
     }
 }
 
@@ -154,25 +147,11 @@ pub fn relative_attention(
     ldk: usize,
     v: &[f32], // [t, ≥ n_heads*head_dim], row stride ldv
     ldv: usize,
-    emb: &[f32], // [left_max + right_max + 1, head_dim], shared by all heads
+    emb: &[f32],               // [left_max + right_max + 1, head_dim], shared by all heads
     key_mask: Option<&[bool]>, // [t], true = valid key
     t: usize,
 ) {
-    relative_attention_blocked(
-        cfg,
-        DEFAULT_BLOCKS,
-        out,
-        ldo,
-        q,
-        ldq,
-        k,
-        ldk,
-        v,
-        ldv,
-        emb,
-        key_mask,
-        t,
-    );
+    relative_attention_blocked(cfg, DEFAULT_BLOCKS, out, ldo, q, ldq, k, ldk, v, ldv, emb, key_mask, t);
 }
 
 /// Output rows are written by many tasks at once, each into its own `[rows, head_dim]` rectangle.
@@ -256,18 +235,14 @@ pub fn relative_attention_blocked(
             let (h, qb) = (task / n_qb, task % n_qb);
             let i0 = qb * bq;
             let mq = bq.min(t - i0);
-            attend_block(
-                cfg, sc, q, ldq, k, ldk, v, ldv, emb, key_mask, t, h, i0, mq, bk,
-            );
+            attend_block(cfg, sc, q, ldq, k, ldk, v, ldv, emb, key_mask, t, h, i0, mq, bk);
             // Normalize and store this task's rectangle: rows i0..i0+mq, columns h*dh..(h+1)*dh.
             for r in 0..mq {
                 let inv = 1.0 / sc.sum[r];
                 // SAFETY: `check_sizes` proved `out` holds (t-1)*ldo + n_heads*dh values with ldo ≥ n_heads*dh,
                 // so this row segment is in bounds; tasks own distinct (query block, head) pairs, so no two
                 // tasks' segments overlap, and `out` stays exclusively borrowed for the whole parallel loop.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out_ptr.at((i0 + r) * ldo + h * dh), dh)
-                };
+                let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.at((i0 + r) * ldo + h * dh), dh) };
                 for (o, &a) in dst.iter_mut().zip(&sc.acc[r * dh..(r + 1) * dh]) {
                     *o = a * inv;
                 }
@@ -467,12 +442,7 @@ pub fn relative_attention_naive(
     let dh = cfg.head_dim;
     let scale = 1.0 / (dh as f64).sqrt();
     let (l, r_max) = (cfg.left_max as isize, cfg.right_max as isize);
-    let dot = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(&x, &y)| x as f64 * y as f64)
-            .sum::<f64>()
-    };
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
     let mut scores = vec![0f64; t * t]; // [T, T], reused for each head
     for h in 0..cfg.n_heads {
         let c0 = h * dh;
@@ -609,8 +579,7 @@ pub fn exp_f32x8(x: f32x8) -> f32x8 {
     let n2 = ni - n1;
     let pow2 = |k: i32x8| -> f32x8 { bytemuck::cast((k + i32x8::splat(127)) << 23) };
     let y = e * pow2(n1) * pow2(n2);
-    x.cmp_lt(f32x8::splat(EXP_MIN_NORMAL_X))
-        .blend(f32x8::ZERO, y)
+    x.cmp_lt(f32x8::splat(EXP_MIN_NORMAL_X)).blend(f32x8::ZERO, y)
 }
 
 /// Scalar reference for [`exp_f32x8`]: std `exp` with the same flush of subnormal results to 0.

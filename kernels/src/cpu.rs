@@ -6,9 +6,7 @@
 
 /// Features the build baseline assumes, as `is_x86_feature_detected!` names them.
 #[cfg(target_arch = "x86_64")]
-pub const BASELINE: &[&str] = &[
-    "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt", "movbe",
-];
+pub const BASELINE: &[&str] = &["avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt", "movbe"];
 
 /// `Err` with a human-readable message naming the missing features when this CPU cannot run the build.
 pub fn check_baseline() -> Result<(), String> {
@@ -46,10 +44,6 @@ pub fn has_avx512f() -> bool {
 pub fn describe() -> String {
     format!(
         "simd: baseline x86-64-v3 (wide f32x8); gemm f32 {}",
-        if has_avx512f() {
-            "AVX-512 (x86-v4)"
-        } else {
-            "AVX2/FMA"
-        }
+        if has_avx512f() { "AVX-512 (x86-v4)" } else { "AVX2/FMA" }
     )
 }

@@ -147,22 +147,7 @@ pub fn linear(
             row.copy_from_slice(&b[..n]);
         }
     }
-    matmul(
-        y,
-        n,
-        x,
-        k,
-        1,
-        w,
-        1,
-        k,
-        m,
-        k,
-        n,
-        1.0,
-        bias.is_some(),
-        threads,
-    );
+    matmul(y, n, x, k, 1, w, 1, k, m, k, n, 1.0, bias.is_some(), threads);
 }
 
 /// Scalar reference for [`linear`].

@@ -2,8 +2,7 @@
 
 use proptest::prelude::*;
 use w2vbert_kernels::attention::{
-    exp_f32x8, exp_ref, exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block,
-    transpose_block_ref,
+    exp_f32x8, exp_ref, exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block, transpose_block_ref,
 };
 use wide::f32x8;
 

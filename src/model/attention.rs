@@ -32,7 +32,10 @@ impl SelfAttention {
             linear_k: Linear::load(w, &format!("{prefix}.linear_k"), d, d, true)?,
             linear_v: Linear::load(w, &format!("{prefix}.linear_v"), d, d, true)?,
             linear_out: Linear::load(w, &format!("{prefix}.linear_out"), d, d, true)?,
-            distance_embedding: w.get(&format!("{prefix}.distance_embedding.weight"), &[left + right + 1, head_dim])?,
+            distance_embedding: w.get(
+                &format!("{prefix}.distance_embedding.weight"),
+                &[left + right + 1, head_dim],
+            )?,
             kernel: RelPosAttention {
                 n_heads: cfg.num_attention_heads,
                 head_dim,
@@ -60,7 +63,20 @@ impl SelfAttention {
         self.linear_q.forward(q, x, t);
         self.linear_k.forward(k, x, t);
         self.linear_v.forward(v, x, t);
-        relative_attention(&self.kernel, ctx, d, q, d, k, d, v, d, self.distance_embedding.data(), key_mask, t);
+        relative_attention(
+            &self.kernel,
+            ctx,
+            d,
+            q,
+            d,
+            k,
+            d,
+            v,
+            d,
+            self.distance_embedding.data(),
+            key_mask,
+            t,
+        );
         self.linear_out.forward_accumulate(h, ctx, t, 1.0);
     }
 }

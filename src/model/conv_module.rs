@@ -20,7 +20,11 @@ pub struct ConvolutionModule {
 
 impl ConvolutionModule {
     pub fn load(cfg: &Wav2Vec2BertConfig, w: &Weights, prefix: &str) -> Result<Self> {
-        let (d, k, eps) = (cfg.hidden_size, cfg.conv_depthwise_kernel_size, cfg.layer_norm_eps as f32);
+        let (d, k, eps) = (
+            cfg.hidden_size,
+            cfg.conv_depthwise_kernel_size,
+            cfg.layer_norm_eps as f32,
+        );
         let dw = w.get(&format!("{prefix}.depthwise_conv.weight"), &[d, 1, k])?;
         let mut depthwise_packed = vec![0.0; d * k];
         conv::pack_weights(&mut depthwise_packed, dw.data(), d, k);

@@ -146,7 +146,10 @@ impl Wav2Vec2BertModel {
                 keep(i + 1, &h);
             }
         }
-        Ok(out.into_iter().map(|o| o.expect("every wanted k ≤ deepest was kept")).collect())
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every wanted k ≤ deepest was kept"))
+            .collect())
     }
 
     /// A right-padded batch, as HF computes it: `features` [b, t, in], `mask` [b, t]. Each utterance runs at the

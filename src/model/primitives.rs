@@ -19,7 +19,11 @@ impl Linear {
     pub fn load(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
         Ok(Linear {
             weight: w.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?,
-            bias: if bias { Some(w.get(&format!("{prefix}.bias"), &[out_dim])?) } else { None },
+            bias: if bias {
+                Some(w.get(&format!("{prefix}.bias"), &[out_dim])?)
+            } else {
+                None
+            },
             in_dim,
             out_dim,
         })
@@ -58,7 +62,22 @@ impl Linear {
                 elementwise::scaled_add(row, b.data(), scale);
             }
         }
-        gemm::matmul(h, n, x, k, 1, self.weight.data(), 1, k, t, k, n, scale, true, gemm::Threads::Rayon(0));
+        gemm::matmul(
+            h,
+            n,
+            x,
+            k,
+            1,
+            self.weight.data(),
+            1,
+            k,
+            t,
+            k,
+            n,
+            scale,
+            true,
+            gemm::Threads::Rayon(0),
+        );
     }
 }
 

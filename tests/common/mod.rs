@@ -37,7 +37,10 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
 
 pub fn max_abs(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).abs())
+        .fold(0.0, f64::max)
 }
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
