@@ -56,8 +56,13 @@ pub fn decode_file(path: &Path) -> Result<Decoded> {
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
+    // Gapless: trim MP3/Vorbis encoder delay and padding where the stream says how much.
+    let fmt_opts = FormatOptions {
+        enable_gapless: true,
+        ..Default::default()
+    };
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(&hint, mss, &fmt_opts, &MetadataOptions::default())
         .map_err(|e| sym_err(path, "cannot open as audio", e))?;
     let mut format = probed.format;
     let track = format
