@@ -1,1 +1,150 @@
-//! Audio front end: decode, downmix, resample to 16 kHz, SeamlessM4T fbank. (to be written)
+//! Audio front end: decode → mono → 16 kHz → SeamlessM4T fbank (SPEC §1).
+//!
+//! - [`decode`]: symphonia; WAV (8/16/24/32-bit PCM, f32/f64, extensible), FLAC, MP3, OGG/Vorbis. Channels
+//!   are averaged (librosa's `to_mono`; HF's extractor would keep only the first channel).
+//! - [`resample`]: rubato windowed sinc, anything → 16 kHz (librosa's `load(sr=16000)` uses soxr HQ).
+//! - [`fbank`]: the log-mel features, per-bin normalization, stride-2 stacking and the mask.
+
+pub mod decode;
+pub mod fbank;
+pub mod resample;
+
+pub use fbank::{FEATURE_DIM, N_MELS, PADDING_VALUE, SAMPLE_RATE, STRIDE};
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// Fewest 16 kHz samples that give the 2 fbank frames the ddof=1 normalization needs.
+pub const MIN_SAMPLES: usize = fbank::FRAME_LEN + fbank::HOP;
+
+/// The features of one utterance, exactly as `SeamlessM4TFeatureExtractor(padding_value=1.0, stride=2)`
+/// returns them for that utterance alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    /// `[t, 160]`, row-major. For odd `fbank_frames` the second half of the last row is [`PADDING_VALUE`].
+    pub data: Vec<f32>,
+    /// Rows: `ceil(fbank_frames / 2)`.
+    pub t: usize,
+    /// `[t]`, true = valid. For odd `fbank_frames` the last row is masked (false) yet present in `data`.
+    pub mask: Vec<bool>,
+    /// F: fbank frames (10 ms hop) before stacking.
+    pub fbank_frames: usize,
+}
+
+/// The first non-finite sample, as an error naming the file; `what` says which signal it was found in.
+fn check_finite(x: &[f32], path: &Path, what: &str) -> Result<()> {
+    match x.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::audio(path, format!("{what} sample {i} is {} (NaN/Inf samples are not accepted)", x[i]))),
+    }
+}
+
+/// Decode `path`, average its channels, resample to 16 kHz: `[n]` mono samples, nominal range ±1.
+pub fn load_audio(path: &Path) -> Result<Vec<f32>> {
+    let d = decode::decode_file(path)?;
+    check_finite(&d.interleaved, path, "decoded")?;
+    let mono = decode::downmix(&d.interleaved, d.channels);
+    resample::resample(&mono, d.sample_rate, SAMPLE_RATE, path)
+}
+
+/// Features of mono 16 kHz `samples`. `source` names the input in errors (too short, NaN/Inf).
+pub fn features_from_samples(samples: &[f32], source: &Path) -> Result<Features> {
+    check_finite(samples, source, "audio")?;
+    let frames = fbank::num_frames(samples.len());
+    if frames < 2 {
+        return Err(Error::audio(
+            source,
+            format!(
+                "audio too short: {} samples at 16 kHz ({:.3} s) give {frames} fbank frame(s); \
+                 at least {MIN_SAMPLES} samples (2 frames) are needed",
+                samples.len(),
+                samples.len() as f64 / SAMPLE_RATE as f64
+            ),
+        ));
+    }
+    let mut mel = vec![0.0f32; frames * N_MELS];
+    fbank::log_mel(&mut mel, samples, frames);
+    fbank::normalize_per_bin(&mut mel, frames);
+    let t = frames.div_ceil(STRIDE);
+    let mut data = vec![0.0f32; t * FEATURE_DIM];
+    let mut mask = vec![false; t];
+    fbank::stack_frames(&mut data, &mut mask, &mel, frames);
+    Ok(Features {
+        data,
+        t,
+        mask,
+        fbank_frames: frames,
+    })
+}
+
+/// [`load_audio`] then [`features_from_samples`].
+pub fn features_from_file(path: &Path) -> Result<Features> {
+    let samples = load_audio(path)?;
+    features_from_samples(&samples, path)
+}
+
+/// Pad utterances to one batch as HF pads them: rows past an utterance's `t` are [`PADDING_VALUE`] and masked.
+/// Returns (features `[b, t_max, 160]`, mask `[b, t_max]`, `t_max`).
+pub fn pad_batch(items: &[Features]) -> (Vec<f32>, Vec<bool>, usize) {
+    let t_max = items.iter().map(|f| f.t).max().unwrap_or(0);
+    let mut data = vec![PADDING_VALUE; items.len() * t_max * FEATURE_DIM];
+    let mut mask = vec![false; items.len() * t_max];
+    for (i, f) in items.iter().enumerate() {
+        let rows = f.t.min(t_max);
+        let at = i * t_max * FEATURE_DIM;
+        data[at..at + rows * FEATURE_DIM].copy_from_slice(&f.data[..rows * FEATURE_DIM]);
+        mask[i * t_max..i * t_max + rows].copy_from_slice(&f.mask[..rows]);
+    }
+    (data, mask, t_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn speechy(n: usize, seed: u32) -> Vec<f32> {
+        // Deterministic broadband signal (no pure tones: near-constant bins amplify differences).
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let noise = (s as f32 / u32::MAX as f32) - 0.5;
+                noise * 0.2 + 0.3 * (i as f32 * 0.031).sin() * (i as f32 * 0.0007).cos()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pad_batch_pads_with_ones_and_masks() {
+        let a = features_from_samples(&speechy(16_000, 1), Path::new("a")).unwrap();
+        let b = features_from_samples(&speechy(5_000, 2), Path::new("b")).unwrap();
+        let (data, mask, t_max) = pad_batch(&[a.clone(), b.clone()]);
+        assert_eq!(t_max, a.t.max(b.t));
+        assert_eq!(data.len(), 2 * t_max * FEATURE_DIM);
+        assert_eq!(&data[..a.t * FEATURE_DIM], &a.data[..]);
+        let bb = &data[t_max * FEATURE_DIM..];
+        assert_eq!(&bb[..b.t * FEATURE_DIM], &b.data[..]);
+        assert!(bb[b.t * FEATURE_DIM..].iter().all(|&v| v == PADDING_VALUE));
+        assert_eq!(&mask[t_max..t_max + b.t], &b.mask[..]);
+        assert!(mask[t_max + b.t..].iter().all(|&m| !m));
+        assert_eq!(pad_batch(&[]), (vec![], vec![], 0));
+    }
+
+    #[test]
+    fn too_short_and_non_finite_are_errors_naming_the_source() {
+        let src = Path::new("dir/clip.wav");
+        for n in [0usize, 1, 399, 400, 559] {
+            let e = features_from_samples(&speechy(n, 3), src).unwrap_err().to_string();
+            assert!(e.contains("dir/clip.wav") && e.contains("too short"), "{e}");
+        }
+        assert!(features_from_samples(&speechy(MIN_SAMPLES, 3), src).is_ok());
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut x = speechy(4000, 4);
+            x[1234] = bad;
+            let e = features_from_samples(&x, src).unwrap_err().to_string();
+            assert!(e.contains("dir/clip.wav") && e.contains("1234"), "{e}");
+        }
+    }
+}

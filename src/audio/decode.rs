@@ -1,0 +1,170 @@
+//! Decoding with symphonia (WAV PCM/float incl. WAVE_FORMAT_EXTENSIBLE, FLAC, MP3, OGG/Vorbis) and the
+//! downmix to mono.
+//!
+//! Integer PCM becomes f32 the way libsndfile / soundfile (and so librosa) do it: `i16 / 32768`,
+//! `i24 / 2^23`, `i32 / 2^31`, `(u8 - 128) / 128`. Downmixing averages the channels (librosa's `to_mono`);
+//! HF's SeamlessM4T extractor itself would keep only the first channel of a 2-D array.
+
+use crate::error::{Error, Result};
+use std::path::Path;
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+/// A decoded file: interleaved samples `[frames, channels]` at the file's own rate.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub interleaved: Vec<f32>,
+    pub channels: usize,
+    pub sample_rate: u32,
+}
+
+impl Decoded {
+    /// Number of sample frames (samples per channel).
+    pub fn frames(&self) -> usize {
+        self.interleaved.len() / self.channels.max(1)
+    }
+}
+
+fn sym_err(path: &Path, what: &str, e: SymError) -> Error {
+    let msg = match e {
+        SymError::Unsupported(m) => format!("{what}: unsupported format or codec ({m})"),
+        SymError::DecodeError(m) => format!("{what}: corrupt or malformed audio ({m})"),
+        SymError::IoError(io) => format!("{what}: {io} (truncated or unreadable audio?)"),
+        SymError::LimitError(m) => format!("{what}: decoder limit reached ({m})"),
+        SymError::SeekError(_) | SymError::ResetRequired => format!("{what}: {e}"),
+    };
+    Error::audio(path, msg)
+}
+
+/// Decode every sample of the first audio track of `path`.
+pub fn decode_file(path: &Path) -> Result<Decoded> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::audio(path, "not a regular file"));
+    }
+    if meta.len() == 0 {
+        return Err(Error::audio(path, "empty file (0 bytes)"));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    // Gapless: trim MP3/Vorbis encoder delay and padding where the stream says how much.
+    let fmt_opts = FormatOptions {
+        enable_gapless: true,
+        ..Default::default()
+    };
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &fmt_opts, &MetadataOptions::default())
+        .map_err(|e| sym_err(path, "cannot open as audio", e))?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| Error::audio(path, "no audio track"))?;
+    let track_id = track.id;
+    let params = track.codec_params.clone();
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&params, &DecoderOptions::default())
+        .map_err(|e| sym_err(path, "cannot decode", e))?;
+
+    let mut sample_rate = params.sample_rate;
+    let mut channels = params.channels.map(|c| c.count());
+    let mut interleaved: Vec<f32> = Vec::new();
+    if let Some(n) = params.n_frames {
+        // A hint only: a lying header must not make us allocate absurd amounts up front.
+        let ch = channels.unwrap_or(1);
+        interleaved.reserve((n as usize).saturating_mul(ch).min(1 << 28));
+    }
+    let mut buf: Option<SampleBuffer<f32>> = None;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            // End of stream: symphonia reports it as an UnexpectedEof I/O error.
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(sym_err(path, "cannot read audio packet", e)),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = decoder
+            .decode(&packet)
+            .map_err(|e| sym_err(path, "cannot decode audio packet", e))?;
+        let spec = *decoded.spec();
+        let ch = spec.channels.count();
+        if ch == 0 {
+            return Err(Error::audio(path, "stream has 0 channels"));
+        }
+        match channels {
+            Some(c) if c != ch => {
+                return Err(Error::audio(path, format!("channel count changes mid-stream ({c} -> {ch})")))
+            }
+            _ => channels = Some(ch),
+        }
+        match sample_rate {
+            Some(r) if r != spec.rate => {
+                return Err(Error::audio(path, format!("sample rate changes mid-stream ({r} -> {})", spec.rate)))
+            }
+            _ => sample_rate = Some(spec.rate),
+        }
+        let frames = decoded.frames();
+        if frames == 0 {
+            continue;
+        }
+        let need = decoded.capacity() as u64;
+        let sb = match &mut buf {
+            Some(b) if b.capacity() as u64 >= need * ch as u64 => b,
+            _ => buf.insert(SampleBuffer::<f32>::new(need, spec)),
+        };
+        sb.copy_interleaved_ref(decoded);
+        interleaved.extend_from_slice(sb.samples());
+    }
+    let channels = channels.ok_or_else(|| Error::audio(path, "unknown channel count"))?;
+    let sample_rate = sample_rate.ok_or_else(|| Error::audio(path, "unknown sample rate"))?;
+    if sample_rate == 0 {
+        return Err(Error::audio(path, "sample rate is 0"));
+    }
+    if interleaved.is_empty() {
+        return Err(Error::audio(path, "no audio samples"));
+    }
+    Ok(Decoded {
+        interleaved,
+        channels,
+        sample_rate,
+    })
+}
+
+/// Average the channels of interleaved `[frames, channels]` samples into `[frames]` mono samples.
+///
+/// Summed in f32 in channel order then divided by the count, as `np.mean(y, axis=0)` does in librosa.
+pub fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
+    if channels <= 1 {
+        return interleaved.to_vec();
+    }
+    let n = channels as f32;
+    interleaved
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().fold(0.0f32, |acc, &s| acc + s) / n)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downmix_averages() {
+        assert_eq!(downmix(&[1.0, 3.0, -2.0, 4.0], 2), vec![2.0, 1.0]);
+        assert_eq!(downmix(&[0.5, -0.5], 1), vec![0.5, -0.5]);
+        assert_eq!(downmix(&[], 2), Vec::<f32>::new());
+        assert_eq!(downmix(&[3.0, 6.0, 9.0], 3), vec![6.0]);
+    }
+}
