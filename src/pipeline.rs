@@ -10,9 +10,11 @@
 //! ```
 
 use crate::audio::{self, Features};
+use crate::config::Wav2Vec2BertConfig;
 use crate::error::{Error, Result};
-use crate::model::Wav2Vec2BertModel;
+use crate::model::{Checkpoint, Wav2Vec2BertModel};
 use crate::stats::SemanticStats;
+use crate::weights::Weights;
 use std::path::{Path, PathBuf};
 
 /// The hidden state IndexTTS2 and MaskGCT normalize into "semantic features": `hidden_states[17]`, the output
@@ -74,7 +76,23 @@ impl Extractor {
     /// Load only the layers `request` needs. Stats are required when `request.normalized` is set: `stats`, or
     /// `<checkpoint>/wav2vec2bert_stats.safetensors`.
     pub fn load(checkpoint: &Path, request: &Request, stats: Option<&Path>) -> Result<Self> {
-        let model = Wav2Vec2BertModel::load(checkpoint, request.layers_needed())?;
+        let ck = Checkpoint::locate(checkpoint)?;
+        let config = Wav2Vec2BertConfig::load(&ck.config)?;
+        let n = config.num_hidden_layers;
+        if let Some(k) = request
+            .hidden_states
+            .iter()
+            .copied()
+            .chain(request.normalized)
+            .find(|&k| k > n)
+        {
+            return Err(Error::Invalid(format!(
+                "hidden_states[{k}] requested, but {} has num_hidden_layers = {n} (hidden states 0..={n})",
+                ck.config.display()
+            )));
+        }
+        let weights = Weights::open(&ck.weights)?;
+        let model = Wav2Vec2BertModel::from_weights(config, &weights, request.layers_needed())?;
         let stats = match request.normalized {
             None => None,
             Some(_) => {

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use w2vbert::audio::{self, decode};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/audio")
+        .join(name)
 }
 
 fn spec() -> serde_json::Value {
@@ -21,7 +23,10 @@ fn source_cut(start: u64, len: u64) -> Vec<f32> {
 
 fn lossless_cut() -> Vec<f32> {
     let s = spec();
-    source_cut(s["lossless"]["start"].as_u64().unwrap(), s["lossless"]["len"].as_u64().unwrap())
+    source_cut(
+        s["lossless"]["start"].as_u64().unwrap(),
+        s["lossless"]["len"].as_u64().unwrap(),
+    )
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
@@ -46,7 +51,11 @@ fn lossless_formats_decode_to_the_source_samples() {
         assert_eq!((d.channels, d.sample_rate), (1, 16_000), "{name}");
         let err = max_abs(&d.interleaved, &want);
         assert!(err <= tol, "{name}: max-abs {err} > {tol}");
-        assert_eq!(audio::load_audio(&fixture(name)).unwrap(), d.interleaved, "{name}: 16 kHz mono passes through");
+        assert_eq!(
+            audio::load_audio(&fixture(name)).unwrap(),
+            d.interleaved,
+            "{name}: 16 kHz mono passes through"
+        );
     }
 }
 
@@ -54,7 +63,10 @@ fn lossless_formats_decode_to_the_source_samples() {
 fn stereo_is_averaged() {
     let s = spec();
     let left = lossless_cut();
-    let right = source_cut(s["stereo_right_start"].as_u64().unwrap(), s["lossless"]["len"].as_u64().unwrap());
+    let right = source_cut(
+        s["stereo_right_start"].as_u64().unwrap(),
+        s["lossless"]["len"].as_u64().unwrap(),
+    );
     let d = decode::decode_file(&fixture("dec_stereo.wav")).unwrap();
     assert_eq!(d.channels, 2);
     let (l, r): (Vec<f32>, Vec<f32>) = d.interleaved.chunks_exact(2).map(|c| (c[0], c[1])).unzip();
@@ -69,7 +81,10 @@ fn stereo_is_averaged() {
 #[test]
 fn lossy_formats_match_duration_and_waveform() {
     let s = spec();
-    let want = source_cut(s["lossy"]["start"].as_u64().unwrap(), s["lossy"]["len"].as_u64().unwrap());
+    let want = source_cut(
+        s["lossy"]["start"].as_u64().unwrap(),
+        s["lossy"]["len"].as_u64().unwrap(),
+    );
     for name in ["dec.mp3", "dec.ogg"] {
         let got = audio::load_audio(&fixture(name)).unwrap();
         let dn = (got.len() as i64 - want.len() as i64).abs();
@@ -92,7 +107,13 @@ fn lossy_formats_match_duration_and_waveform() {
                 best = (lag, c);
             }
         }
-        println!("{name}: {} samples (source {}), best lag {}, correlation {:.4}", got.len(), want.len(), best.0, best.1);
+        println!(
+            "{name}: {} samples (source {}), best lag {}, correlation {:.4}",
+            got.len(),
+            want.len(),
+            best.0,
+            best.1
+        );
         assert!(best.1 > 0.9, "{name}: correlation {} at lag {}", best.1, best.0);
         assert!(best.0.abs() <= 600, "{name}: lag {}", best.0);
         let f = audio::features_from_samples(&got, &fixture(name)).unwrap();
@@ -105,7 +126,10 @@ fn expect_err(path: &Path, what: &str) -> String {
         Ok(f) => panic!("{}: expected an error ({what}), got T {}", path.display(), f.t),
         Err(e) => e.to_string(),
     };
-    assert!(e.contains(&path.display().to_string()), "{what}: message does not name the file: {e}");
+    assert!(
+        e.contains(&path.display().to_string()),
+        "{what}: message does not name the file: {e}"
+    );
     e
 }
 

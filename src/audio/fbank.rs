@@ -154,26 +154,31 @@ pub fn log_mel(out: &mut [f32], x: &[f32], frames: usize) {
     debug_assert_eq!(out.len(), frames * N_MELS);
     let fft = RealFftPlanner::<f64>::new().plan_fft_forward(FFT_LEN);
     let bank = MelBank::get();
-    out.par_chunks_mut(N_MELS * FRAMES_PER_TASK)
-        .enumerate()
-        .for_each_init(
-            || (fft.make_input_vec(), fft.make_output_vec(), fft.make_scratch_vec(), vec![0.0f64; N_BINS]),
-            |(buf, spec, scratch, power), (task, rows)| {
-                for (i, row) in rows.chunks_exact_mut(N_MELS).enumerate() {
-                    let start = (task * FRAMES_PER_TASK + i) * HOP;
-                    prepare_frame(buf, &x[start..start + FRAME_LEN]);
-                    // Lengths are fixed by the plan, so this cannot fail.
-                    if fft.process_with_scratch(buf, spec, scratch).is_err() {
-                        row.fill(f32::NAN);
-                        continue;
-                    }
-                    for (p, c) in power.iter_mut().zip(spec.iter()) {
-                        *p = power_of(c.re, c.im);
-                    }
-                    bank.apply_log(row, power);
+    out.par_chunks_mut(N_MELS * FRAMES_PER_TASK).enumerate().for_each_init(
+        || {
+            (
+                fft.make_input_vec(),
+                fft.make_output_vec(),
+                fft.make_scratch_vec(),
+                vec![0.0f64; N_BINS],
+            )
+        },
+        |(buf, spec, scratch, power), (task, rows)| {
+            for (i, row) in rows.chunks_exact_mut(N_MELS).enumerate() {
+                let start = (task * FRAMES_PER_TASK + i) * HOP;
+                prepare_frame(buf, &x[start..start + FRAME_LEN]);
+                // Lengths are fixed by the plan, so this cannot fail.
+                if fft.process_with_scratch(buf, spec, scratch).is_err() {
+                    row.fill(f32::NAN);
+                    continue;
                 }
-            },
-        );
+                for (p, c) in power.iter_mut().zip(spec.iter()) {
+                    *p = power_of(c.re, c.im);
+                }
+                bank.apply_log(row, power);
+            }
+        },
+    );
 }
 
 /// Slow obvious log-mel: naive DFT, dense mel matrix straight from the SPEC formula, one frame at a time.
@@ -195,7 +200,11 @@ pub fn log_mel_ref(out: &mut [f32], x: &[f32], frames: usize) {
         let mean = frame.iter().map(|&s| s as f64 * 32768.0).sum::<f64>() / FRAME_LEN as f64;
         for n in 0..FRAME_LEN {
             let cur = frame[n] as f64 * 32768.0 - mean;
-            let prev = if n == 0 { cur } else { frame[n - 1] as f64 * 32768.0 - mean };
+            let prev = if n == 0 {
+                cur
+            } else {
+                frame[n - 1] as f64 * 32768.0 - mean
+            };
             let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / 399.0).cos();
             buf[n] = (cur - PREEMPH * prev) * hann.powf(0.85);
         }

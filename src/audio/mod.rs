@@ -35,7 +35,10 @@ pub struct Features {
 fn check_finite(x: &[f32], path: &Path, what: &str) -> Result<()> {
     match x.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
-        Some(i) => Err(Error::audio(path, format!("{what} sample {i} is {} (NaN/Inf samples are not accepted)", x[i]))),
+        Some(i) => Err(Error::audio(
+            path,
+            format!("{what} sample {i} is {} (NaN/Inf samples are not accepted)", x[i]),
+        )),
     }
 }
 

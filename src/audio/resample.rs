@@ -41,7 +41,12 @@ fn interpolator(taps: usize, phases: usize, cutoff: f32) -> Box<dyn SincInterpol
     ) {
         return Box::new(i);
     }
-    Box::new(ScalarInterpolator::<f64>::new(taps, phases, cutoff, WindowFunction::BlackmanHarris2))
+    Box::new(ScalarInterpolator::<f64>::new(
+        taps,
+        phases,
+        cutoff,
+        WindowFunction::BlackmanHarris2,
+    ))
 }
 
 /// Resample mono `x` (`[n]` at `from_rate` Hz) to `[ceil(n · to_rate / from_rate)]` at `to_rate` Hz.
@@ -60,7 +65,10 @@ pub fn resample_with(
     path: &Path,
 ) -> Result<Vec<f32>> {
     if from_rate == 0 || to_rate == 0 {
-        return Err(Error::audio(path, format!("cannot resample {from_rate} Hz -> {to_rate} Hz")));
+        return Err(Error::audio(
+            path,
+            format!("cannot resample {from_rate} Hz -> {to_rate} Hz"),
+        ));
     }
     if from_rate == to_rate || x.is_empty() {
         return Ok(x.to_vec());
@@ -113,7 +121,13 @@ mod tests {
     /// fractional shift), with librosa's output length; for up- and downsampling.
     #[test]
     fn passband_sines_survive_at_the_right_time() {
-        for (fi, fo) in [(22_050u32, 16_000u32), (44_100, 16_000), (48_000, 16_000), (8_000, 16_000), (11_025, 16_000)] {
+        for (fi, fo) in [
+            (22_050u32, 16_000u32),
+            (44_100, 16_000),
+            (48_000, 16_000),
+            (8_000, 16_000),
+            (11_025, 16_000),
+        ] {
             let tau = 2.0 * std::f64::consts::PI;
             let sig = |t: f64| (tau * 440.0 * t).sin() * 0.5 + (tau * 2_900.0 * t + 0.3).cos() * 0.25;
             let n = fi as usize + 17;
@@ -138,7 +152,12 @@ mod tests {
         let y = resample(&x, 22_050, 16_000, Path::new("i.wav")).unwrap();
         let c = 320 * 20;
         for d in 1..200 {
-            assert!((y[c - d] - y[c + d]).abs() < 1e-6, "asymmetric at ±{d}: {} vs {}", y[c - d], y[c + d]);
+            assert!(
+                (y[c - d] - y[c + d]).abs() < 1e-6,
+                "asymmetric at ±{d}: {} vs {}",
+                y[c - d],
+                y[c + d]
+            );
         }
         assert!(y[c] > y[c - 1] && y[c] > y[c + 1]);
     }

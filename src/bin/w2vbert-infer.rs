@@ -8,10 +8,15 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use w2vbert::pipeline::{Extractor, Output, Request, SEMANTIC_LAYER};
 use w2vbert::{Error, Result};
 
 #[derive(Parser, Debug)]
-#[command(name = "w2vbert-infer", version, about = "Wav2Vec2-BERT 2.0 inference on CPU: audio in, hidden states or IndexTTS2 semantic features out")]
+#[command(
+    name = "w2vbert-infer",
+    version,
+    about = "Wav2Vec2-BERT 2.0 inference on CPU: audio in, hidden states or IndexTTS2 semantic features out"
+)]
 struct Args {
     /// Audio files (WAV, FLAC, MP3, OGG/Vorbis; any rate and channel count).
     #[arg(value_name = "INPUT", required = true, num_args = 1..)]
@@ -29,7 +34,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     stats: Option<PathBuf>,
     /// Hidden state to output (0 = feature projection, 24 = last layer).
-    #[arg(long, value_name = "K", default_value_t = 17)]
+    #[arg(long, value_name = "K", default_value_t = 17, conflicts_with = "layers")]
     layer: usize,
     /// Several hidden states at once (written together as .safetensors).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -92,10 +97,119 @@ fn run_features_only(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The encoder path (checkpoint → hidden states → semantic normalization). Replaced when the encoder lands.
+/// What the encoder path computes and writes, decided from the flags before anything is loaded.
+struct Plan {
+    request: Request,
+    /// `--layers`: one `.safetensors` per input; otherwise one `.npy`.
+    multi: bool,
+}
+
+fn plan(args: &Args) -> Result<Plan> {
+    if let Some(layers) = &args.layers {
+        let mut ks = layers.clone();
+        ks.dedup();
+        if ks.is_empty() {
+            return Err(Error::Invalid("--layers needs at least one hidden-state index".into()));
+        }
+        let normalized = (!args.no_normalize && ks.contains(&SEMANTIC_LAYER)).then_some(SEMANTIC_LAYER);
+        return Ok(Plan {
+            request: Request {
+                hidden_states: ks,
+                normalized,
+            },
+            multi: true,
+        });
+    }
+    let k = args.layer;
+    if args.no_normalize {
+        return Ok(Plan {
+            request: Request {
+                hidden_states: vec![k],
+                normalized: None,
+            },
+            multi: false,
+        });
+    }
+    if k != SEMANTIC_LAYER && args.stats.is_none() {
+        return Err(Error::Invalid(format!(
+            "--layer {k}: the default stats are IndexTTS2's, made for hidden_states[{SEMANTIC_LAYER}]; pass \
+             --no-normalize for raw hidden_states[{k}], or --stats FILE with statistics of layer {k}"
+        )));
+    }
+    Ok(Plan {
+        request: Request {
+            hidden_states: vec![],
+            normalized: Some(k),
+        },
+        multi: false,
+    })
+}
+
+/// Write one utterance's results: `.npy` [T, hidden] for a single output; for `--layers`, one `.safetensors` with
+/// `hidden_states.K` (raw, [T, hidden]) for each K, `semantic` ([T, hidden]) when layer 17 is normalized, and
+/// `mask` ([T], 1.0 valid / 0.0 the padded last row of an odd frame count).
+fn write_output(path: &Path, out: &Output, multi: bool) -> Result<()> {
+    let shape = vec![out.t, out.hidden_size];
+    if !multi {
+        let data = out.semantic.as_ref().or(out.hidden_states.first().map(|(_, h)| h));
+        let data = data.ok_or_else(|| Error::Invalid("nothing was computed".into()))?;
+        return w2vbert::output::write_npy(path, data, &shape);
+    }
+    let mask: Vec<f32> = out.mask.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect();
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = out
+        .hidden_states
+        .iter()
+        .map(|(k, h)| (format!("hidden_states.{k}"), shape.clone(), h.as_slice()))
+        .collect();
+    if let Some(s) = &out.semantic {
+        tensors.push(("semantic".into(), shape.clone(), s.as_slice()));
+    }
+    tensors.push(("mask".into(), vec![out.t], mask.as_slice()));
+    w2vbert::output::write_safetensors(path, &tensors)
+}
+
+/// The encoder path: checkpoint → hidden states → semantic normalization, one output file per input.
 fn run_encoder(args: &Args) -> Result<()> {
-    output_paths(&args.inputs, &args.output_dir, "npy")?;
-    Err(Error::Invalid("encoder path not merged yet".into()))
+    let plan = plan(args)?;
+    let outputs = output_paths(
+        &args.inputs,
+        &args.output_dir,
+        if plan.multi { "safetensors" } else { "npy" },
+    )?;
+    if let Some(missing) = args.inputs.iter().find(|p| !p.is_file()) {
+        return Err(Error::audio(missing, "no such file"));
+    }
+    let start = Instant::now();
+    let ex = Extractor::load(&args.checkpoint, &plan.request, args.stats.as_deref())?;
+    if args.verbose {
+        let cfg = &ex.model.config;
+        eprintln!(
+            "{}: {} of {} layers loaded (hidden {}, {} heads), {:.0} ms",
+            args.checkpoint.display(),
+            ex.model.layers.len(),
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            cfg.num_attention_heads,
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    std::fs::create_dir_all(&args.output_dir).map_err(|e| Error::io(&args.output_dir, e))?;
+    for (input, output) in args.inputs.iter().zip(&outputs) {
+        let start = Instant::now();
+        let out = ex.run_file(input)?;
+        write_output(output, &out, plan.multi)?;
+        if args.verbose {
+            eprintln!(
+                "{} -> {}: [{}, {}], {:.1} ms",
+                input.display(),
+                output.display(),
+                out.t,
+                out.hidden_size,
+                start.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+    Ok(())
 }
 
 fn run(args: &Args) -> Result<()> {
