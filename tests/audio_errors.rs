@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use w2vbert::audio::{self, decode};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/audio")
+        .join(name)
 }
 
 fn spec() -> serde_json::Value {
@@ -21,12 +23,18 @@ fn source_cut(start: u64, len: u64) -> Vec<f32> {
 
 fn lossless_cut() -> Vec<f32> {
     let s = spec();
-    source_cut(s["lossless"]["start"].as_u64().unwrap(), s["lossless"]["len"].as_u64().unwrap())
+    source_cut(
+        s["lossless"]["start"].as_u64().unwrap(),
+        s["lossless"]["len"].as_u64().unwrap(),
+    )
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -46,7 +54,11 @@ fn lossless_formats_decode_to_the_source_samples() {
         assert_eq!((d.channels, d.sample_rate), (1, 16_000), "{name}");
         let err = max_abs(&d.interleaved, &want);
         assert!(err <= tol, "{name}: max-abs {err} > {tol}");
-        assert_eq!(audio::load_audio(&fixture(name)).unwrap(), d.interleaved, "{name}: 16 kHz mono passes through");
+        assert_eq!(
+            audio::load_audio(&fixture(name)).unwrap(),
+            d.interleaved,
+            "{name}: 16 kHz mono passes through"
+        );
     }
 }
 
@@ -54,14 +66,21 @@ fn lossless_formats_decode_to_the_source_samples() {
 fn stereo_is_averaged() {
     let s = spec();
     let left = lossless_cut();
-    let right = source_cut(s["stereo_right_start"].as_u64().unwrap(), s["lossless"]["len"].as_u64().unwrap());
+    let right = source_cut(
+        s["stereo_right_start"].as_u64().unwrap(),
+        s["lossless"]["len"].as_u64().unwrap(),
+    );
     let d = decode::decode_file(&fixture("dec_stereo.wav")).unwrap();
     assert_eq!(d.channels, 2);
     let (l, r): (Vec<f32>, Vec<f32>) = d.interleaved.chunks_exact(2).map(|c| (c[0], c[1])).unzip();
     assert_eq!(l, left, "left channel, interleaving");
     assert_eq!(r, right, "right channel");
     let mono = audio::load_audio(&fixture("dec_stereo.wav")).unwrap();
-    let mean: Vec<f32> = left.iter().zip(&right).map(|(a, b)| (a + b) / 2.0).collect();
+    let mean: Vec<f32> = left
+        .iter()
+        .zip(&right)
+        .map(|(a, b)| (a + b) / 2.0)
+        .collect();
     assert_eq!(mono, mean);
 }
 
@@ -69,11 +88,19 @@ fn stereo_is_averaged() {
 #[test]
 fn lossy_formats_match_duration_and_waveform() {
     let s = spec();
-    let want = source_cut(s["lossy"]["start"].as_u64().unwrap(), s["lossy"]["len"].as_u64().unwrap());
+    let want = source_cut(
+        s["lossy"]["start"].as_u64().unwrap(),
+        s["lossy"]["len"].as_u64().unwrap(),
+    );
     for name in ["dec.mp3", "dec.ogg"] {
         let got = audio::load_audio(&fixture(name)).unwrap();
         let dn = (got.len() as i64 - want.len() as i64).abs();
-        assert!(dn <= 1152, "{name}: {} samples vs {}", got.len(), want.len());
+        assert!(
+            dn <= 1152,
+            "{name}: {} samples vs {}",
+            got.len(),
+            want.len()
+        );
         let mut best = (0i64, -1.0f64);
         for lag in -1200i64..=1200 {
             let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
@@ -92,8 +119,19 @@ fn lossy_formats_match_duration_and_waveform() {
                 best = (lag, c);
             }
         }
-        println!("{name}: {} samples (source {}), best lag {}, correlation {:.4}", got.len(), want.len(), best.0, best.1);
-        assert!(best.1 > 0.9, "{name}: correlation {} at lag {}", best.1, best.0);
+        println!(
+            "{name}: {} samples (source {}), best lag {}, correlation {:.4}",
+            got.len(),
+            want.len(),
+            best.0,
+            best.1
+        );
+        assert!(
+            best.1 > 0.9,
+            "{name}: correlation {} at lag {}",
+            best.1,
+            best.0
+        );
         assert!(best.0.abs() <= 600, "{name}: lag {}", best.0);
         let f = audio::features_from_samples(&got, &fixture(name)).unwrap();
         assert!(f.data.iter().all(|v| v.is_finite()));
@@ -102,10 +140,17 @@ fn lossy_formats_match_duration_and_waveform() {
 
 fn expect_err(path: &Path, what: &str) -> String {
     let e = match audio::features_from_file(path) {
-        Ok(f) => panic!("{}: expected an error ({what}), got T {}", path.display(), f.t),
+        Ok(f) => panic!(
+            "{}: expected an error ({what}), got T {}",
+            path.display(),
+            f.t
+        ),
         Err(e) => e.to_string(),
     };
-    assert!(e.contains(&path.display().to_string()), "{what}: message does not name the file: {e}");
+    assert!(
+        e.contains(&path.display().to_string()),
+        "{what}: message does not name the file: {e}"
+    );
     e
 }
 
@@ -145,7 +190,11 @@ fn bad_inputs_are_errors_naming_the_file() {
 
     expect_err(dir.path(), "a directory");
 
-    std::fs::write(p("text.wav"), b"this is not audio at all, just some text bytes......").unwrap();
+    std::fs::write(
+        p("text.wav"),
+        b"this is not audio at all, just some text bytes......",
+    )
+    .unwrap();
     expect_err(&p("text.wav"), "not audio");
 
     // A valid header followed by nothing: decodes to zero samples.
@@ -170,7 +219,11 @@ fn bad_inputs_are_errors_naming_the_file() {
     }
 
     // Unsupported codec inside WAV: A-law tag with a bogus bit depth, and an unknown tag.
-    std::fs::write(p("unknown_tag.wav"), wav_bytes(0x1234, 16, &[0; 4000], None)).unwrap();
+    std::fs::write(
+        p("unknown_tag.wav"),
+        wav_bytes(0x1234, 16, &[0; 4000], None),
+    )
+    .unwrap();
     expect_err(&p("unknown_tag.wav"), "unsupported codec");
 
     // Too short: 300 and 559 samples (F = 0 and 1).
@@ -185,7 +238,11 @@ fn bad_inputs_are_errors_naming_the_file() {
     for (name, bad) in [("nan.wav", f32::NAN), ("inf.wav", f32::INFINITY)] {
         let mut data = Vec::new();
         for i in 0..4000 {
-            let v = if i == 777 { bad } else { (i as f32 * 0.01).sin() * 0.1 };
+            let v = if i == 777 {
+                bad
+            } else {
+                (i as f32 * 0.01).sin() * 0.1
+            };
             data.extend_from_slice(&v.to_le_bytes());
         }
         std::fs::write(p(name), wav_bytes(3, 32, &data, None)).unwrap();

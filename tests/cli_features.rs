@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 fn bin() -> Command {
@@ -16,7 +18,11 @@ fn golden(name: &str) -> (Vec<f32>, Vec<usize>) {
     let bytes = std::fs::read(fixture(&format!("fbank/{name}.safetensors"))).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let f = st.tensor("features").unwrap();
-    let data = f.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data = f
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     (data, f.shape().to_vec())
 }
 
@@ -33,11 +39,18 @@ fn features_only_matches_goldens() {
         .status()
         .unwrap();
     assert!(status.success());
-    for (stem, golden_name) in [("arctic_a0007", "arctic_a0007"), ("espeak_16k_soxr", "espeak_16k_soxr")] {
+    for (stem, golden_name) in [
+        ("arctic_a0007", "arctic_a0007"),
+        ("espeak_16k_soxr", "espeak_16k_soxr"),
+    ] {
         let (data, shape) = w2vbert::output::read_npy(&dir.join(format!("{stem}.npy"))).unwrap();
         let (want, want_shape) = golden(golden_name);
         assert_eq!(shape, want_shape, "{stem}");
-        let max = data.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max = data
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(max <= 1e-4, "{stem}: max-abs {max}");
     }
 }
@@ -56,8 +69,15 @@ fn duplicate_stems_fail_before_any_work() {
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("dec.mp3") && err.contains("dec.ogg") && err.contains("same file stem"), "{err}");
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing written");
+    assert!(
+        err.contains("dec.mp3") && err.contains("dec.ogg") && err.contains("same file stem"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }
 
 #[test]
@@ -80,8 +100,10 @@ fn error_in_third_input_keeps_the_first_two_and_writes_nothing_partial() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("broken.wav"), "{err}");
-    let mut names: Vec<String> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(names, vec!["dec_f32.npy", "dec_s24.npy"]);
 }
@@ -90,7 +112,13 @@ fn error_in_third_input_keeps_the_first_two_and_writes_nothing_partial() {
 fn missing_and_too_short_inputs_name_the_file() {
     let out = tempfile::tempdir().unwrap();
     let missing = out.path().join("nope.wav");
-    let o = bin().arg("--features-only").arg(&missing).arg("--output-dir").arg(out.path()).output().unwrap();
+    let o = bin()
+        .arg("--features-only")
+        .arg(&missing)
+        .arg("--output-dir")
+        .arg(out.path())
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope.wav"));
 
@@ -104,17 +132,31 @@ fn missing_and_too_short_inputs_name_the_file() {
     let data_at = d.windows(4).position(|w| w == b"data").unwrap();
     d[data_at + 4..data_at + 8].copy_from_slice(&600u32.to_le_bytes());
     std::fs::write(&short, &d).unwrap();
-    let o = bin().arg("--features-only").arg(&short).arg("--output-dir").arg(out.path()).output().unwrap();
+    let o = bin()
+        .arg("--features-only")
+        .arg(&short)
+        .arg("--output-dir")
+        .arg(out.path())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("short.wav") && err.contains("too short"), "{err}");
+    assert!(
+        err.contains("short.wav") && err.contains("too short"),
+        "{err}"
+    );
     assert!(!out.path().join("short.npy").exists());
 }
 
 #[test]
 fn encoder_path_is_not_merged_yet() {
     let out = tempfile::tempdir().unwrap();
-    let o = bin().arg(fixture("audio/arctic_a0007.wav")).arg("--output-dir").arg(out.path()).output().unwrap();
+    let o = bin()
+        .arg(fixture("audio/arctic_a0007.wav"))
+        .arg("--output-dir")
+        .arg(out.path())
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("encoder path not merged yet"));
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use w2vbert::audio::{self, fbank, Features, FEATURE_DIM, N_MELS};
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 struct Golden {
@@ -22,12 +24,26 @@ struct Golden {
 fn golden(name: &str) -> Golden {
     let bytes = std::fs::read(fixture(&format!("fbank/{name}.safetensors"))).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let inputs = meta.metadata().as_ref().and_then(|m| m.get("inputs")).unwrap();
+    let inputs = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("inputs"))
+        .unwrap();
     let inputs: Vec<serde_json::Value> = serde_json::from_str(inputs).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let f = st.tensor("features").unwrap();
-    let features = f.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let mask = st.tensor("mask").unwrap().data().iter().map(|&b| b != 0).collect();
+    let features = f
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let mask = st
+        .tensor("mask")
+        .unwrap()
+        .data()
+        .iter()
+        .map(|&b| b != 0)
+        .collect();
     let frames = st.tensor("fbank_frames").unwrap();
     let fbank_frames = frames
         .data()
@@ -77,7 +93,10 @@ fn check_single(name: &str) {
     assert_eq!(f.fbank_frames, g.fbank_frames[0], "{name}: F");
     assert_eq!(f.mask, g.mask, "{name}: mask");
     let (max, rel) = diff(&f.data, &g.features);
-    println!("{name}: T {} F {} max-abs {max:.3e} rel-L2 {rel:.3e} mask equal", f.t, f.fbank_frames);
+    println!(
+        "{name}: T {} F {} max-abs {max:.3e} rel-L2 {rel:.3e} mask equal",
+        f.t, f.fbank_frames
+    );
     assert!(max <= 1e-4, "{name}: max-abs {max}");
 }
 
@@ -121,7 +140,10 @@ fn golden_padded_batch() {
     assert_eq!(g.shape, vec![items.len(), t_max, FEATURE_DIM]);
     assert_eq!(mask, g.mask);
     let (max, rel) = diff(&data, &g.features);
-    println!("batch_odd_even: B {} T {t_max} max-abs {max:.3e} rel-L2 {rel:.3e} mask equal", items.len());
+    println!(
+        "batch_odd_even: B {} T {t_max} max-abs {max:.3e} rel-L2 {rel:.3e} mask equal",
+        items.len()
+    );
     assert!(max <= 1e-4, "batch: max-abs {max}");
 }
 
@@ -134,7 +156,11 @@ fn golden_padded_batch() {
 fn resampler_against_librosa_soxr_hq() {
     let ours = audio::load_audio(&fixture("audio/espeak_22050.wav")).unwrap();
     let soxr = audio::load_audio(&fixture("audio/espeak_16k_soxr.flac")).unwrap();
-    assert_eq!(ours.len(), soxr.len(), "ceil(n * 16000 / 22050) samples, as librosa");
+    assert_eq!(
+        ours.len(),
+        soxr.len(),
+        "ceil(n * 16000 / 22050) samples, as librosa"
+    );
     let (wmax, wrel) = diff(&ours, &soxr);
     let f = audio::features_from_samples(&ours, Path::new("espeak_22050.wav")).unwrap();
     let g = golden("espeak_16k_soxr");
@@ -144,8 +170,15 @@ fn resampler_against_librosa_soxr_hq() {
         let fr = &soxr[i * fbank::HOP..i * fbank::HOP + fbank::FRAME_LEN];
         (fr.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / fr.len() as f64).sqrt()
     };
-    let speech: Vec<usize> = (0..f.fbank_frames / 2).filter(|&t| rms(2 * t) > 1e-4 && rms(2 * t + 1) > 1e-4).collect();
-    let rows = |d: &[f32]| -> Vec<f32> { speech.iter().flat_map(|&t| d[t * FEATURE_DIM..(t + 1) * FEATURE_DIM].to_vec()).collect() };
+    let speech: Vec<usize> = (0..f.fbank_frames / 2)
+        .filter(|&t| rms(2 * t) > 1e-4 && rms(2 * t + 1) > 1e-4)
+        .collect();
+    let rows = |d: &[f32]| -> Vec<f32> {
+        speech
+            .iter()
+            .flat_map(|&t| d[t * FEATURE_DIM..(t + 1) * FEATURE_DIM].to_vec())
+            .collect()
+    };
     let (smax, srel) = diff(&rows(&f.data), &rows(&g.features));
     println!(
         "resampler vs soxr HQ: waveform max-abs {wmax:.3e} rel-L2 {wrel:.3e}; fbank all rows max-abs {fmax:.3e} \
@@ -167,15 +200,24 @@ fn check_fast_vs_ref(x: &[f32]) {
     fbank::log_mel_ref(&mut slow, x, frames);
     for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
         // Both are ln of the same f64 energy up to FFT rounding; 1e-4 absolute on log values.
-        assert!((a - b).abs() <= 1e-4, "frame {} bin {}: {a} vs {b}", i / N_MELS, i % N_MELS);
+        assert!(
+            (a - b).abs() <= 1e-4,
+            "frame {} bin {}: {a} vs {b}",
+            i / N_MELS,
+            i % N_MELS
+        );
     }
 }
 
 fn noise(n: usize, seed: u64, amp: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+    let mut s = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * amp
         })
         .collect()
@@ -219,8 +261,14 @@ proptest! {
 #[test]
 fn features_identical_for_any_thread_count() {
     let x = audio::load_audio(&fixture("audio/arctic_a0007.wav")).unwrap();
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let three = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
     let a = one.install(|| audio::features_from_samples(&x, Path::new("a")).unwrap());
     let b = three.install(|| audio::features_from_samples(&x, Path::new("a")).unwrap());
     assert_eq!(a, b);

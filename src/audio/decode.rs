@@ -105,13 +105,19 @@ pub fn decode_file(path: &Path) -> Result<Decoded> {
         }
         match channels {
             Some(c) if c != ch => {
-                return Err(Error::audio(path, format!("channel count changes mid-stream ({c} -> {ch})")))
+                return Err(Error::audio(
+                    path,
+                    format!("channel count changes mid-stream ({c} -> {ch})"),
+                ))
             }
             _ => channels = Some(ch),
         }
         match sample_rate {
             Some(r) if r != spec.rate => {
-                return Err(Error::audio(path, format!("sample rate changes mid-stream ({r} -> {})", spec.rate)))
+                return Err(Error::audio(
+                    path,
+                    format!("sample rate changes mid-stream ({r} -> {})", spec.rate),
+                ))
             }
             _ => sample_rate = Some(spec.rate),
         }

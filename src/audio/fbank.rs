@@ -98,7 +98,11 @@ impl MelBank {
     /// out: [80], power: [257]
     fn apply_log(&self, out: &mut [f32], power: &[f64]) {
         for ((o, &f), w) in out.iter_mut().zip(&self.first).zip(&self.weights) {
-            let s: f64 = power[f..f + w.len()].iter().zip(w).map(|(p, w)| p * w).sum();
+            let s: f64 = power[f..f + w.len()]
+                .iter()
+                .zip(w)
+                .map(|(p, w)| p * w)
+                .sum();
             *o = s.max(MEL_FLOOR).ln() as f32;
         }
     }
@@ -110,7 +114,8 @@ fn povey_window() -> &'static [f64; FRAME_LEN] {
     WIN.get_or_init(|| {
         let mut w = [0.0; FRAME_LEN];
         for (n, v) in w.iter_mut().enumerate() {
-            let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (FRAME_LEN - 1) as f64).cos();
+            let hann =
+                0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (FRAME_LEN - 1) as f64).cos();
             *v = hann.powf(0.85);
         }
         w
@@ -157,7 +162,14 @@ pub fn log_mel(out: &mut [f32], x: &[f32], frames: usize) {
     out.par_chunks_mut(N_MELS * FRAMES_PER_TASK)
         .enumerate()
         .for_each_init(
-            || (fft.make_input_vec(), fft.make_output_vec(), fft.make_scratch_vec(), vec![0.0f64; N_BINS]),
+            || {
+                (
+                    fft.make_input_vec(),
+                    fft.make_output_vec(),
+                    fft.make_scratch_vec(),
+                    vec![0.0f64; N_BINS],
+                )
+            },
             |(buf, spec, scratch, power), (task, rows)| {
                 for (i, row) in rows.chunks_exact_mut(N_MELS).enumerate() {
                     let start = (task * FRAMES_PER_TASK + i) * HOP;
@@ -195,7 +207,11 @@ pub fn log_mel_ref(out: &mut [f32], x: &[f32], frames: usize) {
         let mean = frame.iter().map(|&s| s as f64 * 32768.0).sum::<f64>() / FRAME_LEN as f64;
         for n in 0..FRAME_LEN {
             let cur = frame[n] as f64 * 32768.0 - mean;
-            let prev = if n == 0 { cur } else { frame[n - 1] as f64 * 32768.0 - mean };
+            let prev = if n == 0 {
+                cur
+            } else {
+                frame[n - 1] as f64 * 32768.0 - mean
+            };
             let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / 399.0).cos();
             buf[n] = (cur - PREEMPH * prev) * hann.powf(0.85);
         }

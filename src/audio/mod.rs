@@ -35,7 +35,13 @@ pub struct Features {
 fn check_finite(x: &[f32], path: &Path, what: &str) -> Result<()> {
     match x.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
-        Some(i) => Err(Error::audio(path, format!("{what} sample {i} is {} (NaN/Inf samples are not accepted)", x[i]))),
+        Some(i) => Err(Error::audio(
+            path,
+            format!(
+                "{what} sample {i} is {} (NaN/Inf samples are not accepted)",
+                x[i]
+            ),
+        )),
     }
 }
 
@@ -136,7 +142,9 @@ mod tests {
     fn too_short_and_non_finite_are_errors_naming_the_source() {
         let src = Path::new("dir/clip.wav");
         for n in [0usize, 1, 399, 400, 559] {
-            let e = features_from_samples(&speechy(n, 3), src).unwrap_err().to_string();
+            let e = features_from_samples(&speechy(n, 3), src)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("dir/clip.wav") && e.contains("too short"), "{e}");
         }
         assert!(features_from_samples(&speechy(MIN_SAMPLES, 3), src).is_ok());

@@ -11,7 +11,11 @@ use std::time::Instant;
 use w2vbert::{Error, Result};
 
 #[derive(Parser, Debug)]
-#[command(name = "w2vbert-infer", version, about = "Wav2Vec2-BERT 2.0 inference on CPU: audio in, hidden states or IndexTTS2 semantic features out")]
+#[command(
+    name = "w2vbert-infer",
+    version,
+    about = "Wav2Vec2-BERT 2.0 inference on CPU: audio in, hidden states or IndexTTS2 semantic features out"
+)]
 struct Args {
     /// Audio files (WAV, FLAC, MP3, OGG/Vorbis; any rate and channel count).
     #[arg(value_name = "INPUT", required = true, num_args = 1..)]
@@ -50,9 +54,9 @@ fn output_paths(inputs: &[PathBuf], dir: &Path, ext: &str) -> Result<Vec<PathBuf
     let mut seen: HashMap<OsString, &Path> = HashMap::new();
     let mut out = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let stem = input
-            .file_stem()
-            .ok_or_else(|| Error::Invalid(format!("{}: input has no file name", input.display())))?;
+        let stem = input.file_stem().ok_or_else(|| {
+            Error::Invalid(format!("{}: input has no file name", input.display()))
+        })?;
         if let Some(first) = seen.insert(stem.to_os_string(), input) {
             return Err(Error::Invalid(format!(
                 "{} and {}: same file stem, both would write {}",
