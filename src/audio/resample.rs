@@ -10,6 +10,9 @@
 //! −113 dB at 1.0 of the lower Nyquist. Output length is librosa's `ceil(n · to / from)`; the signal is zero outside.
 
 use crate::error::{Error, Result};
+use rayon::prelude::*;
+#[cfg(target_arch = "x86_64")]
+use rubato::sinc_interpolator::sinc_interpolator_avx::AvxInterpolator;
 use rubato::sinc_interpolator::{ScalarInterpolator, SincInterpolator};
 use rubato::WindowFunction;
 use std::path::Path;
@@ -31,22 +34,38 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
-fn interpolator(taps: usize, phases: usize, cutoff: f32) -> Box<dyn SincInterpolator<f64>> {
-    #[cfg(target_arch = "x86_64")]
-    if let Ok(i) = rubato::sinc_interpolator::sinc_interpolator_avx::AvxInterpolator::<f64>::new(
-        taps,
-        phases,
-        cutoff,
-        WindowFunction::BlackmanHarris2,
-    ) {
-        return Box::new(i);
-    }
-    Box::new(ScalarInterpolator::<f64>::new(
-        taps,
-        phases,
-        cutoff,
-        WindowFunction::BlackmanHarris2,
-    ))
+/// Output samples per rayon task.
+const OUT_PER_TASK: usize = 4096;
+
+/// Fill `out` (`[out_len]`, output samples `first..first + out_len`) from the padded input `wave`.
+/// rubato's sub-filter s over `wave[index..index + taps]` peaks at input time
+/// `index + taps/2 - 1 + (s + 1)/phases`; output k sits at input time `k · down / up = i + q / phases`.
+fn run_phases<I: SincInterpolator<f64> + Sync>(
+    interp: &I,
+    out: &mut [f32],
+    wave: &[f64],
+    pad: usize,
+    (up, down, phases): (u64, u64, usize),
+) {
+    let half = interp.len() / 2;
+    out.par_chunks_mut(OUT_PER_TASK).enumerate().for_each(|(task, chunk)| {
+        for (j, o) in chunk.iter_mut().enumerate() {
+            let k = (task * OUT_PER_TASK + j) as u128;
+            let num = k * down as u128;
+            let mut i = (num / up as u128) as usize;
+            let mut q = ((num % up as u128) * phases as u128 + up as u128 / 2) / up as u128;
+            if q == phases as u128 {
+                i += 1;
+                q = 0;
+            }
+            let v = if q == 0 {
+                interp.get_sinc_interpolated(wave, pad + i - half, phases - 1)
+            } else {
+                interp.get_sinc_interpolated(wave, pad + i + 1 - half, q as usize - 1)
+            };
+            *o = v as f32;
+        }
+    });
 }
 
 /// Resample mono `x` (`[n]` at `from_rate` Hz) to `[ceil(n · to_rate / from_rate)]` at `to_rate` Hz.
@@ -81,32 +100,25 @@ pub fn resample_with(
     let taps = ((filter_len_low as f64 * from_rate as f64 / low).ceil() as usize).div_ceil(8) * 8;
     let fc = (cutoff as f64 * low / from_rate as f64) as f32;
     let phases = (up as usize).min(MAX_PHASES);
-    let interp = interpolator(taps, phases, fc);
-    // rubato's sub-filter s over wave[index..index + taps] peaks at input time
-    // index + taps/2 - 1 + (s + 1)/phases. Pad so every index is in range and the outside is silence.
+    // Zero padding: every index stays in range and the outside of the signal is silence.
     let pad = taps + 2;
     let mut wave = vec![0.0f64; x.len() + 2 * pad];
     for (w, &s) in wave[pad..].iter_mut().zip(x) {
         *w = s as f64;
     }
-    let half = taps / 2;
-    let mut out = Vec::with_capacity(out_len);
-    for k in 0..out_len as u64 {
-        // Input time k · down / up = i + q / phases.
-        let num = k as u128 * down as u128;
-        let mut i = (num / up as u128) as usize;
-        let mut q = ((num % up as u128) * phases as u128 + up as u128 / 2) / up as u128;
-        if q == phases as u128 {
-            i += 1;
-            q = 0;
-        }
-        let v = if q == 0 {
-            interp.get_sinc_interpolated(&wave, pad + i - half, phases - 1)
-        } else {
-            interp.get_sinc_interpolated(&wave, pad + i + 1 - half, q as usize - 1)
-        };
-        out.push(v as f32);
+    let mut out = vec![0.0f32; out_len];
+    let geometry = (up, down, phases);
+    #[cfg(target_arch = "x86_64")]
+    if let Ok(i) = AvxInterpolator::<f64>::new(taps, phases, fc, WindowFunction::BlackmanHarris2) {
+        run_phases(&i, &mut out, &wave, pad, geometry);
+        return finite(out, path);
     }
+    let i = ScalarInterpolator::<f64>::new(taps, phases, fc, WindowFunction::BlackmanHarris2);
+    run_phases(&i, &mut out, &wave, pad, geometry);
+    finite(out, path)
+}
+
+fn finite(out: Vec<f32>, path: &Path) -> Result<Vec<f32>> {
     if out.iter().any(|v| !v.is_finite()) {
         return Err(Error::audio(path, "resampling produced non-finite samples"));
     }

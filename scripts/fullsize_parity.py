@@ -1,0 +1,130 @@
+"""Full-size check: a seeded random checkpoint at the real facebook/w2v-bert-2.0 config (580M parameters, f32,
+written by transformers), HF vs `w2vbert-infer` on 13 s of real speech, in one run:
+parity of hidden_states[17] and of the semantic features, and speed as a ratio.
+
+    cargo build --release
+    python scripts/fullsize_parity.py [--runs 3] [--threads 2]
+
+Writes checkpoints/w2v-bert-2.0-random/ (2.3 GB, git-ignored, reused when present) and out/fullsize/.
+"""
+import argparse
+import json
+import pathlib
+import statistics
+import subprocess
+import time
+
+import numpy as np
+import soundfile as sf
+import torch
+from safetensors.numpy import load_file, save_file
+from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
+
+import hf_reference as ref
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CK = ROOT / "checkpoints" / "w2v-bert-2.0-random"
+OUT = ROOT / "out" / "fullsize"
+BIN = ROOT / "target" / "release" / "w2vbert-infer"
+
+
+def make_checkpoint():
+    if (CK / "model.safetensors").exists() and (CK / "wav2vec2bert_stats.safetensors").exists():
+        return
+    t = time.time()
+    model = ref.random_model(Wav2Vec2BertConfig(), seed=2024)
+    ref.save_checkpoint(model, CK)
+    g = torch.Generator().manual_seed(2025)
+    mean = (0.3 * torch.randn(1024, generator=g)).numpy()
+    var = (0.2 + torch.rand(1024, generator=g)).numpy()
+    save_file({"mean": mean, "var": var}, str(CK / "wav2vec2bert_stats.safetensors"))
+    print(f"wrote {CK} in {time.time() - t:.1f} s")
+
+
+def make_audio():
+    """espeak (librosa soxr HQ to 16 kHz) + arctic_a0007: 13.1 s of speech, saved as float32 WAV so both sides
+    read the very same samples."""
+    audio = ROOT / "tests" / "fixtures" / "audio"
+    wav = np.concatenate([ref.read_resampled_16k(audio / "espeak_22050.wav"), ref.read_wav_16k(audio / "arctic_a0007.wav")])
+    OUT.mkdir(parents=True, exist_ok=True)
+    p = OUT / "speech_13s.wav"
+    sf.write(p, wav, 16000, subtype="FLOAT")
+    return p, sf.read(p, dtype="float32")[0]
+
+
+def stats(a, b):
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return {
+        "rel_l2": float(np.linalg.norm(a - b) / np.linalg.norm(b)),
+        "max_abs": float(np.abs(a - b).max()),
+        "cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    make_checkpoint()
+    wav_path, wav = make_audio()
+    print(f"audio: {wav_path} ({len(wav) / 16000:.2f} s)")
+
+    # --- HF, as IndexTTS2 runs it (extractor + all 24 layers, output_hidden_states) ---
+    t = time.time()
+    model = Wav2Vec2BertModel.from_pretrained(CK).eval()
+    hf_load = time.time() - t
+    fe = ref.extractor()
+    st = load_file(str(CK / "wav2vec2bert_stats.safetensors"))
+    hf_times, hf17_times = [], []
+    for _ in range(args.runs):
+        t = time.time()
+        f = fe(wav, sampling_rate=16000, return_tensors="np")
+        hs = ref.hidden_states(model, f["input_features"], f["attention_mask"])
+        hf_times.append(time.time() - t)
+    h17 = hs[17][0]
+    semantic = ((torch.from_numpy(h17) - torch.from_numpy(st["mean"])) / torch.sqrt(torch.from_numpy(st["var"]))).numpy()
+    # The same with the model cut to 17 layers (the fairest HF baseline for layer-17 features).
+    model.encoder.layers = model.encoder.layers[:17]
+    for _ in range(args.runs):
+        t = time.time()
+        f = fe(wav, sampling_rate=16000, return_tensors="np")
+        hs17 = ref.hidden_states(model, f["input_features"], f["attention_mask"])
+        hf17_times.append(time.time() - t)
+    assert np.array_equal(hs17[17][0], h17)
+    del model
+
+    # --- Rust CLI: whole process (load + decode + fbank + 17 layers + write) ---
+    rs_times = []
+    for _ in range(args.runs):
+        t = time.time()
+        subprocess.run(
+            [str(BIN), "--checkpoint", str(CK), "--layers", "17", "--threads", str(args.threads),
+             "--output-dir", str(OUT), str(wav_path), "--verbose"],
+            check=True,
+        )
+        rs_times.append(time.time() - t)
+    rs = load_file(str(OUT / "speech_13s.safetensors"))
+
+    report = {
+        "audio_seconds": len(wav) / 16000,
+        "frames": int(h17.shape[0]),
+        "hidden_states_17": stats(rs["hidden_states.17"], h17),
+        "semantic": stats(rs["semantic"], semantic),
+        "hf_load_s": hf_load,
+        "hf_24_layers_s_median": statistics.median(hf_times),
+        "hf_17_layers_s_median": statistics.median(hf17_times),
+        "rust_cli_total_s_median": statistics.median(rs_times),
+        "speedup_vs_hf_24": statistics.median(hf_times) / statistics.median(rs_times),
+        "speedup_vs_hf_17": statistics.median(hf17_times) / statistics.median(rs_times),
+        "threads": args.threads,
+        "runs": args.runs,
+        **ref.versions(),
+    }
+    print(json.dumps(report, indent=2))
+    (OUT / "report.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
