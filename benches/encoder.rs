@@ -47,7 +47,10 @@ fn tensor_list(cfg: &Wav2Vec2BertConfig, layers: usize) -> Vec<(String, Vec<usiz
             v.push((format!("{p}self_attn.{lin}.weight"), vec![d, d]));
             v.push((format!("{p}self_attn.{lin}.bias"), vec![d]));
         }
-        v.push((format!("{p}self_attn.distance_embedding.weight"), vec![cfg.num_relative_positions(), cfg.head_dim()]));
+        v.push((
+            format!("{p}self_attn.distance_embedding.weight"),
+            vec![cfg.num_relative_positions(), cfg.head_dim()],
+        ));
         v.push((format!("{p}conv_module.pointwise_conv1.weight"), vec![2 * d, d, 1]));
         v.push((format!("{p}conv_module.depthwise_conv.weight"), vec![d, 1, k]));
         v.push((format!("{p}conv_module.pointwise_conv2.weight"), vec![d, d, 1]));
@@ -79,12 +82,19 @@ fn real_size_model(dir: &Path, layers: usize) -> Wav2Vec2BertModel {
             if name.contains("layer_norm.weight") {
                 vec![1.0; n]
             } else {
-                fill(n, j as u64 + 1, 2.0 / (shape[1..].iter().product::<usize>() as f32).sqrt())
+                fill(
+                    n,
+                    j as u64 + 1,
+                    2.0 / (shape[1..].iter().product::<usize>() as f32).sqrt(),
+                )
             }
         })
         .collect();
-    let views: Vec<(String, Vec<usize>, &[f32])> =
-        list.iter().zip(&data).map(|((n, s), d)| (n.clone(), s.clone(), &d[..])).collect();
+    let views: Vec<(String, Vec<usize>, &[f32])> = list
+        .iter()
+        .zip(&data)
+        .map(|((n, s), d)| (n.clone(), s.clone(), &d[..]))
+        .collect();
     let path = dir.join("model.safetensors");
     w2vbert::output::write_safetensors(&path, &views).unwrap();
     let w = Weights::open(&path).unwrap();
@@ -117,7 +127,9 @@ fn encoder(c: &mut Criterion) {
     )
     .unwrap();
     let wav = root.join("tests/fixtures/audio/arctic_a0007.wav");
-    c.bench_function("pipeline_tiny_random_arctic_4s", |b| b.iter(|| ex.run_file(&wav).unwrap()));
+    c.bench_function("pipeline_tiny_random_arctic_4s", |b| {
+        b.iter(|| ex.run_file(&wav).unwrap())
+    });
 }
 
 criterion_group!(benches, encoder);

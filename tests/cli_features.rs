@@ -137,14 +137,23 @@ fn missing_and_too_short_inputs_name_the_file() {
 }
 
 #[test]
-fn encoder_path_is_not_merged_yet() {
+fn without_features_only_the_default_checkpoint_is_required() {
+    // Run from an empty directory so the default `checkpoints/w2v-bert-2.0` cannot exist: the error says what to
+    // download, and nothing is written.
     let out = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
     let o = bin()
+        .current_dir(cwd.path())
         .arg(fixture("audio/arctic_a0007.wav"))
         .arg("--output-dir")
         .arg(out.path())
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("encoder path not merged yet"));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("checkpoints/w2v-bert-2.0") && err.contains("facebook/w2v-bert-2.0"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }
