@@ -61,8 +61,11 @@ pub struct AttnBlocks {
     pub k: usize,
 }
 
-/// Chosen on a 2-core AMD EPYC (Zen 4) at T = 250..3000, 16 heads × 64: see `benches/attention.rs`.
-pub const DEFAULT_BLOCKS: AttnBlocks = AttnBlocks { q: 64, k: 256 };
+/// Chosen with the CPU-time sweep of `benches/attention.rs` (`W2VBERT_ATTN_TUNE=1`) on a 2-core AMD EPYC
+/// (Zen 4), 16 heads × 64: 64×256 … 256×512 lie within ~15% of each other; Bq = 128 re-reads and re-transposes
+/// each head's keys half as often as 64 and was ~10% faster, while still giving 2·16 tasks at T = 250 (256
+/// would be ~5% faster again at T = 3000 but halves the tasks). Bk = 256 keeps the score tile at 128 KiB.
+pub const DEFAULT_BLOCKS: AttnBlocks = AttnBlocks { q: 128, k: 256 };
 
 /// Highest element index touched by `rows` rows of `cols` values with row stride `ld`, plus one.
 fn extent(rows: usize, cols: usize, ld: usize) -> usize {
@@ -604,7 +607,7 @@ pub fn exp_f32x8(x: f32x8) -> f32x8 {
     }
     let e = p.mul_add(r * r, r) + f32x8::ONE;
     // n ∈ [-127, 129] after the clamp, so both halves lie in [-64, 65]: normal powers of two.
-    let ni = n.round_int();
+    let ni = n.fast_round_int(); // n is integral and in range: no fix-ups needed
     let n1 = ni >> 1;
     let n2 = ni - n1;
     let pow2 = |k: i32x8| -> f32x8 { bytemuck::cast((k + i32x8::splat(127)) << 23) };
