@@ -308,22 +308,8 @@ fn attend_block(
     let (l, r_max) = (cfg.left_max as isize, cfg.right_max as isize);
     let q_blk = &q[i0 * ldq + h * dh..];
     // bias[r, b] = (q_{i0+r} · E_b) / √dh: E read in place as [dh, nb] (row stride 1, column stride dh).
-    matmul(
-        &mut sc.bias,
-        nb,
-        q_blk,
-        ldq,
-        1,
-        emb,
-        1,
-        dh,
-        mq,
-        dh,
-        nb,
-        scale,
-        false,
-        Threads::Single,
-    );
+    #[rustfmt::skip]
+    matmul(&mut sc.bias, nb, q_blk, ldq, 1, emb, 1, dh, mq, dh, nb, scale, false, Threads::Single);
     sc.acc[..mq * dh].fill(0.0);
     sc.max[..mq].fill(f32::NEG_INFINITY);
     sc.sum[..mq].fill(0.0);
@@ -382,22 +368,8 @@ fn attend_block(
         }
         // acc[mq, dh] += p[mq, nk] · v_blk[nk, dh] (this head's values read in place, row stride ldv).
         let v_blk = &v[j0 * ldv + h * dh..];
-        matmul(
-            &mut sc.acc,
-            dh,
-            &sc.s,
-            bk,
-            1,
-            v_blk,
-            ldv,
-            1,
-            mq,
-            nk,
-            dh,
-            1.0,
-            true,
-            Threads::Single,
-        );
+        #[rustfmt::skip]
+        matmul(&mut sc.acc, dh, &sc.s, bk, 1, v_blk, ldv, 1, mq, nk, dh, 1.0, true, Threads::Single);
     }
 }
 
