@@ -18,8 +18,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use w2vbert_kernels::attention::{
-    relative_attention, relative_attention_blocked, relative_attention_naive, AttnBlocks,
-    RelPosAttention,
+    relative_attention, relative_attention_blocked, relative_attention_naive, AttnBlocks, RelPosAttention,
 };
 
 /// System allocator that tracks live bytes and their high-water mark (across all threads).
@@ -92,9 +91,7 @@ impl Inputs {
             ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.46
         };
         let qkv = (0..t * 3 * d).map(|_| next()).collect();
-        let emb = (0..CFG.n_buckets() * CFG.head_dim)
-            .map(|_| next())
-            .collect();
+        let emb = (0..CFG.n_buckets() * CFG.head_dim).map(|_| next()).collect();
         Inputs {
             t,
             qkv,
@@ -235,9 +232,7 @@ fn bench_blocks(c: &mut Criterion) {
         let mut x = Inputs::new(t);
         for (bq, bk) in BLOCK_SWEEP {
             let id = BenchmarkId::new(format!("T{t}"), format!("{bq}x{bk}"));
-            g.bench_function(id, |b| {
-                b.iter(|| x.fused(Some(AttnBlocks { q: bq, k: bk })))
-            });
+            g.bench_function(id, |b| b.iter(|| x.fused(Some(AttnBlocks { q: bq, k: bk }))));
         }
     }
     g.finish();
@@ -276,10 +271,7 @@ fn cpu_time_sweep() {
             }
         }
         for ((bq, bk), s) in BLOCK_SWEEP.iter().zip(best) {
-            println!(
-                "cpu-time sweep T={t} blocks {bq}x{bk}: {:.1} ms CPU per call",
-                s * 1e3
-            );
+            println!("cpu-time sweep T={t} blocks {bq}x{bk}: {:.1} ms CPU per call", s * 1e3);
         }
     }
 }

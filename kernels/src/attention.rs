@@ -28,8 +28,7 @@ use crate::gemm::{matmul, Threads};
 
 mod rowops;
 pub use rowops::{
-    exp_f32x8, exp_ref, exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block,
-    transpose_block_ref,
+    exp_f32x8, exp_ref, exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block, transpose_block_ref,
 };
 
 /// Shapes of one relative-key attention call (`L = left_max`, `R = right_max`).
@@ -114,16 +113,9 @@ fn check_sizes(
             extent(t, d, ld)
         );
     }
-    assert!(
-        emb.len() >= cfg.n_buckets() * cfg.head_dim,
-        "attention: emb too small"
-    );
+    assert!(emb.len() >= cfg.n_buckets() * cfg.head_dim, "attention: emb too small");
     if let Some(m) = key_mask {
-        assert!(
-            m.len() >= t,
-            "attention: key_mask has {} entries, needs {t}",
-            m.len()
-        );
+        assert!(m.len() >= t, "attention: key_mask has {} entries, needs {t}", m.len());
     }
 }
 
@@ -162,25 +154,11 @@ pub fn relative_attention(
     ldk: usize,
     v: &[f32], // [t, ≥ n_heads*head_dim], row stride ldv
     ldv: usize,
-    emb: &[f32], // [left_max + right_max + 1, head_dim], shared by all heads
+    emb: &[f32],               // [left_max + right_max + 1, head_dim], shared by all heads
     key_mask: Option<&[bool]>, // [t], true = valid key
     t: usize,
 ) {
-    relative_attention_blocked(
-        cfg,
-        DEFAULT_BLOCKS,
-        out,
-        ldo,
-        q,
-        ldq,
-        k,
-        ldk,
-        v,
-        ldv,
-        emb,
-        key_mask,
-        t,
-    );
+    relative_attention_blocked(cfg, DEFAULT_BLOCKS, out, ldo, q, ldq, k, ldk, v, ldv, emb, key_mask, t);
 }
 
 /// Output rows are written by many tasks at once, each into its own `[rows, head_dim]` rectangle.
@@ -264,18 +242,14 @@ pub fn relative_attention_blocked(
             let (h, qb) = (task / n_qb, task % n_qb);
             let i0 = qb * bq;
             let mq = bq.min(t - i0);
-            attend_block(
-                cfg, sc, q, ldq, k, ldk, v, ldv, emb, key_mask, t, h, i0, mq, bk,
-            );
+            attend_block(cfg, sc, q, ldq, k, ldk, v, ldv, emb, key_mask, t, h, i0, mq, bk);
             // Normalize and store this task's rectangle: rows i0..i0+mq, columns h*dh..(h+1)*dh.
             for r in 0..mq {
                 let inv = 1.0 / sc.sum[r];
                 // SAFETY: `check_sizes` proved `out` holds (t-1)*ldo + n_heads*dh values with ldo ≥ n_heads*dh,
                 // so this row segment is in bounds; tasks own distinct (query block, head) pairs, so no two
                 // tasks' segments overlap, and `out` stays exclusively borrowed for the whole parallel loop.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out_ptr.at((i0 + r) * ldo + h * dh), dh)
-                };
+                let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.at((i0 + r) * ldo + h * dh), dh) };
                 for (o, &a) in dst.iter_mut().zip(&sc.acc[r * dh..(r + 1) * dh]) {
                     *o = a * inv;
                 }
@@ -308,8 +282,22 @@ fn attend_block(
     let (l, r_max) = (cfg.left_max as isize, cfg.right_max as isize);
     let q_blk = &q[i0 * ldq + h * dh..];
     // bias[r, b] = (q_{i0+r} · E_b) / √dh: E read in place as [dh, nb] (row stride 1, column stride dh).
-    #[rustfmt::skip]
-    matmul(&mut sc.bias, nb, q_blk, ldq, 1, emb, 1, dh, mq, dh, nb, scale, false, Threads::Single);
+    matmul(
+        &mut sc.bias,
+        nb,
+        q_blk,
+        ldq,
+        1,
+        emb,
+        1,
+        dh,
+        mq,
+        dh,
+        nb,
+        scale,
+        false,
+        Threads::Single,
+    );
     sc.acc[..mq * dh].fill(0.0);
     sc.max[..mq].fill(f32::NEG_INFINITY);
     sc.sum[..mq].fill(0.0);
@@ -328,8 +316,22 @@ fn attend_block(
         // into a cache-resident tile first, reading whole k rows, makes this copy and gemm's packing cheap.
         transpose_block(&mut sc.kt, ldkt, &k[j0 * ldk + h * dh..], ldk, nk, dh);
         let (s, kt) = (&mut sc.s, &sc.kt[..]);
-        #[rustfmt::skip]
-        matmul(s, bk, q_blk, ldq, 1, kt, ldkt, 1, mq, dh, nk, scale, false, Threads::Single);
+        matmul(
+            s,
+            bk,
+            q_blk,
+            ldq,
+            1,
+            kt,
+            ldkt,
+            1,
+            mq,
+            dh,
+            nk,
+            scale,
+            false,
+            Threads::Single,
+        );
 
         for r in 0..mq {
             let i = (i0 + r) as isize;
@@ -368,8 +370,22 @@ fn attend_block(
         }
         // acc[mq, dh] += p[mq, nk] · v_blk[nk, dh] (this head's values read in place, row stride ldv).
         let v_blk = &v[j0 * ldv + h * dh..];
-        #[rustfmt::skip]
-        matmul(&mut sc.acc, dh, &sc.s, bk, 1, v_blk, ldv, 1, mq, nk, dh, 1.0, true, Threads::Single);
+        matmul(
+            &mut sc.acc,
+            dh,
+            &sc.s,
+            bk,
+            1,
+            v_blk,
+            ldv,
+            1,
+            mq,
+            nk,
+            dh,
+            1.0,
+            true,
+            Threads::Single,
+        );
     }
 }
 
@@ -401,12 +417,7 @@ pub fn relative_attention_naive(
     let dh = cfg.head_dim;
     let scale = 1.0 / (dh as f64).sqrt();
     let (l, r_max) = (cfg.left_max as isize, cfg.right_max as isize);
-    let dot = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(&x, &y)| x as f64 * y as f64)
-            .sum::<f64>()
-    };
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
     let mut scores = vec![0f64; t * t]; // [T, T], reused for each head
     for h in 0..cfg.n_heads {
         let c0 = h * dh;

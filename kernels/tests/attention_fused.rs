@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use w2vbert_kernels::attention::{
-    relative_attention, relative_attention_blocked, relative_attention_naive, AttnBlocks,
-    RelPosAttention, DEFAULT_BLOCKS,
+    relative_attention, relative_attention_blocked, relative_attention_naive, AttnBlocks, RelPosAttention,
+    DEFAULT_BLOCKS,
 };
 
 /// splitmix64 + Box–Muller: standard normal values from a seed (no dependency, reproducible).
@@ -98,9 +98,7 @@ impl Problem {
     fn naive(&self) -> Vec<f32> {
         let (m, ldx) = (self.mask.as_deref(), self.ldx);
         self.run(|out, ldo, q, k, v| {
-            relative_attention_naive(
-                &self.cfg, out, ldo, q, ldx, k, ldx, v, ldx, &self.emb, m, self.t,
-            )
+            relative_attention_naive(&self.cfg, out, ldo, q, ldx, k, ldx, v, ldx, &self.emb, m, self.t)
         })
     }
 
@@ -119,10 +117,7 @@ fn assert_close(fused: &[f32], naive: &[f32], what: &str) {
     assert_eq!(fused.len(), naive.len());
     for (i, (&a, &b)) in fused.iter().zip(naive).enumerate() {
         if a.is_nan() || b.is_nan() {
-            assert!(
-                a.is_nan() && b.is_nan(),
-                "{what}: [{i}] fused {a} naive {b}"
-            );
+            assert!(a.is_nan() && b.is_nan(), "{what}: [{i}] fused {a} naive {b}");
             continue;
         }
         assert!(
@@ -209,11 +204,7 @@ fn bias_changes_the_result() {
         .zip(&b)
         .filter(|(x, y)| !x.is_nan() && (*x - *y).abs() > 1e-2)
         .count();
-    assert!(
-        diff > a.len() / 4,
-        "only {diff} of {} outputs moved",
-        a.len()
-    );
+    assert!(diff > a.len() / 4, "only {diff} of {} outputs moved", a.len());
 }
 
 #[test]
@@ -221,20 +212,7 @@ fn empty_sequence_is_a_no_op() {
     let c = cfg(2, 8, 4, 2);
     let emb = vec![0.0; c.n_buckets() * 8];
     let mut out: Vec<f32> = vec![];
-    relative_attention(
-        &c,
-        &mut out,
-        16,
-        &[],
-        48,
-        &[],
-        48,
-        &[],
-        48,
-        &emb,
-        Some(&[]),
-        0,
-    );
+    relative_attention(&c, &mut out, 16, &[], 48, &[], 48, &[], 48, &emb, Some(&[]), 0);
     relative_attention_naive(&c, &mut out, 16, &[], 48, &[], 48, &[], 48, &emb, None, 0);
 }
 
@@ -246,13 +224,8 @@ fn naive_reference_on_a_hand_checked_case() {
     let q = [[0.5f32, -1.0, 2.0, 0.25], [1.5, 0.0, -0.5, 1.0]];
     let k = [[1.0f32, 2.0, -1.0, 0.5], [-0.5, 1.0, 0.0, 2.0]];
     let v = [[3.0f32, -1.0, 0.5, 2.0], [-2.0, 4.0, 1.0, 0.0]];
-    let e = [
-        [0.2f32, -0.4, 1.0, 0.0],
-        [0.0, 0.3, -0.6, 1.2],
-        [1.0, 1.0, -1.0, 0.5],
-    ]; // j-i = -1, 0, +1
-    let dot =
-        |a: &[f32; 4], b: &[f32; 4]| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum::<f64>();
+    let e = [[0.2f32, -0.4, 1.0, 0.0], [0.0, 0.3, -0.6, 1.2], [1.0, 1.0, -1.0, 0.5]]; // j-i = -1, 0, +1
+    let dot = |a: &[f32; 4], b: &[f32; 4]| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum::<f64>();
     let score = |i: usize, j: usize| (dot(&q[i], &k[j]) + dot(&q[i], &e[j + 1 - i])) / 2.0;
     let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
     let flat = |m: &[[f32; 4]]| m.iter().flatten().copied().collect::<Vec<f32>>();
@@ -304,10 +277,7 @@ fn output_is_identical_for_any_thread_count() {
     let one = run_in(1);
     for threads in [2, 3] {
         let many = run_in(threads);
-        let same = one
-            .iter()
-            .zip(&many)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
+        let same = one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "{threads} threads differ from 1 thread");
     }
 }

@@ -2,8 +2,7 @@
 
 use proptest::prelude::*;
 use w2vbert_kernels::attention::{
-    exp_f32x8, exp_ref, exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block,
-    transpose_block_ref,
+    exp_f32x8, exp_ref, exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block, transpose_block_ref,
 };
 use wide::f32x8;
 
@@ -45,10 +44,7 @@ fn exp_is_within_2_ulp_over_the_normal_range() {
             }
         }
     }
-    eprintln!(
-        "exp_f32x8 worst error: {:.3} ulp at x = {}",
-        worst.0, worst.1
-    );
+    eprintln!("exp_f32x8 worst error: {:.3} ulp at x = {}", worst.0, worst.1);
     assert!(worst.0 <= 2.0, "exp: {} ulp at x = {}", worst.0, worst.1);
 }
 

@@ -93,8 +93,7 @@ pub fn exp_f32x8(x: f32x8) -> f32x8 {
     let n2 = ni - n1;
     let pow2 = |k: i32x8| -> f32x8 { bytemuck::cast((k + i32x8::splat(127)) << 23) };
     let y = e * pow2(n1) * pow2(n2);
-    x.cmp_lt(f32x8::splat(EXP_MIN_NORMAL_X))
-        .blend(f32x8::ZERO, y)
+    x.cmp_lt(f32x8::splat(EXP_MIN_NORMAL_X)).blend(f32x8::ZERO, y)
 }
 
 /// Scalar reference for [`exp_f32x8`]: std `exp` with the same flush of subnormal results to 0.
