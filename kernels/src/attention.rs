@@ -23,9 +23,13 @@
 //! thread count.
 
 use rayon::prelude::*;
-use wide::{f32x8, i32x8, CmpLt};
 
 use crate::gemm::{matmul, Threads};
+
+mod rowops;
+pub use rowops::{
+    exp_f32x8, exp_ref, exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block, transpose_block_ref,
+};
 
 /// Shapes of one relative-key attention call (`L = left_max`, `R = right_max`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +65,11 @@ pub struct AttnBlocks {
     pub k: usize,
 }
 
-/// Chosen on a 2-core AMD EPYC (Zen 4) at T = 250..3000, 16 heads × 64: see `benches/attention.rs`.
-pub const DEFAULT_BLOCKS: AttnBlocks = AttnBlocks { q: 64, k: 256 };
+/// Chosen with the CPU-time sweep of `benches/attention.rs` (`W2VBERT_ATTN_TUNE=1`) on a 2-core AMD EPYC
+/// (Zen 4), 16 heads × 64: 64×256 … 256×512 lie within ~15% of each other; Bq = 128 re-reads and re-transposes
+/// each head's keys half as often as 64 and was ~10% faster, while still giving 2·16 tasks at T = 250 (256
+/// would be ~5% faster again at T = 3000 but halves the tasks). Bk = 256 keeps the score tile at 128 KiB.
+pub const DEFAULT_BLOCKS: AttnBlocks = AttnBlocks { q: 128, k: 256 };
 
 /// Highest element index touched by `rows` rows of `cols` values with row stride `ld`, plus one.
 fn extent(rows: usize, cols: usize, ld: usize) -> usize {
@@ -309,8 +316,22 @@ fn attend_block(
         // into a cache-resident tile first, reading whole k rows, makes this copy and gemm's packing cheap.
         transpose_block(&mut sc.kt, ldkt, &k[j0 * ldk + h * dh..], ldk, nk, dh);
         let (s, kt) = (&mut sc.s, &sc.kt[..]);
-        #[rustfmt::skip]
-        matmul(s, bk, q_blk, ldq, 1, kt, ldkt, 1, mq, dh, nk, scale, false, Threads::Single);
+        matmul(
+            s,
+            bk,
+            q_blk,
+            ldq,
+            1,
+            kt,
+            ldkt,
+            1,
+            mq,
+            dh,
+            nk,
+            scale,
+            false,
+            Threads::Single,
+        );
 
         for r in 0..mq {
             let i = (i0 + r) as isize;
@@ -365,52 +386,6 @@ fn attend_block(
             true,
             Threads::Single,
         );
-    }
-}
-
-/// `dst[p, c] = src[c, p]` for `c < rows`, `p < cols`: 8×8 tiles through registers, scalar edges.
-pub fn transpose_block(
-    dst: &mut [f32], // [cols, ≥ rows], row stride ldd
-    ldd: usize,
-    src: &[f32], // [rows, ≥ cols], row stride lds
-    lds: usize,
-    rows: usize,
-    cols: usize,
-) {
-    let (r8, c8) = (rows - rows % 8, cols - cols % 8);
-    for c in (0..r8).step_by(8) {
-        for p in (0..c8).step_by(8) {
-            let tile: [f32x8; 8] = std::array::from_fn(|u| load8(&src[(c + u) * lds + p..]));
-            for (u, row) in f32x8::transpose(tile).iter().enumerate() {
-                dst[(p + u) * ldd + c..(p + u) * ldd + c + 8].copy_from_slice(&row.to_array());
-            }
-        }
-        for u in c..c + 8 {
-            for p in c8..cols {
-                dst[p * ldd + u] = src[u * lds + p];
-            }
-        }
-    }
-    for u in r8..rows {
-        for p in 0..cols {
-            dst[p * ldd + u] = src[u * lds + p];
-        }
-    }
-}
-
-/// Scalar reference for [`transpose_block`].
-pub fn transpose_block_ref(
-    dst: &mut [f32], // [cols, ≥ rows], row stride ldd
-    ldd: usize,
-    src: &[f32], // [rows, ≥ cols], row stride lds
-    lds: usize,
-    rows: usize,
-    cols: usize,
-) {
-    for c in 0..rows {
-        for p in 0..cols {
-            dst[p * ldd + c] = src[c * lds + p];
-        }
     }
 }
 
@@ -482,111 +457,5 @@ fn softmax_f64(x: &mut [f64]) {
     }
     for v in x.iter_mut() {
         *v /= sum;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Row kernels of the online softmax (SIMD, each with its scalar reference).
-// ---------------------------------------------------------------------------------------------------------
-
-fn load8(x: &[f32]) -> f32x8 {
-    let mut a = [0f32; 8];
-    a.copy_from_slice(&x[..8]);
-    f32x8::new(a)
-}
-
-/// Largest value of `x` (`-∞` for an empty slice). NaN-free inputs assumed (scores of finite tensors).
-pub fn max_of(x: &[f32] /* [n] */) -> f32 {
-    let mut chunks = x.chunks_exact(8);
-    let mut m8 = f32x8::splat(f32::NEG_INFINITY);
-    for c in &mut chunks {
-        m8 = m8.fast_max(load8(c));
-    }
-    let m = m8.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max);
-    chunks.remainder().iter().copied().fold(m, f32::max)
-}
-
-/// Scalar reference for [`max_of`].
-pub fn max_of_ref(x: &[f32] /* [n] */) -> f32 {
-    x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-}
-
-/// `x[j] = exp(x[j] - m)` in place; returns `Σ_j x[j]` (after the update). `x[j] = -∞` gives 0.
-pub fn exp_sub_sum(x: &mut [f32] /* [n] */, m: f32) -> f32 {
-    let m8 = f32x8::splat(m);
-    let mut acc = f32x8::ZERO;
-    let mut chunks = x.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let e = exp_f32x8(load8(c) - m8);
-        acc += e;
-        c.copy_from_slice(&e.to_array());
-    }
-    let mut sum = acc.reduce_add();
-    let rem = chunks.into_remainder();
-    if !rem.is_empty() {
-        // Ragged tail through the same vector exp, so every element gets the same rounding.
-        let mut a = [f32::NEG_INFINITY; 8];
-        a[..rem.len()].copy_from_slice(rem);
-        let e = exp_f32x8(f32x8::new(a) - m8).to_array();
-        rem.copy_from_slice(&e[..rem.len()]);
-        sum += e[..rem.len()].iter().sum::<f32>();
-    }
-    sum
-}
-
-/// Scalar reference for [`exp_sub_sum`] (std `exp`, f64 sum).
-pub fn exp_sub_sum_ref(x: &mut [f32] /* [n] */, m: f32) -> f32 {
-    let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = (*v - m).exp();
-        sum += *v as f64;
-    }
-    sum as f32
-}
-
-/// `exp` below this is subnormal in f32: flushed to 0 (error < 1.2e-38, and no slow subnormal arithmetic).
-const EXP_MIN_NORMAL_X: f32 = -87.336_55;
-
-/// Vectorized `exp`: Cephes' `expf` scheme. `n = round(x·log2 e)`, `r = x - n·ln2` with ln2 split in two
-/// (the first part has 9 significant bits, so `n·LN2_HI` is exact), `exp(r) = 1 + r + r²·P(r)` with P of
-/// degree 5 on |r| ≤ ln2/2, then scaled by `2ⁿ` applied as two normal factors `2^(n>>1)·2^(n-(n>>1))` so that
-/// results above f32::MAX come out as +∞. Results below the smallest normal float are flushed to 0 (so
-/// `-∞ → 0`, never NaN). Error ≤ 2 ulp on normal results (checked against f64 in the tests).
-pub fn exp_f32x8(x: f32x8) -> f32x8 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4; // 0.693359375 exactly
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        0.166_666_65,
-        0.5,
-    ];
-    let xc = x.fast_max(f32x8::splat(-88.0)).fast_min(f32x8::splat(89.0));
-    let n = (xc * f32x8::splat(LOG2E)).round();
-    let r = n.mul_neg_add(f32x8::splat(LN2_HI), xc);
-    let r = n.mul_neg_add(f32x8::splat(LN2_LO), r);
-    let mut p = f32x8::splat(P[0]);
-    for &c in &P[1..] {
-        p = p.mul_add(r, f32x8::splat(c));
-    }
-    let e = p.mul_add(r * r, r) + f32x8::ONE;
-    // n ∈ [-127, 129] after the clamp, so both halves lie in [-64, 65]: normal powers of two.
-    let ni = n.round_int();
-    let n1 = ni >> 1;
-    let n2 = ni - n1;
-    let pow2 = |k: i32x8| -> f32x8 { bytemuck::cast((k + i32x8::splat(127)) << 23) };
-    let y = e * pow2(n1) * pow2(n2);
-    x.cmp_lt(f32x8::splat(EXP_MIN_NORMAL_X)).blend(f32x8::ZERO, y)
-}
-
-/// Scalar reference for [`exp_f32x8`]: std `exp` with the same flush of subnormal results to 0.
-pub fn exp_ref(x: f32) -> f32 {
-    if x < EXP_MIN_NORMAL_X {
-        0.0
-    } else {
-        x.exp()
     }
 }
