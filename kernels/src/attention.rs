@@ -27,9 +27,7 @@ use rayon::prelude::*;
 use crate::gemm::{matmul, Threads};
 
 mod rowops;
-pub use rowops::{
-    exp_f32x8, exp_ref, exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block, transpose_block_ref,
-};
+pub use rowops::{exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block, transpose_block_ref};
 
 /// Shapes of one relative-key attention call (`L = left_max`, `R = right_max`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

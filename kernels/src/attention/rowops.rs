@@ -1,7 +1,8 @@
 //! Row kernels of the fused attention's online softmax, and the key-tile transpose (SIMD, each with its
 //! scalar reference beside it).
 
-use wide::{f32x8, i32x8, CmpLt};
+use crate::math::exp_f32x8;
+use wide::f32x8;
 
 fn load8(x: &[f32]) -> f32x8 {
     let mut a = [0f32; 8];
@@ -56,53 +57,6 @@ pub fn exp_sub_sum_ref(x: &mut [f32] /* [n] */, m: f32) -> f32 {
         sum += *v as f64;
     }
     sum as f32
-}
-
-/// `exp` below this is subnormal in f32: flushed to 0 (error < 1.2e-38, and no slow subnormal arithmetic).
-const EXP_MIN_NORMAL_X: f32 = -87.336_55;
-
-/// Vectorized `exp`: Cephes' `expf` scheme. `n = round(x·log2 e)`, `r = x - n·ln2` with ln2 split in two
-/// (the first part has 9 significant bits, so `n·LN2_HI` is exact), `exp(r) = 1 + r + r²·P(r)` with P of
-/// degree 5 on |r| ≤ ln2/2, then scaled by `2ⁿ` applied as two normal factors `2^(n>>1)·2^(n-(n>>1))` so that
-/// results above f32::MAX come out as +∞. Results below the smallest normal float are flushed to 0 (so
-/// `-∞ → 0`, never NaN). Error ≤ 2 ulp on normal results (checked against f64 in the tests).
-pub fn exp_f32x8(x: f32x8) -> f32x8 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4; // 0.693359375 exactly
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        0.166_666_65,
-        0.5,
-    ];
-    let xc = x.fast_max(f32x8::splat(-88.0)).fast_min(f32x8::splat(89.0));
-    let n = (xc * f32x8::splat(LOG2E)).round();
-    let r = n.mul_neg_add(f32x8::splat(LN2_HI), xc);
-    let r = n.mul_neg_add(f32x8::splat(LN2_LO), r);
-    let mut p = f32x8::splat(P[0]);
-    for &c in &P[1..] {
-        p = p.mul_add(r, f32x8::splat(c));
-    }
-    let e = p.mul_add(r * r, r) + f32x8::ONE;
-    // n ∈ [-127, 129] after the clamp, so both halves lie in [-64, 65]: normal powers of two.
-    let ni = n.fast_round_int(); // n is integral and in range: no fix-ups needed
-    let n1 = ni >> 1;
-    let n2 = ni - n1;
-    let pow2 = |k: i32x8| -> f32x8 { bytemuck::cast((k + i32x8::splat(127)) << 23) };
-    let y = e * pow2(n1) * pow2(n2);
-    x.cmp_lt(f32x8::splat(EXP_MIN_NORMAL_X)).blend(f32x8::ZERO, y)
-}
-
-/// Scalar reference for [`exp_f32x8`]: std `exp` with the same flush of subnormal results to 0.
-pub fn exp_ref(x: f32) -> f32 {
-    if x < EXP_MIN_NORMAL_X {
-        0.0
-    } else {
-        x.exp()
-    }
 }
 
 /// `dst[p, c] = src[c, p]` for `c < rows`, `p < cols`: 8×8 tiles through registers, scalar edges.
