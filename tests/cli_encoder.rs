@@ -145,8 +145,8 @@ fn missing_stats_is_an_error_unless_no_normalize() {
 fn misshaped_stats_name_the_tensor() {
     let ck = tiny_copy(&["wav2vec2bert_stats.safetensors"]);
     let bad = ck.path().join("wav2vec2bert_stats.safetensors");
-    let mean = vec![0f32; 32];
-    let var = vec![1f32; 64];
+    let mean = [0f32; 32];
+    let var = [1f32; 64];
     w2vbert::output::write_safetensors(
         &bad,
         &[("mean".into(), vec![32], &mean[..]), ("var".into(), vec![64], &var[..])],
