@@ -3,12 +3,16 @@ written by transformers), HF vs `w2vbert-infer` on 13 s of real speech, in one r
 parity of hidden_states[17] and of the semantic features, and speed as a ratio.
 
     cargo build --release
-    python scripts/fullsize_parity.py [--runs 3] [--threads 2]
+    python scripts/fullsize_parity.py [--runs 3] [--threads 2] [--seconds 60]
+
+--seconds N repeats the speech up to N seconds (long inputs are where HF's [T, T, 64] bias tensor hurts). Peak
+RSS is reported for both sides: HF's is this process's peak (model + activations), Rust's the CLI child's.
 
 Writes checkpoints/w2v-bert-2.0-random/ (2.3 GB, git-ignored, reused when present) and out/fullsize/.
 """
 import argparse
 import json
+import resource
 import pathlib
 import statistics
 import subprocess
@@ -41,13 +45,15 @@ def make_checkpoint():
     print(f"wrote {CK} in {time.time() - t:.1f} s")
 
 
-def make_audio():
-    """espeak (librosa soxr HQ to 16 kHz) + arctic_a0007: 13.1 s of speech, saved as float32 WAV so both sides
-    read the very same samples."""
+def make_audio(seconds):
+    """espeak (librosa soxr HQ to 16 kHz) + arctic_a0007 (13.1 s of speech), repeated up to `seconds`, saved as
+    float32 WAV so both sides read the very same samples."""
     audio = ROOT / "tests" / "fixtures" / "audio"
     wav = np.concatenate([ref.read_resampled_16k(audio / "espeak_22050.wav"), ref.read_wav_16k(audio / "arctic_a0007.wav")])
+    if seconds:
+        wav = np.tile(wav, int(np.ceil(seconds * 16000 / len(wav))))[: int(seconds * 16000)]
     OUT.mkdir(parents=True, exist_ok=True)
-    p = OUT / "speech_13s.wav"
+    p = OUT / f"speech_{round(len(wav) / 16000)}s.wav"
     sf.write(p, wav, 16000, subtype="FLOAT")
     return p, sf.read(p, dtype="float32")[0]
 
@@ -65,10 +71,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=0, help="repeat the speech up to this length")
+    ap.add_argument("--skip-hf-17", action="store_true", help="skip the 17-layer HF timing (long inputs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     make_checkpoint()
-    wav_path, wav = make_audio()
+    wav_path, wav = make_audio(args.seconds)
     print(f"audio: {wav_path} ({len(wav) / 16000:.2f} s)")
 
     # --- HF, as IndexTTS2 runs it (extractor + all 24 layers, output_hidden_states) ---
@@ -86,26 +94,31 @@ def main():
     h17 = hs[17][0]
     semantic = ((torch.from_numpy(h17) - torch.from_numpy(st["mean"])) / torch.sqrt(torch.from_numpy(st["var"]))).numpy()
     # The same with the model cut to 17 layers (the fairest HF baseline for layer-17 features).
+    hf_peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
     model.encoder.layers = model.encoder.layers[:17]
-    for _ in range(args.runs):
+    for _ in range(0 if args.skip_hf_17 else args.runs):
         t = time.time()
         f = fe(wav, sampling_rate=16000, return_tensors="np")
         hs17 = ref.hidden_states(model, f["input_features"], f["attention_mask"])
         hf17_times.append(time.time() - t)
-    assert np.array_equal(hs17[17][0], h17)
+    if not args.skip_hf_17:
+        assert np.array_equal(hs17[17][0], h17)
     del model
 
     # --- Rust CLI: whole process (load + decode + fbank + 17 layers + write) ---
     rs_times = []
     for _ in range(args.runs):
         t = time.time()
-        subprocess.run(
+        r = subprocess.run(
             [str(BIN), "--checkpoint", str(CK), "--layers", "17", "--threads", str(args.threads),
              "--output-dir", str(OUT), str(wav_path), "--verbose"],
-            check=True,
+            check=True, capture_output=True, text=True,
         )
         rs_times.append(time.time() - t)
-    rs = load_file(str(OUT / "speech_13s.safetensors"))
+        print(r.stderr, end="")
+    # The CLI prints its own peak (VmHWM) with --verbose; RUSAGE_CHILDREN would count the forked Python image.
+    rs_peak_gb = float(r.stderr.split("peak RSS ")[1].split()[0])
+    rs = load_file(str(OUT / wav_path.with_suffix(".safetensors").name))
 
     report = {
         "audio_seconds": len(wav) / 16000,
@@ -114,16 +127,18 @@ def main():
         "semantic": stats(rs["semantic"], semantic),
         "hf_load_s": hf_load,
         "hf_24_layers_s_median": statistics.median(hf_times),
-        "hf_17_layers_s_median": statistics.median(hf17_times),
+        "hf_17_layers_s_median": statistics.median(hf17_times) if hf17_times else None,
+        "hf_peak_rss_gb": hf_peak_gb,
+        "rust_peak_rss_gb": rs_peak_gb,
         "rust_cli_total_s_median": statistics.median(rs_times),
         "speedup_vs_hf_24": statistics.median(hf_times) / statistics.median(rs_times),
-        "speedup_vs_hf_17": statistics.median(hf17_times) / statistics.median(rs_times),
+        "speedup_vs_hf_17": statistics.median(hf17_times) / statistics.median(rs_times) if hf17_times else None,
         "threads": args.threads,
         "runs": args.runs,
         **ref.versions(),
     }
     print(json.dumps(report, indent=2))
-    (OUT / "report.json").write_text(json.dumps(report, indent=2))
+    (OUT / f"report_{round(len(wav) / 16000)}s.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -212,6 +212,19 @@ fn run_encoder(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Peak resident memory of this process (Linux `VmHWM`), for `--verbose`.
+fn peak_rss() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(format!("{:.2} GB", kb * 1024.0 / 1e9))
+}
+
 fn run(args: &Args) -> Result<()> {
     if let Some(n) = args.threads {
         if n == 0 {
@@ -241,5 +254,10 @@ fn main() {
     if let Err(e) = run(&args) {
         eprintln!("error: {e}");
         std::process::exit(1);
+    }
+    if args.verbose {
+        if let Some(p) = peak_rss() {
+            eprintln!("peak RSS {p}");
+        }
     }
 }
