@@ -25,9 +25,10 @@ import numpy as np
 import soundfile as sf
 import torch
 from safetensors.numpy import save_file
-from transformers import SeamlessM4TFeatureExtractor
 
 import librosa
+
+from hf_reference import extractor  # the w2v-bert-2.0 preprocessor values, shared with the encoder goldens
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AUDIO_OUT = os.path.join(ROOT, "tests", "fixtures", "audio")
@@ -38,17 +39,6 @@ ODD = dict(start=8000, len=400 + 150 * 160)  # F = 151 -> T = 76, last row maske
 EVEN = dict(start=20000, len=400 + 99 * 160 + 37)  # F = 100 -> T = 50 (37 leftover samples ignored)
 DEC = dict(start=16000, len=4800)  # 0.3 s for the lossless decoder fixtures
 LOSSY = dict(start=8000, len=16000)  # 1 s for MP3 / Vorbis (compared by correlation)
-
-
-def extractor():
-    return SeamlessM4TFeatureExtractor(
-        feature_size=80,
-        num_mel_bins=80,
-        sampling_rate=16000,
-        padding_value=1.0,
-        stride=2,
-        return_attention_mask=True,
-    )
 
 
 def read_f32(path):
