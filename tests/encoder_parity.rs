@@ -198,3 +198,25 @@ fn only_the_requested_layers_are_needed() {
     let err = two.forward(&feats, &mask, shape[0], &[3]).unwrap_err().to_string();
     assert!(err.contains("hidden_states[3]"), "{err}");
 }
+
+#[test]
+fn output_is_identical_for_any_thread_count() {
+    // 2100 frames (the utterance repeated) so that every kernel takes its parallel path: LayerNorm and the
+    // depthwise conv split rows/time across threads above their size thresholds, gemm splits its blocks.
+    let (model, golden) = load("h64");
+    let (feats, shape) = golden_tensor(&golden, "single_even.input_features");
+    let t = 2100;
+    let feats: Vec<f32> = feats.iter().copied().cycle().take(t * shape[1]).collect();
+    let mask = vec![true; t];
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| model.forward(&feats, &mask, t, &[3]).unwrap())
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(
+            one == run(threads),
+            "hidden_states[3] differs between 1 and {threads} threads"
+        );
+    }
+}
