@@ -15,7 +15,7 @@ Every timing is the median of --runs runs. For each file it also prints the pari
 against the extractor's (max-abs, rel L2; on espeak the two resamplers differ, see tests/fbank.rs).
 
     cargo build --release
-    /opt/hfref/bin/python scripts/bench_frontend.py [--runs 11] [--no-criterion]
+    /opt/hfref/bin/python scripts/bench_frontend.py [--runs 11] [--no-criterion] [--bin PATH]
 """
 import argparse
 import json
@@ -63,8 +63,8 @@ def median_time(fn, runs):
     return statistics.median(ts)
 
 
-def cli(path, out, verbose=False):
-    cmd = [BIN, "--features-only", path, "--output-dir", out] + (["--verbose"] if verbose else [])
+def cli(binary, path, out, verbose=False):
+    cmd = [binary, "--features-only", path, "--output-dir", out] + (["--verbose"] if verbose else [])
     return subprocess.run(cmd, check=True, capture_output=True, text=True)
 
 
@@ -99,6 +99,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--no-criterion", action="store_true", help="skip the cargo bench part of (b)")
+    ap.add_argument("--bin", default=BIN, help="CLI binary to time (e.g. a copy of an older build)")
     args = ap.parse_args()
     fe = extractor()
     out = tempfile.mkdtemp()
@@ -111,7 +112,7 @@ def main():
         dur = sf.info(path).duration
         ref = hf_file(fe, path)
         hf = median_time(lambda: hf_file(fe, path), args.runs)
-        rs = median_time(lambda: cli(path, out), args.runs)
+        rs = median_time(lambda: cli(args.bin, path, out), args.runs)
         ours = np.load(os.path.join(out, os.path.splitext(os.path.basename(path))[0] + ".npy"))
         print(f"  {os.path.basename(path)} ({sf.info(path).samplerate} Hz, {dur:.2f} s): "
               f"HF {hf * 1e3:.1f} ms ({dur / hf:.0f} audio-s/s), Rust CLI {rs * 1e3:.1f} ms "
@@ -122,7 +123,7 @@ def main():
     print(f"  HF SeamlessM4TFeatureExtractor: {hf * 1e3:.2f} ms ({10 / hf:.0f} audio-s/s)")
     verbose = []
     for _ in range(args.runs):
-        m = re.search(r"([0-9.]+) ms", cli(wav10, out, verbose=True).stderr)
+        m = re.search(r"([0-9.]+) ms", cli(args.bin, wav10, out, verbose=True).stderr)
         verbose.append(float(m.group(1)) * 1e-3)
     v = statistics.median(verbose)
     print(f"  Rust CLI --verbose (in process: decode + fbank + .npy write): {v * 1e3:.2f} ms "
