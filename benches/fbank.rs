@@ -1,6 +1,7 @@
 //! Front-end throughput in audio seconds per second (criterion's "elements" = seconds of audio).
 //!
 //! `cargo bench --bench fbank -- --warm-up-time 1 --measurement-time 3`
+//! (scripts/bench_frontend.py runs the two `fbank_10s_16k` benches and compares them with HF's extractor.)
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,12 @@ fn bench(c: &mut Criterion) {
     // 9.09 s at 22.05 kHz: decode + resample + fbank.
     let esp = fixture("espeak_22050.wav");
     g.throughput(Throughput::Elements(9));
+    // Resampling alone (22.05 kHz -> 16 kHz; the filter table is cached after the first call).
+    let d = audio::decode::decode_file(&esp).unwrap();
+    let mono = audio::decode::downmix(&d.interleaved, d.channels);
+    g.bench_function("resample_espeak_22050_9s", |b| {
+        b.iter(|| audio::resample::resample(&mono, d.sample_rate, audio::SAMPLE_RATE, &esp).unwrap())
+    });
     g.bench_function("file_espeak_22050_9s", |b| {
         b.iter(|| audio::features_from_file(&esp).unwrap())
     });

@@ -135,8 +135,8 @@ fn golden_padded_batch() {
     assert!(max <= 1e-4, "batch: max-abs {max}");
 }
 
-/// The resampling path against librosa's `load(sr=16000)` (soxr HQ): rubato's filter is a different one, so
-/// this measures closeness rather than identity. The soxr waveform is stored as 24-bit FLAC (its own rel L2
+/// The resampling path against librosa's `load(sr=16000)` (soxr HQ): our filter (rubato's windowed-sinc design)
+/// is not soxr's, so this measures closeness rather than identity. The soxr waveform is stored as 24-bit FLAC (its own rel L2
 /// floor is printed by the golden script). The fbank is compared on speech rows (both frames with
 /// RMS > 1e-4): in near-silence, log-mel compares numerical dust (the source has digital silence, where
 /// storage rounds soxr's ~1e-8 ringing to 0 and the two filters ring differently) and differs by O(1) there.

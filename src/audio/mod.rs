@@ -2,7 +2,8 @@
 //!
 //! - [`decode`]: symphonia; WAV (8/16/24/32-bit PCM, f32/f64, extensible), FLAC, MP3, OGG/Vorbis. Channels
 //!   are averaged (librosa's `to_mono`; HF's extractor would keep only the first channel).
-//! - [`resample`]: rubato windowed sinc, anything → 16 kHz (librosa's `load(sr=16000)` uses soxr HQ).
+//! - [`resample`]: polyphase windowed sinc (rubato's filter, own f32x8 kernel), anything → 16 kHz
+//!   (librosa's `load(sr=16000)` uses soxr HQ).
 //! - [`fbank`]: the log-mel features, per-bin normalization, stride-2 stacking and the mask.
 
 pub mod decode;
