@@ -74,12 +74,14 @@ fn no_normalize_writes_raw_layer_17() {
 fn several_layers_go_to_one_safetensors_file() {
     let dir = tempfile::tempdir().unwrap();
     let o = run(
-        &["--checkpoint", tiny().to_str().unwrap(), "--layers", "0,17,24"],
+        &["--checkpoint", tiny().to_str().unwrap(), "--layers", "0,17,24,17"],
         &[&arctic()],
         dir.path(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = open(&dir.path().join("arctic_a0007.safetensors"));
+    // A repeated index is written once: hidden_states.{0,17,24}, semantic, mask.
+    assert_eq!(out.names().len(), 5, "{:?}", out.names());
     let golden = open(&fixture("encoder/tiny-random/golden.safetensors"));
     for k in [0, 17, 24] {
         let (got, shape) = golden_of(&out, &format!("hidden_states.{k}"));

@@ -106,8 +106,12 @@ struct Plan {
 
 fn plan(args: &Args) -> Result<Plan> {
     if let Some(layers) = &args.layers {
-        let mut ks = layers.clone();
-        ks.dedup();
+        let mut ks: Vec<usize> = Vec::with_capacity(layers.len());
+        for &k in layers {
+            if !ks.contains(&k) {
+                ks.push(k);
+            }
+        }
         if ks.is_empty() {
             return Err(Error::Invalid("--layers needs at least one hidden-state index".into()));
         }
@@ -176,8 +180,9 @@ fn run_encoder(args: &Args) -> Result<()> {
         &args.output_dir,
         if plan.multi { "safetensors" } else { "npy" },
     )?;
-    if let Some(missing) = args.inputs.iter().find(|p| !p.is_file()) {
-        return Err(Error::audio(missing, "no such file"));
+    if let Some(bad) = args.inputs.iter().find(|p| !p.is_file()) {
+        let why = if bad.exists() { "not a regular file" } else { "no such file" };
+        return Err(Error::audio(bad, why));
     }
     let start = Instant::now();
     let ex = Extractor::load(&args.checkpoint, &plan.request, args.stats.as_deref())?;
