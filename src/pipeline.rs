@@ -146,8 +146,14 @@ impl Extractor {
         })
     }
 
-    /// Decode, resample to 16 kHz, fbank, encoder.
+    /// Decode, resample to 16 kHz (`librosa.load(sr=16000)`, [`audio::Preprocess::Direct16k`]), fbank, encoder.
     pub fn run_file(&self, path: &Path) -> Result<Output> {
-        self.run(&audio::features_from_file(path)?)
+        self.run_file_with(path, audio::Preprocess::Direct16k)
+    }
+
+    /// [`Extractor::run_file`] with the audio read as `pre` says (e.g. IndexTTS2's speaker-prompt path:
+    /// 22.05 kHz, first 15 s, torchaudio resampler to 16 kHz).
+    pub fn run_file_with(&self, path: &Path, pre: audio::Preprocess) -> Result<Output> {
+        self.run(&audio::features_from_file_with(path, pre)?)
     }
 }

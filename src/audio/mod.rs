@@ -4,11 +4,14 @@
 //!   are averaged (librosa's `to_mono`; HF's extractor would keep only the first channel).
 //! - [`resample`]: polyphase windowed sinc (rubato's filter, own f32x8 kernel), anything → 16 kHz
 //!   (librosa's `load(sr=16000)` uses soxr HQ).
+//! - [`torchaudio_resample`]: `torchaudio.transforms.Resample` (Hann-windowed sinc), which IndexTTS2 applies to
+//!   the speaker prompt after loading it at 22.05 kHz ([`Preprocess::Indextts2SpeakerPrompt`]).
 //! - [`fbank`]: the log-mel features, per-bin normalization, stride-2 stacking and the mask.
 
 pub mod decode;
 pub mod fbank;
 pub mod resample;
+pub mod torchaudio_resample;
 
 pub use fbank::{FEATURE_DIM, N_MELS, PADDING_VALUE, SAMPLE_RATE, STRIDE};
 
@@ -51,6 +54,57 @@ pub fn load_audio(path: &Path) -> Result<Vec<f32>> {
     resample::resample(&mono, d.sample_rate, SAMPLE_RATE, path)
 }
 
+/// librosa's default `load` rate, at which IndexTTS2 reads the speaker prompt.
+pub const LIBROSA_DEFAULT_RATE: u32 = 22_050;
+/// IndexTTS2 keeps the first 15 s of the speaker prompt: `int(15 * 22050)` samples at 22.05 kHz.
+pub const SPEAKER_PROMPT_SAMPLES: usize = 15 * LIBROSA_DEFAULT_RATE as usize;
+
+/// How a file becomes the 16 kHz mono signal the fbank reads: which IndexTTS2 input it mirrors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Preprocess {
+    /// `librosa.load(path, sr=16000)`: channels averaged, one soxr-HQ-like resample straight to 16 kHz.
+    /// IndexTTS2's emotion prompt and MaskGCT read audio this way. [`load_audio`].
+    #[default]
+    Direct16k,
+    /// IndexTTS2's speaker prompt (`infer_v2.py`): `librosa.load(path)` at 22.05 kHz, the first 15 s, then
+    /// `torchaudio.transforms.Resample(22050, 16000)`. [`load_indextts2_speaker_prompt`].
+    Indextts2SpeakerPrompt,
+}
+
+impl Preprocess {
+    /// Decode `path` and produce 16 kHz mono samples this way.
+    pub fn load(self, path: &Path) -> Result<Vec<f32>> {
+        match self {
+            Preprocess::Direct16k => load_audio(path),
+            Preprocess::Indextts2SpeakerPrompt => load_indextts2_speaker_prompt(path),
+        }
+    }
+}
+
+/// IndexTTS2's speaker-prompt audio path, as `infer_v2.py` runs it:
+/// ```text
+/// audio, sr = librosa.load(path)                    # 22050 Hz: mean of channels, soxr HQ (skipped at 22050)
+/// audio = audio[:, :int(15 * sr)]                   # first 15 s
+/// audio_16k = torchaudio.transforms.Resample(sr, 16000)(audio)
+/// ```
+/// Here: decode → mean of channels → [`resample::resample`] to 22050 Hz (the soxr-like resampler; identity for
+/// 22.05 kHz files, as in librosa) → first [`SPEAKER_PROMPT_SAMPLES`] → [`torchaudio_resample`] to 16 kHz.
+/// Returns `[min(n22, 330750) · 320 / 441, rounded up]` samples at 16 kHz.
+pub fn load_indextts2_speaker_prompt(path: &Path) -> Result<Vec<f32>> {
+    let d = decode::decode_file(path)?;
+    check_finite(&d.interleaved, path, "decoded")?;
+    let mono = decode::downmix(&d.interleaved, d.channels);
+    speaker_prompt_from_mono(&mono, d.sample_rate, path)
+}
+
+/// [`load_indextts2_speaker_prompt`] after decoding: mono `samples` at `sample_rate` → 16 kHz. `source` names
+/// the input in errors.
+pub fn speaker_prompt_from_mono(samples: &[f32], sample_rate: u32, source: &Path) -> Result<Vec<f32>> {
+    let mut x = resample::resample(samples, sample_rate, LIBROSA_DEFAULT_RATE, source)?;
+    x.truncate(SPEAKER_PROMPT_SAMPLES);
+    torchaudio_resample::resample_torchaudio(&x, LIBROSA_DEFAULT_RATE, SAMPLE_RATE, source)
+}
+
 /// Features of mono 16 kHz `samples`. `source` names the input in errors (too short, NaN/Inf).
 pub fn features_from_samples(samples: &[f32], source: &Path) -> Result<Features> {
     check_finite(samples, source, "audio")?;
@@ -83,7 +137,12 @@ pub fn features_from_samples(samples: &[f32], source: &Path) -> Result<Features>
 
 /// [`load_audio`] then [`features_from_samples`].
 pub fn features_from_file(path: &Path) -> Result<Features> {
-    let samples = load_audio(path)?;
+    features_from_file_with(path, Preprocess::Direct16k)
+}
+
+/// [`Preprocess::load`] then [`features_from_samples`].
+pub fn features_from_file_with(path: &Path, pre: Preprocess) -> Result<Features> {
+    let samples = pre.load(path)?;
     features_from_samples(&samples, path)
 }
 

@@ -1,7 +1,9 @@
 //! `w2vbert-infer`: audio in, Wav2Vec2-BERT hidden states / IndexTTS2 semantic features out.
 //!
 //! `--features-only` stops after the front end and writes the SeamlessM4T fbank features
-//! (`DIR/<stem>.npy`, f32 `[T, 160]`) without loading a model.
+//! (`DIR/<stem>.npy`, f32 `[T, 160]`) without loading a model. `--indextts2-speaker-prompt` reads the audio as
+//! IndexTTS2 reads its speaker prompt (22.05 kHz, first 15 s, torchaudio's resampler to 16 kHz) instead of
+//! `librosa.load(sr=16000)`.
 
 use clap::Parser;
 use std::collections::HashMap;
@@ -45,9 +47,25 @@ struct Args {
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Read the audio as IndexTTS2 reads its speaker prompt (infer_v2.py): librosa.load at 22050 Hz (mean of
+    /// channels), keep the first 15 s, then torchaudio.transforms.Resample(22050, 16000) (Hann-windowed sinc,
+    /// lowpass_filter_width 6, rolloff 0.99). Without it, audio is read as librosa.load(sr=16000), as
+    /// IndexTTS2's emotion prompt and MaskGCT do (one soxr-HQ-like resample, no cut).
+    #[arg(long)]
+    indextts2_speaker_prompt: bool,
     /// Print per-file shapes and timings to stderr.
     #[arg(long)]
     verbose: bool,
+}
+
+impl Args {
+    fn preprocess(&self) -> w2vbert::audio::Preprocess {
+        if self.indextts2_speaker_prompt {
+            w2vbert::audio::Preprocess::Indextts2SpeakerPrompt
+        } else {
+            w2vbert::audio::Preprocess::Direct16k
+        }
+    }
 }
 
 /// `DIR/<stem>.<ext>` for every input; two inputs with the same stem are an error before any work.
@@ -79,7 +97,7 @@ fn run_features_only(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&args.output_dir).map_err(|e| Error::io(&args.output_dir, e))?;
     for (input, output) in args.inputs.iter().zip(&outputs) {
         let start = Instant::now();
-        let f = w2vbert::audio::features_from_file(input)?;
+        let f = w2vbert::audio::features_from_file_with(input, args.preprocess())?;
         w2vbert::output::write_npy(output, &f.data, &[f.t, w2vbert::audio::FEATURE_DIM])?;
         if args.verbose {
             eprintln!(
@@ -201,7 +219,7 @@ fn run_encoder(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&args.output_dir).map_err(|e| Error::io(&args.output_dir, e))?;
     for (input, output) in args.inputs.iter().zip(&outputs) {
         let start = Instant::now();
-        let out = ex.run_file(input)?;
+        let out = ex.run_file_with(input, args.preprocess())?;
         write_output(output, &out, plan.multi)?;
         if args.verbose {
             eprintln!(
