@@ -6,7 +6,7 @@
 //!
 //! `W2VBERT_ENCODER_CPU=1 cargo bench --bench encoder -- cpu-only` instead prints the *CPU* time (all threads)
 //! of one forward at the real size, the minimum over rounds: on a machine shared with other jobs wall time
-//! mostly measures the neighbours, CPU time much less so.
+//! mostly measures the neighbours, CPU time much less so (`W2VBERT_ENCODER_T=250,500,2600` sets the lengths).
 
 use criterion::{criterion_group, Criterion, Throughput};
 use std::path::Path;
@@ -150,12 +150,18 @@ fn cpu_seconds() -> f64 {
     f.iter().sum::<f64>() / 100.0
 }
 
-/// CPU and wall time per forward (feature projection + 1 or 2 real-size layers) at T = 250 and 500: the minimum
-/// over 5 rounds of 3 calls, configurations interleaved within a round.
+/// CPU and wall time per forward (feature projection + 1 or 2 real-size layers) at T = 250 and 500 (or the
+/// `W2VBERT_ENCODER_T` list): the minimum over 5 rounds of 3 calls, configurations interleaved within a round.
 fn cpu_time_report() {
     let dir = tempfile::tempdir().unwrap();
     let model = real_size_model(dir.path(), 2);
-    let cases: Vec<(usize, usize)> = [250usize, 500].iter().flat_map(|&t| [(t, 1), (t, 2)]).collect();
+    // Frame counts from W2VBERT_ENCODER_T (comma-separated), default 250,500.
+    let ts: Vec<usize> = std::env::var("W2VBERT_ENCODER_T")
+        .unwrap_or_else(|_| "250,500".into())
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    let cases: Vec<(usize, usize)> = ts.iter().flat_map(|&t| [(t, 1), (t, 2)]).collect();
     let mut best = vec![(f64::INFINITY, f64::INFINITY); cases.len()];
     for _round in 0..5 {
         for (i, &(t, layers)) in cases.iter().enumerate() {
