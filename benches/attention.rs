@@ -7,6 +7,7 @@
 //! cargo bench --bench attention -- fused --warm-up-time 1 --measurement-time 3      # one group
 //! W2VBERT_ATTN_MEMORY=1 cargo bench --bench attention -- memory-only                # the memory figures
 //! W2VBERT_ATTN_TUNE=1 cargo bench --bench attention -- tune-only                    # block sizes, CPU time
+//! W2VBERT_ATTN_LAYOUT=1 cargo bench --bench attention -- layout-only                # time- vs channel-major, CPU time
 //! ```
 //! The naive reference is timed at T = 250 and 750 only: at T = 3000 one call takes over a minute
 //! (27·10⁹ scalar f64 multiply-adds), so it is run exactly once, for the memory figure, and only when
@@ -18,7 +19,8 @@ use std::time::Instant;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use w2vbert_kernels::attention::{
-    relative_attention, relative_attention_blocked, relative_attention_naive, AttnBlocks, RelPosAttention,
+    relative_attention, relative_attention_blocked, relative_attention_cm, relative_attention_naive, AttnBlocks,
+    RelPosAttention,
 };
 
 /// System allocator that tracks live bytes and their high-water mark (across all threads).
@@ -136,6 +138,13 @@ impl Inputs {
         }
     }
 
+    /// The same buffer read channel-major: q, k, v are consecutive `[d, t]` blocks of `[3d, t]`, output `[d, t]`.
+    fn fused_cm(&mut self) {
+        let (d, t, x) = (CFG.width(), self.t, &self.qkv);
+        let (q, k, v) = (&x[..], &x[d * t..], &x[2 * d * t..]);
+        relative_attention_cm(&CFG, &mut self.out, t, q, t, k, t, v, t, &self.emb, None, t);
+    }
+
     fn naive(&mut self) {
         let (d, x) = (CFG.width(), &self.qkv);
         let (q, k, v) = (&x[..], &x[d..], &x[2 * d..]);
@@ -197,6 +206,7 @@ fn bench_fused(c: &mut Criterion) {
         let mut x = Inputs::new(t);
         g.throughput(Throughput::Elements(macs(t)));
         g.bench_function(BenchmarkId::from_parameter(t), |b| b.iter(|| x.fused(None)));
+        g.bench_function(BenchmarkId::new("channel_major", t), |b| b.iter(|| x.fused_cm()));
     }
     g.finish();
 }
@@ -276,6 +286,31 @@ fn cpu_time_sweep() {
     }
 }
 
+/// Time-major vs channel-major fused attention in CPU time per call (interleaved rounds, minimum kept).
+fn cpu_time_layouts() {
+    for t in [250, 750, 3000] {
+        let mut x = Inputs::new(t);
+        let calls = if t <= 750 { 20 } else { 2 };
+        let mut best = [f64::INFINITY; 2];
+        for _round in 0..3 {
+            for (b, slot) in best.iter_mut().enumerate() {
+                let call = |x: &mut Inputs| if b == 0 { x.fused(None) } else { x.fused_cm() };
+                call(&mut x);
+                let c0 = cpu_seconds();
+                for _ in 0..calls {
+                    call(&mut x);
+                }
+                *slot = slot.min((cpu_seconds() - c0) / calls as f64);
+            }
+        }
+        println!(
+            "cpu-time layouts T={t}: time-major {:.1} ms, channel-major {:.1} ms CPU per call",
+            best[0] * 1e3,
+            best[1] * 1e3
+        );
+    }
+}
+
 criterion_group!(benches, bench_fused, bench_naive, bench_blocks);
 
 fn main() {
@@ -285,6 +320,9 @@ fn main() {
     }
     if env_on("W2VBERT_ATTN_TUNE") {
         cpu_time_sweep();
+    }
+    if env_on("W2VBERT_ATTN_LAYOUT") {
+        cpu_time_layouts();
     }
     benches();
     Criterion::default().configure_from_args().final_summary();

@@ -3,8 +3,12 @@
 //!
 //! The real-size layers use seeded random weights written to a temporary safetensors file at start-up (timing
 //! does not depend on the values). `cargo bench --bench encoder`.
+//!
+//! `W2VBERT_ENCODER_CPU=1 cargo bench --bench encoder -- cpu-only` instead prints the *CPU* time (all threads)
+//! of one forward at the real size, the minimum over rounds: on a machine shared with other jobs wall time
+//! mostly measures the neighbours, CPU time much less so (`W2VBERT_ENCODER_T=250,500,2600` sets the lengths).
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use std::path::Path;
 use w2vbert::config::Wav2Vec2BertConfig;
 use w2vbert::model::Wav2Vec2BertModel;
@@ -132,5 +136,62 @@ fn encoder(c: &mut Criterion) {
     });
 }
 
+/// Process CPU time (user + system, all threads) in seconds, from /proc/self/stat (10 ms ticks).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the ")" that closes the command name: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// CPU and wall time per forward (feature projection + 1 or 2 real-size layers) at T = 250 and 500 (or the
+/// `W2VBERT_ENCODER_T` list): the minimum over 5 rounds of 3 calls, configurations interleaved within a round.
+fn cpu_time_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = real_size_model(dir.path(), 2);
+    // Frame counts from W2VBERT_ENCODER_T (comma-separated), default 250,500.
+    let ts: Vec<usize> = std::env::var("W2VBERT_ENCODER_T")
+        .unwrap_or_else(|_| "250,500".into())
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    let cases: Vec<(usize, usize)> = ts.iter().flat_map(|&t| [(t, 1), (t, 2)]).collect();
+    let mut best = vec![(f64::INFINITY, f64::INFINITY); cases.len()];
+    for _round in 0..5 {
+        for (i, &(t, layers)) in cases.iter().enumerate() {
+            let feats = fill(t * 160, 7, 2.0);
+            let mask = vec![true; t];
+            model.forward(&feats, &mask, t, &[layers]).unwrap();
+            let (c0, w0) = (cpu_seconds(), std::time::Instant::now());
+            for _ in 0..3 {
+                std::hint::black_box(model.forward(&feats, &mask, t, &[layers]).unwrap());
+            }
+            let (c, w) = ((cpu_seconds() - c0) / 3.0, w0.elapsed().as_secs_f64() / 3.0);
+            best[i] = (best[i].0.min(c), best[i].1.min(w));
+        }
+    }
+    for (&(t, layers), (c, w)) in cases.iter().zip(best) {
+        println!(
+            "encoder cpu-time T={t} feature_projection + {layers} layer(s): {:.0} ms CPU, {:.0} ms wall ({} threads)",
+            c * 1e3,
+            w * 1e3,
+            rayon::current_num_threads()
+        );
+    }
+}
+
 criterion_group!(benches, encoder);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var("W2VBERT_ENCODER_CPU").is_ok_and(|v| v == "1") {
+        cpu_time_report();
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

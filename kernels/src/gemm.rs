@@ -170,3 +170,51 @@ pub fn linear_ref(
         }
     }
 }
+
+/// Channel-major PyTorch Linear: `y[n, t] = w[n, k] · x[k, t] + bias[n]` (i.e. `yᵀ = W xᵀ + b` with the
+/// activations stored one channel per row). `w` is the checkpoint's `[out, in]` matrix read in place as the
+/// row-major lhs and `x` is a row-major rhs: the layout gemm runs fastest (no strided packing on either side).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_cm(
+    y: &mut [f32],        // [n, t]
+    x: &[f32],            // [k, t]
+    w: &[f32],            // [n, k]
+    bias: Option<&[f32]>, // [n]
+    n: usize,
+    k: usize,
+    t: usize,
+    threads: Threads,
+) {
+    assert!(
+        y.len() >= n * t && x.len() >= k * t && w.len() >= n * k,
+        "linear_cm: slice too small"
+    );
+    if let Some(b) = bias {
+        assert!(b.len() >= n, "linear_cm: bias too small");
+        for (row, &bv) in y[..n * t].chunks_exact_mut(t.max(1)).zip(b) {
+            row.fill(bv);
+        }
+    }
+    matmul(y, t, w, k, 1, x, t, 1, n, k, t, 1.0, bias.is_some(), threads);
+}
+
+/// Scalar reference for [`linear_cm`].
+#[allow(clippy::too_many_arguments)]
+pub fn linear_cm_ref(
+    y: &mut [f32],        // [n, t]
+    x: &[f32],            // [k, t]
+    w: &[f32],            // [n, k]
+    bias: Option<&[f32]>, // [n]
+    n: usize,
+    k: usize,
+    t: usize,
+) {
+    matmul_ref(y, t, w, k, 1, x, t, 1, n, k, t, 1.0, false);
+    if let Some(b) = bias {
+        for i in 0..n {
+            for j in 0..t {
+                y[i * t + j] += b[i];
+            }
+        }
+    }
+}

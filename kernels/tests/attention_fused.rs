@@ -1,10 +1,10 @@
-//! Fused relative-key attention = the naive `[T, T]` reference; the reference = a hand-derived formula;
-//! output identical for any rayon thread count.
+//! Fused relative-key attention = the naive `[T, T]` reference, on time-major and on channel-major buffers;
+//! the reference = a hand-derived formula; output identical for any rayon thread count.
 
 use proptest::prelude::*;
 use w2vbert_kernels::attention::{
-    relative_attention, relative_attention_blocked, relative_attention_naive, AttnBlocks, RelPosAttention,
-    DEFAULT_BLOCKS,
+    relative_attention, relative_attention_blocked, relative_attention_cm, relative_attention_naive,
+    relative_attention_naive_strided, relative_attention_strided, AttnBlocks, RelPosAttention, Strides, DEFAULT_BLOCKS,
 };
 
 /// splitmix64 + Box–Muller: standard normal values from a seed (no dependency, reproducible).
@@ -112,6 +112,86 @@ impl Problem {
     }
 }
 
+/// Channel-major views of the same problem: q/k/v in a fused `[3d, t + 1]` buffer (row stride t + 1, so rows
+/// are unaligned) starting at offset `off`; outputs `[d, t + 3]` at offset `off`.
+impl Problem {
+    fn qkv_cm(&self) -> (Vec<f32>, usize) {
+        let (d3, ld) = (3 * self.cfg.width(), self.t + 1);
+        let mut b = vec![0.0; self.off + d3 * ld];
+        for i in 0..self.t {
+            for c in 0..d3 {
+                b[self.off + c * ld + i] = self.qkv[self.off + i * self.ldx + c];
+            }
+        }
+        (b, ld)
+    }
+
+    /// Runs `f` on the channel-major q/k/v (each with strides `Strides::channel_major(ld)`) into a channel-major
+    /// sentinel-filled output; checks nothing outside it was written; returns the result as compact `[t, d]`.
+    fn run_cm(&self, f: impl Fn(&mut [f32], usize, &[f32], &[f32], &[f32], usize)) -> Vec<f32> {
+        let (d, t) = (self.cfg.width(), self.t);
+        let (buf, ld) = self.qkv_cm();
+        let ldo = t + 3;
+        let mut out = vec![f32::NAN; self.off + d * ldo];
+        let x = &buf[self.off..];
+        f(&mut out[self.off..], ldo, x, &x[d * ld..], &x[2 * d * ld..], ld);
+        for (idx, &o) in out.iter().enumerate() {
+            let inside = idx >= self.off && (idx - self.off) % ldo < t;
+            assert_eq!(inside, !o.is_nan(), "cm out[{idx}] = {o} (inside = {inside})");
+        }
+        (0..t * d).map(|e| out[self.off + (e % d) * ldo + e / d]).collect()
+    }
+
+    fn fused_cm(&self, blocks: AttnBlocks) -> Vec<f32> {
+        let m = self.mask.as_deref();
+        self.run_cm(|out, ldo, q, k, v, ld| {
+            let cm = Strides::channel_major;
+            relative_attention_strided(
+                &self.cfg,
+                blocks,
+                out,
+                cm(ldo),
+                q,
+                cm(ld),
+                k,
+                cm(ld),
+                v,
+                cm(ld),
+                &self.emb,
+                m,
+                self.t,
+            )
+        })
+    }
+
+    fn naive_cm(&self) -> Vec<f32> {
+        let m = self.mask.as_deref();
+        self.run_cm(|out, ldo, q, k, v, ld| {
+            let cm = Strides::channel_major;
+            relative_attention_naive_strided(
+                &self.cfg,
+                out,
+                cm(ldo),
+                q,
+                cm(ld),
+                k,
+                cm(ld),
+                v,
+                cm(ld),
+                &self.emb,
+                m,
+                self.t,
+            )
+        })
+    }
+
+    /// A time-major output of [`Problem::run`] as compact `[t, d]`.
+    fn compact(&self, out: &[f32]) -> Vec<f32> {
+        let (d, ldo) = (self.cfg.width(), self.cfg.width() + 3);
+        (0..self.t * d).map(|e| out[self.off + (e / d) * ldo + e % d]).collect()
+    }
+}
+
 /// Relative-or-absolute closeness: |a - b| ≤ 1e-5 · max(1, |b|) everywhere (NaN sentinels must agree).
 fn assert_close(fused: &[f32], naive: &[f32], what: &str) {
     assert_eq!(fused.len(), naive.len());
@@ -161,7 +241,12 @@ fn fused_matches_naive_named_cases() {
                 seed += 1;
                 let p = Problem::new(c, t, mask, seed, seed as usize % 4);
                 let what = format!("t={t} {c:?} {blocks:?} {mask:?}");
-                assert_close(&p.fused(blocks), &p.naive(), &what);
+                let naive = p.naive();
+                assert_close(&p.fused(blocks), &naive, &what);
+                // Channel-major: the strided reference gives the same bits, the fused kernel the same values.
+                let naive_tm = p.compact(&naive);
+                assert!(p.naive_cm() == naive_tm, "{what}: channel-major naive differs");
+                assert_close(&p.fused_cm(blocks), &naive_tm, &format!("cm {what}"));
             }
         }
     }
@@ -188,7 +273,12 @@ fn fused_matches_naive_long_sequence_default_blocks() {
                 p.t,
             )
         });
-        assert_close(&out, &p.naive(), &format!("t=700 {mask:?}"));
+        let naive = p.naive();
+        assert_close(&out, &naive, &format!("t=700 {mask:?}"));
+        let out_cm = p.run_cm(|out, ldo, q, k, v, ld| {
+            relative_attention_cm(&p.cfg, out, ldo, q, ld, k, ld, v, ld, &p.emb, p.mask.as_deref(), p.t)
+        });
+        assert_close(&out_cm, &p.compact(&naive), &format!("cm t=700 {mask:?}"));
     }
 }
 
@@ -214,6 +304,7 @@ fn empty_sequence_is_a_no_op() {
     let mut out: Vec<f32> = vec![];
     relative_attention(&c, &mut out, 16, &[], 48, &[], 48, &[], 48, &emb, Some(&[]), 0);
     relative_attention_naive(&c, &mut out, 16, &[], 48, &[], 48, &[], 48, &emb, None, 0);
+    relative_attention_cm(&c, &mut out, 0, &[], 0, &[], 0, &[], 0, &emb, Some(&[]), 0);
 }
 
 /// T = 2 worked from the formula: with two keys, softmax is a sigmoid of the score difference, so
@@ -280,6 +371,21 @@ fn output_is_identical_for_any_thread_count() {
         let same = one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "{threads} threads differ from 1 thread");
     }
+    let run_cm_in = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("rayon pool");
+        pool.install(|| p.fused_cm(AttnBlocks { q: 64, k: 128 }))
+    };
+    let one = run_cm_in(1);
+    for threads in [2, 3] {
+        let same = one
+            .iter()
+            .zip(&run_cm_in(threads))
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "channel-major: {threads} threads differ from 1 thread");
+    }
 }
 
 proptest! {
@@ -306,6 +412,9 @@ proptest! {
             _ => Mask::All,
         };
         let p = Problem::new(cfg(n_heads, head_dim, left_max, right_max), t, mask, seed, off);
-        assert_close(&p.fused(AttnBlocks { q: bq, k: bk }), &p.naive(), &format!("{mask:?}"));
+        let blocks = AttnBlocks { q: bq, k: bk };
+        let naive = p.naive();
+        assert_close(&p.fused(blocks), &naive, &format!("{mask:?}"));
+        assert_close(&p.fused_cm(blocks), &p.compact(&naive), &format!("cm {mask:?}"));
     }
 }

@@ -11,7 +11,7 @@ use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use w2vbert_kernels::attention::{relative_attention, RelPosAttention};
+use w2vbert_kernels::attention::{relative_attention_cm, RelPosAttention};
 
 pub struct SelfAttention {
     pub linear_q: Linear,
@@ -45,8 +45,8 @@ impl SelfAttention {
         })
     }
 
-    /// h[t, d] += Attention(x[t, d]) with keys masked by `key_mask` [t] (true = valid).
-    /// `q`, `k`, `v`, `ctx` are [t, d] scratch.
+    /// h[d, t] += Attention(x[d, t]) (channel-major) with keys masked by `key_mask` [t] (true = valid).
+    /// `q`, `k`, `v`, `ctx` are [d, t] scratch.
     #[allow(clippy::too_many_arguments)]
     pub fn forward_residual(
         &self,
@@ -59,20 +59,19 @@ impl SelfAttention {
         key_mask: Option<&[bool]>,
         t: usize,
     ) {
-        let d = self.linear_q.out_dim;
         self.linear_q.forward(q, x, t);
         self.linear_k.forward(k, x, t);
         self.linear_v.forward(v, x, t);
-        relative_attention(
+        relative_attention_cm(
             &self.kernel,
             ctx,
-            d,
+            t,
             q,
-            d,
+            t,
             k,
-            d,
+            t,
             v,
-            d,
+            t,
             self.distance_embedding.data(),
             key_mask,
             t,

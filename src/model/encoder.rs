@@ -8,7 +8,7 @@
 
 use super::feature_projection::FeatureProjection;
 use super::layer::{EncoderLayer, Scratch};
-use super::primitives::zero_masked_rows;
+use super::primitives::{transpose, zero_masked_cols};
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::{Error, Result};
 use crate::weights::Weights;
@@ -124,18 +124,28 @@ impl Wav2Vec2BertModel {
         let deepest = wanted.iter().copied().max().unwrap_or(0);
         let key_mask = if mask.iter().all(|&m| m) { None } else { Some(mask) };
 
-        let mut h = vec![0.0f32; t * d];
-        let mut normed = vec![0.0f32; t * fin];
-        self.feature_projection.forward(&mut h, &mut normed, features, t);
-        drop(normed);
-        zero_masked_rows(&mut h, mask, d);
+        // Channel-major inside the encoder: h [d, t]. The [t, fin] input is transposed once here.
+        let mut h = vec![0.0f32; d * t];
+        {
+            let mut xt = vec![0.0f32; fin * t];
+            transpose(&mut xt, features, t, fin);
+            let mut normed = vec![0.0f32; fin * t];
+            self.feature_projection.forward(&mut h, &mut normed, &xt, t);
+        }
+        zero_masked_cols(&mut h, mask, t);
 
+        // Requested hidden states go back to time-major [t, d] on the way out.
         let mut out: Vec<Option<Vec<f32>>> = vec![None; wanted.len()];
         let mut keep = |k: usize, h: &[f32]| {
-            for (slot, &w) in out.iter_mut().zip(wanted) {
-                if w == k {
-                    *slot = Some(h.to_vec());
+            if let Some(first) = wanted.iter().position(|&w| w == k) {
+                let mut hs = vec![0.0f32; t * d];
+                transpose(&mut hs, h, d, t);
+                for (slot, &w) in out.iter_mut().zip(wanted).skip(first + 1) {
+                    if w == k {
+                        *slot = Some(hs.clone());
+                    }
                 }
+                out[first] = Some(hs);
             }
         };
         keep(0, &h);

@@ -20,7 +20,7 @@ impl FeatureProjection {
         })
     }
 
-    /// h[t, hidden] = Linear(LN(x[t, in])); `normed` [t, in] is scratch.
+    /// Channel-major: h[hidden, t] = Linear(LN(x[in, t])); `normed` [in, t] is scratch.
     pub fn forward(&self, h: &mut [f32], normed: &mut [f32], x: &[f32], t: usize) {
         self.layer_norm.forward(normed, x, t);
         self.projection.forward(h, normed, t);

@@ -21,8 +21,8 @@ impl FeedForward {
         })
     }
 
-    /// h[t, d] += scale · FFN(x[t, d]) — the conformer's half-step residual (scale 0.5).
-    /// `inter` [t, intermediate] is scratch.
+    /// h[d, t] += scale · FFN(x[d, t]) (channel-major) — the conformer's half-step residual (scale 0.5).
+    /// `inter` [intermediate, t] is scratch.
     pub fn forward_residual(&self, h: &mut [f32], inter: &mut [f32], x: &[f32], t: usize, scale: f32) {
         let f = self.intermediate_dense.out_dim;
         self.intermediate_dense.forward(inter, x, t);

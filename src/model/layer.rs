@@ -23,12 +23,12 @@ pub struct EncoderLayer {
 
 /// Every intermediate buffer of one layer, allocated once per utterance and reused by all layers.
 pub struct Scratch {
-    x: Vec<f32>,     // [t, d] LayerNorm output fed to a sub-module
-    q: Vec<f32>,     // [t, d]
-    k: Vec<f32>,     // [t, d]
-    v: Vec<f32>,     // [t, d]
-    ctx: Vec<f32>,   // [t, d]
-    inter: Vec<f32>, // [t, max(intermediate, 2d)]
+    x: Vec<f32>,     // [d, t] LayerNorm output fed to a sub-module
+    q: Vec<f32>,     // [d, t]
+    k: Vec<f32>,     // [d, t]
+    v: Vec<f32>,     // [d, t]
+    ctx: Vec<f32>,   // [d, t]
+    inter: Vec<f32>, // [max(intermediate, 2d), t]
 }
 
 impl Scratch {
@@ -62,8 +62,8 @@ impl EncoderLayer {
         })
     }
 
-    /// h[t, d] ← layer(h). `mask` [t] (true = valid frame) masks attention keys and zeroes padded rows before
-    /// the depthwise convolution; masked query rows are still computed, as in HF.
+    /// h[d, t] ← layer(h), channel-major. `mask` [t] (true = valid frame) masks attention keys and zeroes padded
+    /// time steps before the depthwise convolution; masked queries are still computed, as in HF.
     pub fn forward(&self, h: &mut [f32], s: &mut Scratch, mask: Option<&[bool]>, t: usize) {
         self.ffn1_layer_norm.forward(&mut s.x, h, t);
         self.ffn1.forward_residual(h, &mut s.inter, &s.x, t, 0.5);

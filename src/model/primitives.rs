@@ -1,9 +1,10 @@
-//! `nn.Linear` / 1×1 `nn.Conv1d` and `nn.LayerNorm`, the two building blocks every module uses.
+//! `nn.Linear` / 1×1 `nn.Conv1d` and `nn.LayerNorm`, the two building blocks every module uses, on
+//! channel-major activations `[channels, t]` (row c = channel c over time).
 
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use w2vbert_kernels::{elementwise, gemm, norm};
+use w2vbert_kernels::{gemm, norm};
 
 /// `y = x Wᵀ + b` with W stored `[out, in]` (a 1×1 Conv1d weight `[out, in, 1]` is the same matrix).
 /// The weight stays where the loader put it (usually the mmap): gemm reads it through strides.
@@ -39,41 +40,45 @@ impl Linear {
         })
     }
 
-    /// y[t, out] = x[t, in] Wᵀ + b.
+    /// Channel-major: y[out, t] = W[out, in] · x[in, t] + b (one channel per row). W is gemm's row-major lhs
+    /// read in place and x its row-major rhs: the fastest layout gemm has, with no weight copy.
     pub fn forward(&self, y: &mut [f32], x: &[f32], t: usize) {
-        gemm::linear(
+        gemm::linear_cm(
             y,
             x,
             self.weight.data(),
             self.bias.as_ref().map(|b| b.data()),
-            t,
-            self.in_dim,
             self.out_dim,
+            self.in_dim,
+            t,
             gemm::Threads::Rayon(0),
         );
     }
 
-    /// h[t, out] += scale · (x[t, in] Wᵀ + b): the residual add and the conformer's ½ folded into the matmul
+    /// h[out, t] += scale · (W · x[in, t] + b): the residual add and the conformer's ½ folded into the matmul
     /// (gemm accumulates into h), so the product is never stored on its own.
     pub fn forward_accumulate(&self, h: &mut [f32], x: &[f32], t: usize, scale: f32) {
         let (k, n) = (self.in_dim, self.out_dim);
         if let Some(b) = &self.bias {
-            for row in h[..t * n].chunks_exact_mut(n) {
-                elementwise::scaled_add(row, b.data(), scale);
+            // h + scale·b with one rounding, as `elementwise::scaled_add` does in the time-major layout.
+            for (row, &bv) in h[..n * t].chunks_exact_mut(t.max(1)).zip(b.data()) {
+                for v in row {
+                    *v = bv.mul_add(scale, *v);
+                }
             }
         }
         gemm::matmul(
             h,
-            n,
-            x,
+            t,
+            self.weight.data(),
             k,
             1,
-            self.weight.data(),
+            x,
+            t,
             1,
+            n,
             k,
             t,
-            k,
-            n,
             scale,
             true,
             gemm::Threads::Rayon(0),
@@ -99,22 +104,34 @@ impl LayerNorm {
         })
     }
 
-    /// y[t, dim] = LN(x[t, dim]).
+    /// Channel-major: y[dim, t] = LN(x[dim, t]), each column (time step) normalized over the dim rows.
     pub fn forward(&self, y: &mut [f32], x: &[f32], t: usize) {
-        norm::layer_norm(y, x, self.weight.data(), self.bias.data(), self.eps, t, self.dim);
+        norm::layer_norm_cm(y, x, self.weight.data(), self.bias.data(), self.eps, self.dim, t);
     }
 
-    /// x[t, dim] = LN(x[t, dim]).
+    /// Channel-major, in place: x[dim, t] = LN(x[dim, t]).
     pub fn forward_inplace(&self, x: &mut [f32], t: usize) {
-        norm::layer_norm_inplace(x, self.weight.data(), self.bias.data(), self.eps, t, self.dim);
+        norm::layer_norm_cm_inplace(x, self.weight.data(), self.bias.data(), self.eps, self.dim, t);
     }
 }
 
-/// Zero the rows whose mask is false (HF `masked_fill(~mask, 0.0)`). x: [t, d], mask: [t].
-pub fn zero_masked_rows(x: &mut [f32], mask: &[bool], d: usize) {
-    for (row, &keep) in x.chunks_exact_mut(d).zip(mask) {
-        if !keep {
-            row.fill(0.0);
+/// Zero the time steps whose mask is false (HF `masked_fill(~mask, 0.0)`) of a channel-major x: [d, t]
+/// (columns), mask: [t].
+pub fn zero_masked_cols(x: &mut [f32], mask: &[bool], t: usize) {
+    if mask.iter().all(|&m| m) {
+        return;
+    }
+    for row in x.chunks_exact_mut(t.max(1)) {
+        for (v, &keep) in row.iter_mut().zip(mask) {
+            if !keep {
+                *v = 0.0;
+            }
         }
     }
+}
+
+/// `y[j, i] = x[i, j]`: `x` [rows, cols] row-major into `y` [cols, rows] (layout changes at the encoder's
+/// entry and exit only).
+pub fn transpose(y: &mut [f32], x: &[f32], rows: usize, cols: usize) {
+    w2vbert_kernels::attention::transpose_block(y, rows, x, cols, rows, cols);
 }

@@ -1,0 +1,204 @@
+//! The channel-major (`[c, t]`, one channel per row) kernels against their scalar references: random sizes
+//! (0 and ragged tails included), unaligned starts (sub-slices at offset 0..3), the rayon paths bit-identical
+//! for any pool size, and agreement with the time-major kernels on transposed data.
+
+mod common;
+
+use common::{check_close, Rng};
+use proptest::prelude::*;
+use w2vbert_kernels::gemm::{linear, linear_cm, linear_cm_ref, Threads};
+use w2vbert_kernels::{conv, norm};
+
+/// One f32 ulp relative (2⁻²³).
+const ULP: f32 = f32::EPSILON;
+
+fn fail(e: String) -> TestCaseError {
+    TestCaseError::fail(e)
+}
+
+/// `[rows, cols]` → `[cols, rows]`.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut y = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            y[c * rows + r] = x[r * cols + c];
+        }
+    }
+    y
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("rayon pool")
+}
+
+proptest! {
+    #[test]
+    fn layer_norm_cm_matches_ref(
+        c in prop_oneof![0usize..40, Just(160usize), 100usize..300],
+        t in prop_oneof![0usize..20, 30usize..70],
+        (xoff, yoff, goff) in (0usize..4, 0usize..4, 0usize..4),
+        offset in prop_oneof![Just(0.0f32), Just(1e4f32), Just(-3e3f32)],
+        spread in prop_oneof![Just(1e-2f32), Just(1.0f32), Just(100.0f32)],
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = (0..xoff + c * t).map(|_| offset + spread * rng.uniform(-1.0, 1.0)).collect();
+        let gamma = rng.vec(goff + c, -2.0, 2.0);
+        let beta = rng.vec(goff + c, -1.0, 1.0);
+        let (g, b) = (&gamma[goff..], &beta[goff..]);
+        let mut got = vec![f32::NAN; yoff + c * t + 3];
+        let mut want = vec![0f32; c * t];
+        norm::layer_norm_cm(&mut got[yoff..], &x[xoff..], g, b, 1e-5, c, t);
+        norm::layer_norm_cm_ref(&mut want, &x[xoff..], g, b, 1e-5, c, t);
+        // Same bound as the time-major kernel: the error scales with |γ·x̂| ≤ |y| + |β|, plus γ for rstd's error.
+        let tol = |i: usize| 1e-5 * (want[i].abs() + b[i / t.max(1)].abs() + g[i / t.max(1)].abs());
+        check_close("layer_norm_cm", &got[yoff..yoff + c * t], &want, tol).map_err(fail)?;
+        prop_assert!(got[..yoff].iter().chain(&got[yoff + c * t..]).all(|v| v.is_nan()), "wrote outside y");
+        let mut inplace = x[xoff..].to_vec();
+        norm::layer_norm_cm_inplace(&mut inplace, g, b, 1e-5, c, t);
+        prop_assert_eq!(&inplace[..c * t], &got[yoff..yoff + c * t], "in-place differs from out-of-place");
+    }
+
+    #[test]
+    fn depthwise_conv_cm_matches_ref(
+        t in prop_oneof![0usize..40, 60usize..100],
+        c in prop_oneof![0usize..20, 30usize..40],
+        k in prop_oneof![0usize..5, Just(31usize), 32usize..45],
+        (xoff, yoff, woff) in (0usize..4, 0usize..4, 0usize..4),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(xoff + c * t, -3.0, 3.0);
+        let w = rng.vec(woff + c * k, -1.0, 1.0);
+        let (xs, ws) = (&x[xoff..], &w[woff..]);
+        let mut got = vec![f32::NAN; yoff + c * t + 3];
+        let mut want = vec![0f32; c * t];
+        conv::depthwise_conv1d_causal_cm(&mut got[yoff..], xs, ws, c, t, k);
+        conv::depthwise_conv1d_causal_cm_ref(&mut want, xs, ws, c, t, k);
+        // Error bound of a k-term f32 sum: k·ε·Σ|w·x|; Σ|w·x| is the reference run on |w|, |x|.
+        let xa: Vec<f32> = xs.iter().map(|v| v.abs()).collect();
+        let wa: Vec<f32> = ws.iter().map(|v| v.abs()).collect();
+        let mut mag = vec![0f32; c * t];
+        conv::depthwise_conv1d_causal_cm_ref(&mut mag, &xa, &wa, c, t, k);
+        check_close("depthwise_conv_cm", &got[yoff..yoff + c * t], &want, |i| (k.max(1) as f32) * ULP * mag[i] + 1e-30)
+            .map_err(fail)?;
+        prop_assert!(got[..yoff].iter().chain(&got[yoff + c * t..]).all(|v| v.is_nan()), "wrote outside y");
+        // Same FMA chain as the time-major kernel (padding taps add exactly 0): identical bits.
+        let mut tm = vec![0f32; c * t];
+        conv::depthwise_conv1d_causal(&mut tm, &transpose(xs, c, t), ws, t, c, k);
+        prop_assert!(transpose(&tm, t, c) == got[yoff..yoff + c * t], "differs from the time-major kernel");
+    }
+
+    #[test]
+    fn linear_cm_matches_ref(
+        n in 0usize..40,
+        k in 0usize..40,
+        t in 0usize..40,
+        (xoff, yoff, woff) in (0usize..4, 0usize..4, 0usize..4),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(xoff + k * t, -1.0, 1.0);
+        let w = rng.vec(woff + n * k, -1.0, 1.0);
+        let b = rng.vec(n, -1.0, 1.0);
+        let bias = with_bias.then_some(&b[..]);
+        let (xs, ws) = (&x[xoff..], &w[woff..]);
+        let mut got = vec![f32::NAN; yoff + n * t];
+        let mut want = vec![0f32; n * t];
+        linear_cm(&mut got[yoff..], xs, ws, bias, n, k, t, Threads::Single);
+        linear_cm_ref(&mut want, xs, ws, bias, n, k, t);
+        let mut mag = vec![0f32; n * t];
+        let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+        linear_cm_ref(&mut mag, &abs(xs), &abs(ws), bias.map(abs).as_deref(), n, k, t);
+        check_close("linear_cm", &got[yoff..], &want, |i| 1e-5 * mag[i] + 1e-30).map_err(fail)?;
+        // The transpose of the time-major linear on the transposed input.
+        let mut tm = vec![0f32; t * n];
+        linear(&mut tm, &transpose(xs, k, t), ws, bias, t, k, n, Threads::Single);
+        check_close("linear_cm vs linear", &got[yoff..], &transpose(&tm, t, n), |i| 1e-5 * mag[i] + 1e-30)
+            .map_err(fail)?;
+    }
+}
+
+/// Real size (c = 1024, t = 300 ≥ 2¹⁸ elements: the rayon paths) with a ragged last tile: same bits under
+/// pools of 1, 2 and 3 threads, equal to a column-by-column computation, and within tolerance of the reference.
+#[test]
+fn layer_norm_cm_parallel_is_bit_identical() {
+    let (c, t) = (1024, 301);
+    let mut rng = Rng::new(7);
+    let x: Vec<f32> = (0..c * t).map(|_| 5.0 + rng.uniform(-3.0, 3.0)).collect();
+    let gamma = rng.vec(c, 0.5, 1.5);
+    let beta = rng.vec(c, -0.5, 0.5);
+    let run = |threads: usize| {
+        let mut y = vec![0f32; c * t];
+        pool(threads).install(|| norm::layer_norm_cm(&mut y, &x, &gamma, &beta, 1e-5, c, t));
+        let mut yi = x.clone();
+        pool(threads).install(|| norm::layer_norm_cm_inplace(&mut yi, &gamma, &beta, 1e-5, c, t));
+        assert!(y == yi, "in-place differs with {threads} threads");
+        y
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(
+            run(threads) == one,
+            "layer_norm_cm with {threads} threads differs from 1 thread"
+        );
+    }
+    // A single column on its own (the ragged-tile path) gives the same bits as inside the big call.
+    for j in [0, 37, 300] {
+        let col: Vec<f32> = (0..c).map(|r| x[r * t + j]).collect();
+        let mut y = vec![0f32; c];
+        norm::layer_norm_cm(&mut y, &col, &gamma, &beta, 1e-5, c, 1);
+        assert!((0..c).all(|r| y[r] == one[r * t + j]), "column {j} alone differs");
+    }
+    let mut want = vec![0f32; c * t];
+    norm::layer_norm_cm_ref(&mut want, &x, &gamma, &beta, 1e-5, c, t);
+    check_close("layer_norm_cm big", &one, &want, |i| 1e-5 * (want[i].abs() + 2.0)).unwrap();
+}
+
+/// A constant column (zero variance) gives exactly beta, even on a large offset.
+#[test]
+fn layer_norm_cm_constant_column_is_beta() {
+    let (c, t) = (37, 11);
+    let x = vec![12345.678f32; c * t];
+    let gamma = vec![3.0f32; c];
+    let beta: Vec<f32> = (0..c).map(|j| j as f32 * 0.1).collect();
+    let mut y = vec![0f32; c * t];
+    norm::layer_norm_cm(&mut y, &x, &gamma, &beta, 1e-5, c, t);
+    for r in 0..c {
+        assert!(y[r * t..(r + 1) * t].iter().all(|&v| v == beta[r]), "row {r}");
+    }
+}
+
+/// Real conformer size (c = 1024, t = 500, k = 31) takes the rayon path: same bits under pools of 1, 2 and 3
+/// threads, and within tolerance of the reference.
+#[test]
+fn depthwise_conv_cm_parallel_is_bit_identical() {
+    let (t, c, k) = (501, 1024, 31);
+    let mut rng = Rng::new(11);
+    let x = rng.vec(c * t, -2.0, 2.0);
+    let w = rng.vec(c * k, -0.3, 0.3);
+    let run = |threads: usize| {
+        let mut y = vec![0f32; c * t];
+        pool(threads).install(|| conv::depthwise_conv1d_causal_cm(&mut y, &x, &w, c, t, k));
+        y
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(
+            run(threads) == one,
+            "depthwise conv cm with {threads} threads differs from 1 thread"
+        );
+    }
+    let mut want = vec![0f32; c * t];
+    conv::depthwise_conv1d_causal_cm_ref(&mut want, &x, &w, c, t, k);
+    // Σ|w·x| ≤ 31 · 0.3 · 2.
+    check_close("depthwise conv cm big", &one, &want, |_| 31.0 * ULP * 31.0 * 0.6).unwrap();
+    // Causality: the first output of each channel only sees x[ch, 0], through the last tap.
+    for ch in 0..c {
+        assert_eq!(one[ch * t], w[ch * k + k - 1] * x[ch * t]);
+    }
+}
