@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use w2vbert_kernels::gemm::{linear, linear_ref, Threads};
+use w2vbert_kernels::gemm::{linear, linear_cm, linear_ref, Threads};
 use w2vbert_kernels::{activation, conv, elementwise, norm, softmax};
 
 /// Deterministic inputs in [-2, 2) (values do not change timing, except that they avoid subnormals).
@@ -44,6 +44,13 @@ fn bench_layer_norm(c: &mut Criterion) {
             });
             g.bench_function(BenchmarkId::new("simd", &id), |b| {
                 b.iter(|| norm::layer_norm(&mut y, black_box(&x), &gamma, &beta, 1e-5, t, d))
+            });
+            // What the encoder runs: channel-major [d, t].
+            g.bench_function(BenchmarkId::new("ref_channel_major", &id), |b| {
+                b.iter(|| norm::layer_norm_cm_ref(&mut y, black_box(&x), &gamma, &beta, 1e-5, d, t))
+            });
+            g.bench_function(BenchmarkId::new("simd_channel_major", &id), |b| {
+                b.iter(|| norm::layer_norm_cm(&mut y, black_box(&x), &gamma, &beta, 1e-5, d, t))
             });
         }
     }
@@ -157,6 +164,13 @@ fn bench_conv(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("simd", &id), |b| {
             b.iter(|| conv::depthwise_conv1d_causal_packed(&mut y, black_box(&x), &wp, t, ch, k))
         });
+        // What the encoder runs: channel-major [c, t], weights read in place.
+        g.bench_function(BenchmarkId::new("ref_channel_major", &id), |b| {
+            b.iter(|| conv::depthwise_conv1d_causal_cm_ref(&mut y, black_box(&x), &w, ch, t, k))
+        });
+        g.bench_function(BenchmarkId::new("simd_channel_major", &id), |b| {
+            b.iter(|| conv::depthwise_conv1d_causal_cm(&mut y, black_box(&x), &w, ch, t, k))
+        });
     }
     g.finish();
 }
@@ -175,6 +189,10 @@ fn bench_linear(c: &mut Criterion) {
         for (name, threads) in [("1thread", Threads::Single), ("2threads", Threads::Rayon(2))] {
             g.bench_function(BenchmarkId::new(name, &id), |b| {
                 b.iter(|| linear(&mut y, black_box(&x), &w, Some(&bias), m, k, n, threads))
+            });
+            // What the encoder runs: yᵀ[n, m] = W·xᵀ + b, activations channel-major (x read as [k, m]).
+            g.bench_function(BenchmarkId::new(format!("channel_major_{name}"), &id), |b| {
+                b.iter(|| linear_cm(&mut y, black_box(&x), &w, Some(&bias), n, k, m, threads))
             });
         }
         if (k, n) == (1024, 4096) {

@@ -2,7 +2,7 @@
 written by transformers), HF vs `w2vbert-infer` on 13 s of real speech, in one run:
 parity of hidden_states[17] and of the semantic features, and speed as a ratio.
 
-    cargo build --release
+    cargo build --release --examples
     python scripts/fullsize_parity.py [--runs 3] [--threads 2] [--seconds 60]
 
 --seconds N repeats the speech up to N seconds (long inputs are where HF's [T, T, 64] bias tensor hurts). Peak
@@ -73,6 +73,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=0, help="repeat the speech up to this length")
     ap.add_argument("--skip-hf-17", action="store_true", help="skip the 17-layer HF timing (long inputs)")
+    ap.add_argument("--f64-reference", action="store_true",
+                    help="also run HF in float64 (17 layers) and report how far HF-f32 and Rust each are from it")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     make_checkpoint()
@@ -92,6 +94,14 @@ def main():
         hs = ref.hidden_states(model, f["input_features"], f["attention_mask"])
         hf_times.append(time.time() - t)
     h17 = hs[17][0]
+    # Encoder alone: the Rust encoder on HF's own input features (examples/encode_features.rs), so that the
+    # front end's share of the end-to-end difference is visible.
+    np.save(OUT / "hf_input_features.npy", f["input_features"][0].astype(np.float32))
+    np.save(OUT / "hf_attention_mask.npy", f["attention_mask"][0].astype(np.float32))
+    subprocess.run([str(ROOT / "target" / "release" / "examples" / "encode_features"), str(CK),
+                    str(OUT / "hf_input_features.npy"), str(OUT / "rust_h17_from_hf_features.npy"), "17",
+                    str(OUT / "hf_attention_mask.npy")], check=True)
+    encoder_only = stats(np.load(OUT / "rust_h17_from_hf_features.npy"), h17)
     semantic = ((torch.from_numpy(h17) - torch.from_numpy(st["mean"])) / torch.sqrt(torch.from_numpy(st["var"]))).numpy()
     # The same with the model cut to 17 layers (the fairest HF baseline for layer-17 features).
     hf_peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
@@ -103,6 +113,13 @@ def main():
         hf17_times.append(time.time() - t)
     if not args.skip_hf_17:
         assert np.array_equal(hs17[17][0], h17)
+    h17_f64 = None
+    if args.f64_reference:
+        model = model.double()
+        with torch.inference_mode():
+            out = model(input_features=torch.from_numpy(f["input_features"]).double(),
+                        attention_mask=torch.from_numpy(f["attention_mask"]), output_hidden_states=True)
+        h17_f64 = out.hidden_states[17][0].numpy()
     del model
 
     # --- Rust CLI: whole process (load + decode + fbank + 17 layers + write) ---
@@ -124,6 +141,7 @@ def main():
         "audio_seconds": len(wav) / 16000,
         "frames": int(h17.shape[0]),
         "hidden_states_17": stats(rs["hidden_states.17"], h17),
+        "hidden_states_17_encoder_only_same_features": encoder_only,
         "semantic": stats(rs["semantic"], semantic),
         "hf_load_s": hf_load,
         "hf_24_layers_s_median": statistics.median(hf_times),
@@ -137,6 +155,11 @@ def main():
         "runs": args.runs,
         **ref.versions(),
     }
+    if h17_f64 is not None:
+        report["f64_reference"] = {
+            "hf_f32_vs_f64": stats(h17, h17_f64),
+            "rust_vs_f64": stats(rs["hidden_states.17"], h17_f64),
+        }
     print(json.dumps(report, indent=2))
     (OUT / f"report_{round(len(wav) / 16000)}s.json").write_text(json.dumps(report, indent=2))
 

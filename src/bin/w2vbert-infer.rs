@@ -199,7 +199,11 @@ fn run_encoder(args: &Args) -> Result<()> {
         if plan.multi { "safetensors" } else { "npy" },
     )?;
     if let Some(bad) = args.inputs.iter().find(|p| !p.is_file()) {
-        let why = if bad.exists() { "not a regular file" } else { "no such file" };
+        let why = if bad.exists() {
+            "not a regular file"
+        } else {
+            "no such file"
+        };
         return Err(Error::audio(bad, why));
     }
     let start = Instant::now();
