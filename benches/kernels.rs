@@ -151,24 +151,16 @@ fn bench_conv(c: &mut Criterion) {
     let mut g = c.benchmark_group("depthwise_conv_k31");
     let (ch, k) = (1024, 31);
     let w = data(ch * k, 9);
-    let mut wp = vec![0f32; ch * k];
-    conv::pack_weights(&mut wp, &w, ch, k);
     for &t in &TS {
         let x = data(t * ch, 10);
         let mut y = vec![0f32; t * ch];
         g.throughput(Throughput::Elements((t * ch * k) as u64));
         let id = format!("T{t}xc{ch}");
+        // Channel-major [c, t] (what the encoder runs), weights read in place.
         g.bench_function(BenchmarkId::new("ref", &id), |b| {
-            b.iter(|| conv::depthwise_conv1d_causal_ref(&mut y, black_box(&x), &w, t, ch, k))
-        });
-        g.bench_function(BenchmarkId::new("simd", &id), |b| {
-            b.iter(|| conv::depthwise_conv1d_causal_packed(&mut y, black_box(&x), &wp, t, ch, k))
-        });
-        // What the encoder runs: channel-major [c, t], weights read in place.
-        g.bench_function(BenchmarkId::new("ref_channel_major", &id), |b| {
             b.iter(|| conv::depthwise_conv1d_causal_cm_ref(&mut y, black_box(&x), &w, ch, t, k))
         });
-        g.bench_function(BenchmarkId::new("simd_channel_major", &id), |b| {
+        g.bench_function(BenchmarkId::new("simd", &id), |b| {
             b.iter(|| conv::depthwise_conv1d_causal_cm(&mut y, black_box(&x), &w, ch, t, k))
         });
     }

@@ -86,10 +86,12 @@ proptest! {
         check_close("depthwise_conv_cm", &got[yoff..yoff + c * t], &want, |i| (k.max(1) as f32) * ULP * mag[i] + 1e-30)
             .map_err(fail)?;
         prop_assert!(got[..yoff].iter().chain(&got[yoff + c * t..]).all(|v| v.is_nan()), "wrote outside y");
-        // Same FMA chain as the time-major kernel (padding taps add exactly 0): identical bits.
-        let mut tm = vec![0f32; c * t];
-        conv::depthwise_conv1d_causal(&mut tm, &transpose(xs, c, t), ws, t, c, k);
-        prop_assert!(transpose(&tm, t, c) == got[yoff..yoff + c * t], "differs from the time-major kernel");
+        // Causality: output τ = 0 of each channel sees only x[ch, 0], through the last tap.
+        if t > 0 && k > 0 {
+            for ch in 0..c {
+                prop_assert_eq!(got[yoff + ch * t], ws[ch * k + k - 1] * xs[ch * t]);
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use common::{check_close, ulp_diff, Rng};
 use proptest::prelude::*;
-use w2vbert_kernels::{activation, conv, elementwise, math, norm, softmax};
+use w2vbert_kernels::{activation, elementwise, math, norm, softmax};
 
 /// One f32 ulp relative (2⁻²³).
 const ULP: f32 = f32::EPSILON;
@@ -164,32 +164,6 @@ proptest! {
         norm::layer_norm_inplace(&mut inplace, g, b, 1e-5, rows, d);
         prop_assert_eq!(&inplace, &got[yoff..].to_vec(), "in-place differs from out-of-place");
     }
-
-    #[test]
-    fn depthwise_conv_matches_ref(
-        t in 0usize..40,
-        c in prop_oneof![0usize..20, 60usize..150],
-        k in prop_oneof![0usize..5, Just(31usize), 32usize..45],
-        (xoff, yoff, woff) in (0usize..4, 0usize..4, 0usize..4),
-        seed in any::<u64>(),
-    ) {
-        let mut rng = Rng::new(seed);
-        let x = rng.vec(xoff + t * c, -3.0, 3.0);
-        let w = rng.vec(woff + c * k, -1.0, 1.0);
-        let (xs, ws) = (&x[xoff..], &w[woff..]);
-        let mut got = vec![f32::NAN; yoff + t * c];
-        let mut want = vec![0f32; t * c];
-        conv::depthwise_conv1d_causal(&mut got[yoff..], xs, ws, t, c, k);
-        conv::depthwise_conv1d_causal_ref(&mut want, xs, ws, t, c, k);
-        // Error bound of a k-term f32 sum: k·ε·Σ|w·x|; Σ|w·x| is the reference run on |w|, |x|.
-        let xa: Vec<f32> = xs.iter().map(|v| v.abs()).collect();
-        let wa: Vec<f32> = ws.iter().map(|v| v.abs()).collect();
-        let mut mag = vec![0f32; t * c];
-        conv::depthwise_conv1d_causal_ref(&mut mag, &xa, &wa, t, c, k);
-        check_close("depthwise_conv", &got[yoff..], &want, |i| (k.max(1) as f32) * ULP * mag[i] + 1e-30)
-            .map_err(fail)?;
-        prop_assert!(got[..yoff].iter().all(|v| v.is_nan()), "conv wrote before y");
-    }
 }
 
 /// exp over a dense grid of the whole finite-result range: at most 2 ulp from the f64 value on normal
@@ -339,45 +313,4 @@ fn layer_norm_constant_row_is_beta() {
     norm::layer_norm(&mut y, &x, &gamma, &beta, 1e-5, 2, d);
     assert_eq!(&y[..d], &beta[..]);
     assert_eq!(&y[d..], &beta[..]);
-}
-
-/// The real conformer size (t = 3000, c = 1024, k = 31) takes the rayon path: same bits under pools
-/// of 1 and 4 threads, and within tolerance of the reference.
-#[test]
-fn depthwise_conv_parallel_is_bit_identical() {
-    let (t, c, k) = (3000, 1024, 31);
-    let mut rng = Rng::new(11);
-    let x = rng.vec(t * c, -2.0, 2.0);
-    let w = rng.vec(c * k, -0.3, 0.3);
-    let mut outs = Vec::new();
-    for threads in [1, 4] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        let mut y = vec![0f32; t * c];
-        pool.install(|| conv::depthwise_conv1d_causal(&mut y, &x, &w, t, c, k));
-        outs.push(y);
-    }
-    assert!(outs[0] == outs[1], "depthwise conv differs between 1 and 4 threads");
-    let mut want = vec![0f32; t * c];
-    conv::depthwise_conv1d_causal_ref(&mut want, &x, &w, t, c, k);
-    // Σ|w·x| ≤ 31 · 0.3 · 2.
-    check_close("depthwise conv big", &outs[0], &want, |_| 31.0 * ULP * 31.0 * 0.6).unwrap();
-}
-
-/// Pre-packed weights give the same bits as the `[c, k]` entry point.
-#[test]
-fn depthwise_conv_packed_matches() {
-    let (t, c, k) = (9, 70, 5);
-    let mut rng = Rng::new(3);
-    let x = rng.vec(t * c, -1.0, 1.0);
-    let w = rng.vec(c * k, -1.0, 1.0);
-    let mut wp = vec![0f32; c * k];
-    conv::pack_weights(&mut wp, &w, c, k);
-    let (mut a, mut b) = (vec![0f32; t * c], vec![0f32; t * c]);
-    conv::depthwise_conv1d_causal(&mut a, &x, &w, t, c, k);
-    conv::depthwise_conv1d_causal_packed(&mut b, &x, &wp, t, c, k);
-    assert_eq!(a, b);
-    // Causality: the first output only sees x[0], through the last tap.
-    for ch in 0..c {
-        assert_eq!(a[ch], w[ch * k + k - 1] * x[ch]);
-    }
 }
