@@ -198,6 +198,55 @@ pub fn linear_cm(
     matmul(y, t, w, k, 1, x, t, 1, n, k, t, 1.0, bias.is_some(), threads);
 }
 
+/// Channel-major Linear accumulated into a residual: `h[n, t] += scale · (w[n, k] · x[k, t] + bias[n])`. The
+/// residual add and the conformer's ½ ride on gemm's accumulate, so the product is never stored on its own;
+/// `scale·bias` is added to `h` with one rounding (an FMA) before the product.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_cm_accumulate(
+    h: &mut [f32],        // [n, t]
+    x: &[f32],            // [k, t]
+    w: &[f32],            // [n, k]
+    bias: Option<&[f32]>, // [n]
+    scale: f32,
+    n: usize,
+    k: usize,
+    t: usize,
+    threads: Threads,
+) {
+    assert!(
+        h.len() >= n * t && x.len() >= k * t && w.len() >= n * k,
+        "linear_cm_accumulate: slice too small"
+    );
+    if let Some(b) = bias {
+        assert!(b.len() >= n, "linear_cm_accumulate: bias too small");
+        for (row, &bv) in h[..n * t].chunks_exact_mut(t.max(1)).zip(b) {
+            for v in row {
+                *v = bv.mul_add(scale, *v);
+            }
+        }
+    }
+    matmul(h, t, w, k, 1, x, t, 1, n, k, t, scale, true, threads);
+}
+
+/// Scalar reference for [`linear_cm_accumulate`].
+#[allow(clippy::too_many_arguments)]
+pub fn linear_cm_accumulate_ref(
+    h: &mut [f32],        // [n, t]
+    x: &[f32],            // [k, t]
+    w: &[f32],            // [n, k]
+    bias: Option<&[f32]>, // [n]
+    scale: f32,
+    n: usize,
+    k: usize,
+    t: usize,
+) {
+    let mut y = vec![0f32; n * t];
+    linear_cm_ref(&mut y, x, w, bias, n, k, t);
+    for (hv, yv) in h[..n * t].iter_mut().zip(&y) {
+        *hv += scale * yv;
+    }
+}
+
 /// Scalar reference for [`linear_cm`].
 #[allow(clippy::too_many_arguments)]
 pub fn linear_cm_ref(

@@ -6,7 +6,9 @@ mod common;
 
 use common::{check_close, Rng};
 use proptest::prelude::*;
-use w2vbert_kernels::gemm::{linear, linear_cm, linear_cm_ref, Threads};
+use w2vbert_kernels::gemm::{
+    linear, linear_cm, linear_cm_accumulate, linear_cm_accumulate_ref, linear_cm_ref, Threads,
+};
 use w2vbert_kernels::{conv, norm};
 
 /// One f32 ulp relative (2⁻²³).
@@ -122,6 +124,37 @@ proptest! {
         linear(&mut tm, &transpose(xs, k, t), ws, bias, t, k, n, Threads::Single);
         check_close("linear_cm vs linear", &got[yoff..], &transpose(&tm, t, n), |i| 1e-5 * mag[i] + 1e-30)
             .map_err(fail)?;
+    }
+
+    #[test]
+    fn linear_cm_accumulate_matches_ref(
+        n in 0usize..40,
+        k in 0usize..40,
+        t in 0usize..40,
+        (xoff, hoff) in (0usize..4, 0usize..4),
+        with_bias in any::<bool>(),
+        scale in prop_oneof![Just(0.5f32), Just(1.0f32), -2.0f32..2.0],
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(xoff + k * t, -1.0, 1.0);
+        let w = rng.vec(n * k, -1.0, 1.0);
+        let b = rng.vec(n, -1.0, 1.0);
+        let h0 = rng.vec(n * t, -4.0, 4.0);
+        let bias = with_bias.then_some(&b[..]);
+        let xs = &x[xoff..];
+        let mut got = vec![f32::NAN; hoff + n * t];
+        got[hoff..].copy_from_slice(&h0);
+        let mut want = h0.clone();
+        linear_cm_accumulate(&mut got[hoff..], xs, &w, bias, scale, n, k, t, Threads::Single);
+        linear_cm_accumulate_ref(&mut want, xs, &w, bias, scale, n, k, t);
+        // Bound: |h0| plus |scale|·(Σ|w·x| + |b|), times a few ulps for the accumulation.
+        let mut mag = vec![0f32; n * t];
+        let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+        linear_cm_ref(&mut mag, &abs(xs), &abs(&w), bias.map(abs).as_deref(), n, k, t);
+        check_close("linear_cm_accumulate", &got[hoff..], &want, |i| 1e-5 * (scale.abs() * mag[i] + h0[i].abs()) + 1e-30)
+            .map_err(fail)?;
+        prop_assert!(got[..hoff].iter().all(|v| v.is_nan()), "wrote before h");
     }
 }
 

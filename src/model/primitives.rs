@@ -58,29 +58,15 @@ impl Linear {
     /// h[out, t] += scale · (W · x[in, t] + b): the residual add and the conformer's ½ folded into the matmul
     /// (gemm accumulates into h), so the product is never stored on its own.
     pub fn forward_accumulate(&self, h: &mut [f32], x: &[f32], t: usize, scale: f32) {
-        let (k, n) = (self.in_dim, self.out_dim);
-        if let Some(b) = &self.bias {
-            // h + scale·b with one rounding, as `elementwise::scaled_add` does in the time-major layout.
-            for (row, &bv) in h[..n * t].chunks_exact_mut(t.max(1)).zip(b.data()) {
-                for v in row {
-                    *v = bv.mul_add(scale, *v);
-                }
-            }
-        }
-        gemm::matmul(
+        gemm::linear_cm_accumulate(
             h,
-            t,
-            self.weight.data(),
-            k,
-            1,
             x,
-            t,
-            1,
-            n,
-            k,
-            t,
+            self.weight.data(),
+            self.bias.as_ref().map(|b| b.data()),
             scale,
-            true,
+            self.out_dim,
+            self.in_dim,
+            t,
             gemm::Threads::Rayon(0),
         );
     }
