@@ -12,7 +12,7 @@
 use crate::audio::{self, Features};
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::{Error, Result};
-use crate::model::{Checkpoint, Wav2Vec2BertModel};
+use crate::model::{Checkpoint, Precision, Wav2Vec2BertModel};
 use crate::stats::SemanticStats;
 use crate::weights::Weights;
 use std::path::{Path, PathBuf};
@@ -73,9 +73,15 @@ pub struct Extractor {
 }
 
 impl Extractor {
-    /// Load only the layers `request` needs. Stats are required when `request.normalized` is set: `stats`, or
-    /// `<checkpoint>/wav2vec2bert_stats.safetensors`.
+    /// Load only the layers `request` needs, in f32. Stats are required when `request.normalized` is set:
+    /// `stats`, or `<checkpoint>/wav2vec2bert_stats.safetensors`.
     pub fn load(checkpoint: &Path, request: &Request, stats: Option<&Path>) -> Result<Self> {
+        Self::load_with(checkpoint, request, stats, Precision::F32)
+    }
+
+    /// [`Extractor::load`] with the projections in `precision`. bf16 on a CPU without AMX or AVX512-BF16 runs
+    /// f32: check [`Extractor::precision`] (the CLI says so on stderr).
+    pub fn load_with(checkpoint: &Path, request: &Request, stats: Option<&Path>, precision: Precision) -> Result<Self> {
         let ck = Checkpoint::locate(checkpoint)?;
         let config = Wav2Vec2BertConfig::load(&ck.config)?;
         let n = config.num_hidden_layers;
@@ -92,7 +98,8 @@ impl Extractor {
             )));
         }
         let weights = Weights::open(&ck.weights)?;
-        let model = Wav2Vec2BertModel::from_weights(config, &weights, request.layers_needed())?;
+        let mut model = Wav2Vec2BertModel::from_weights(config, &weights, request.layers_needed())?;
+        model.set_precision(precision)?;
         let stats = match request.normalized {
             None => None,
             Some(_) => {
@@ -115,6 +122,11 @@ impl Extractor {
             stats,
             request: request.clone(),
         })
+    }
+
+    /// The projections' arithmetic in force (bf16 asked on a CPU without a bf16 matmul gives f32).
+    pub fn precision(&self) -> Precision {
+        self.model.precision()
     }
 
     /// Run on fbank features of one utterance.

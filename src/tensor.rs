@@ -57,7 +57,7 @@ impl Tensor {
         let len: usize = shape.iter().product();
         let end = len.checked_mul(4)?.checked_add(offset)?;
         let base = map.as_ptr() as usize;
-        if end > map.len() || (base + offset) % std::mem::align_of::<f32>() != 0 {
+        if end > map.len() || !(base + offset).is_multiple_of(std::mem::align_of::<f32>()) {
             return None;
         }
         Some(Tensor {
@@ -101,6 +101,17 @@ impl Tensor {
         match &mut self.storage {
             Storage::Owned(v) => v,
             Storage::Mapped { .. } => unreachable!(),
+        }
+    }
+
+    /// Hand the pages of a mapped tensor back to the OS (`madvise(MADV_DONTNEED)`), for weights that were
+    /// copied elsewhere (e.g. packed to bf16) and will not be read through this view again. Reading it again
+    /// stays correct: the read-only file mapping faults the pages back in. Owned storage: nothing to do.
+    pub fn release_pages(&self) {
+        if let Storage::Mapped { map, offset, len } = &self.storage {
+            // SAFETY: the mapping is a read-only file mapping; DONTNEED only drops resident pages, which are
+            // re-read from the file on the next access, so no reader can observe a change.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *offset, *len * 4) };
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod bf16;
 pub mod conv;
 pub mod cpu;
 pub mod elementwise;

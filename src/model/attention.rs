@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 use w2vbert_kernels::attention::{relative_attention_cm, RelPosAttention};
+use w2vbert_kernels::bf16::Bf16Kernel;
 
 pub struct SelfAttention {
     pub linear_q: Linear,
@@ -43,6 +44,17 @@ impl SelfAttention {
                 right_max: right,
             },
         })
+    }
+
+    pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
+        for l in [
+            &mut self.linear_q,
+            &mut self.linear_k,
+            &mut self.linear_v,
+            &mut self.linear_out,
+        ] {
+            l.to_bf16(kernel);
+        }
     }
 
     /// h[d, t] += Attention(x[d, t]) (channel-major) with keys masked by `key_mask` [t] (true = valid).

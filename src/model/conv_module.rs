@@ -7,6 +7,7 @@ use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
+use w2vbert_kernels::bf16::Bf16Kernel;
 use w2vbert_kernels::{activation, conv};
 
 pub struct ConvolutionModule {
@@ -35,6 +36,11 @@ impl ConvolutionModule {
             depthwise_layer_norm: LayerNorm::load(w, &format!("{prefix}.depthwise_layer_norm"), d, eps)?,
             pointwise_conv2: Linear::load_pointwise_conv(w, &format!("{prefix}.pointwise_conv2"), d, d)?,
         })
+    }
+
+    pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
+        self.pointwise_conv1.to_bf16(kernel);
+        self.pointwise_conv2.to_bf16(kernel);
     }
 
     /// h[d, t] += ConvModule(h) (channel-major) with time steps masked by `mask` [t] zeroed after the first

@@ -9,6 +9,7 @@
 use super::feature_projection::FeatureProjection;
 use super::layer::{EncoderLayer, Scratch};
 use super::primitives::{transpose, zero_masked_cols};
+use super::Precision;
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::{Error, Result};
 use crate::weights::Weights;
@@ -54,6 +55,7 @@ pub struct Wav2Vec2BertModel {
     pub feature_projection: FeatureProjection,
     /// `encoder.layers[0..n]`, only as many as were asked for at load.
     pub layers: Vec<EncoderLayer>,
+    precision: Precision,
 }
 
 impl Wav2Vec2BertModel {
@@ -89,7 +91,35 @@ impl Wav2Vec2BertModel {
             config,
             feature_projection,
             layers,
+            precision: Precision::F32,
         })
+    }
+
+    /// Switch the encoder layers' projections to `precision` and return the precision in force. bf16 needs
+    /// AMX or AVX512-BF16: without either the model stays f32 and `Ok(Precision::F32)` says so (the caller
+    /// must tell the user). Switching back to f32 after bf16 is refused (the f32 weights are gone).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<Precision> {
+        match precision {
+            Precision::F32 if self.precision == Precision::Bf16 => Err(Error::Invalid(
+                "this model was converted to bf16; load it again for fp32".into(),
+            )),
+            Precision::F32 => Ok(Precision::F32),
+            Precision::Bf16 => match w2vbert_kernels::bf16::best_kernel() {
+                None => Ok(self.precision),
+                Some(kernel) => {
+                    for layer in &mut self.layers {
+                        layer.to_bf16(kernel);
+                    }
+                    self.precision = Precision::Bf16;
+                    Ok(Precision::Bf16)
+                }
+            },
+        }
+    }
+
+    /// The projections' arithmetic.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Deepest hidden state this instance can produce.

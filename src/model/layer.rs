@@ -9,6 +9,7 @@ use super::primitives::LayerNorm;
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::weights::Weights;
+use w2vbert_kernels::bf16::Bf16Kernel;
 
 pub struct EncoderLayer {
     pub ffn1_layer_norm: LayerNorm,
@@ -60,6 +61,15 @@ impl EncoderLayer {
             ffn2: FeedForward::load(cfg, w, &format!("{prefix}.ffn2"))?,
             final_layer_norm: ln("final_layer_norm")?,
         })
+    }
+
+    /// Every projection of the layer to bf16 (LayerNorms, the depthwise conv and the distance embedding stay
+    /// f32, as do the residual stream and attention).
+    pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
+        self.ffn1.to_bf16(kernel);
+        self.self_attn.to_bf16(kernel);
+        self.conv_module.to_bf16(kernel);
+        self.ffn2.to_bf16(kernel);
     }
 
     /// h[d, t] ← layer(h), channel-major. `mask` [t] (true = valid frame) masks attention keys and zeroes padded

@@ -10,6 +10,38 @@
 //! Each struct has `load(cfg, weights, prefix)` (every tensor checked for name, shape and dtype) and a
 //! `forward` that writes into caller-provided buffers: nothing allocates inside the layer loop.
 
+/// Arithmetic of the encoder's projections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 throughout: the faithful path (matches transformers fp32), the default.
+    #[default]
+    F32,
+    /// Projection weights held in bf16 and activations rounded to bf16 at each matmul's input, f32
+    /// accumulation (AMX or AVX512-BF16). LayerNorm, softmax, attention, the depthwise conv, the residual
+    /// stream and the feature projection stay f32.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "fp32" | "f32" | "float32" => Ok(Precision::F32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown precision {other:?} (expected fp32 or bf16)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "fp32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
 mod attention;
 mod conv_module;
 mod encoder;

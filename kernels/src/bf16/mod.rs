@@ -1,0 +1,346 @@
+//! bf16 matmul for channel-major linears: `y[n, t] = epilogue(W[n, k] · x[k, t])` with W held in bf16, packed
+//! once at load into AMX tiles, x rounded to bf16 when packed per call, and f32 accumulation.
+//!
+//! Two microkernels read the same packed operands (one layout, two instruction sets), chosen at run time:
+//! - [`Bf16Kernel::Amx`]: Intel AMX `tdpbf16ps` on 16×16 f32 tiles (Sapphire Rapids and later). Needs the
+//!   kernel's permission for the tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), asked once.
+//! - [`Bf16Kernel::Avx512Bf16`]: `vdpbf16ps` (AVX512-BF16: Zen 4, Cooper Lake, Sapphire Rapids).
+//!
+//! Both compute, per output element, pairwise bf16 products summed in f32 (inputs rounded to nearest even,
+//! like `torch.autocast`); they differ from each other and from [`linear_bf16_cm_ref`] (f64 sums of the same
+//! bf16 products) only in the f32 summation order.
+//!
+//! Layouts (element = bf16 as `u16`):
+//! - weights [`PackedBf16`]: `[n_pad/16 row tiles][k_pad/32 chunks][16 rows][32]`, i.e. one contiguous 1 KiB
+//!   AMX A-tile per (row tile, chunk); n padded to 32, k to 32, with zeros.
+//! - activations (packed per call): `[t_pad/32 column blocks][k_pad/2 pairs][32 columns][2]`, the VNNI pair
+//!   layout: element `(2p + e, j)` of x sits at pair row p, column j, slot e. t padded to 32 with zeros.
+//!
+//! Work is split over 32-row blocks of W (each output row is computed by one task in a fixed order, so the
+//! result does not depend on the thread count); inside a task the k loop is blocked by [`KC`] so the task's
+//! weight panel stays in L1 while it sweeps all column blocks.
+
+mod amx;
+mod avx512;
+
+use crate::gemm::Threads;
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// Rows of W per task (two AMX row tiles).
+pub const ROW_BLOCK: usize = 32;
+/// Columns of x per block (two AMX column tiles).
+pub const COL_BLOCK: usize = 32;
+/// k values per AMX chunk / tile row.
+pub const K_CHUNK: usize = 32;
+/// k values per cache block inside a task: a 32-row weight panel of KC bf16 is 32 KiB.
+pub const KC: usize = 512;
+
+fn round_up(x: usize, m: usize) -> usize {
+    x.div_ceil(m) * m
+}
+
+/// f32 → bf16, round to nearest even (NaN stays NaN), as `half::bf16::from_f32` and `vcvtneps2bf16` do.
+#[inline]
+pub fn bf16_from_f32(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) as u16) | 0x40;
+    }
+    let round = 0x7fff + ((b >> 16) & 1);
+    (b.wrapping_add(round) >> 16) as u16
+}
+
+/// bf16 → f32 (exact).
+#[inline]
+pub fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// Which bf16 microkernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bf16Kernel {
+    Amx,
+    Avx512Bf16,
+}
+
+impl Bf16Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Kernel::Amx => "AMX (tdpbf16ps)",
+            Bf16Kernel::Avx512Bf16 => "AVX512-BF16 (vdpbf16ps)",
+        }
+    }
+
+    /// Whether this CPU (and OS, for AMX) can run the kernel.
+    pub fn available(self) -> bool {
+        match self {
+            Bf16Kernel::Amx => amx::available(),
+            Bf16Kernel::Avx512Bf16 => avx512::available(),
+        }
+    }
+}
+
+/// The fastest bf16 kernel this CPU runs (AMX, else AVX512-BF16), or `None`: then there is no bf16 path and
+/// callers must say so and run f32. `W2VBERT_BF16_KERNEL=avx512` forces the AVX512-BF16 kernel on an AMX
+/// machine (for comparison); the choice is reported by [`describe`].
+pub fn best_kernel() -> Option<Bf16Kernel> {
+    static BEST: OnceLock<Option<Bf16Kernel>> = OnceLock::new();
+    *BEST.get_or_init(|| {
+        let forced = std::env::var("W2VBERT_BF16_KERNEL").ok();
+        let order: &[Bf16Kernel] = match forced.as_deref() {
+            Some("avx512") => &[Bf16Kernel::Avx512Bf16],
+            Some("amx") => &[Bf16Kernel::Amx],
+            _ => &[Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16],
+        };
+        order.iter().copied().find(|k| k.available())
+    })
+}
+
+/// One line for `--verbose`.
+pub fn describe() -> String {
+    match best_kernel() {
+        Some(k) => format!("bf16 matmul: {}", k.name()),
+        None => "bf16 matmul: unavailable (no AVX512-BF16 or AMX on this CPU)".into(),
+    }
+}
+
+/// A `[n, k]` weight matrix in bf16, packed into AMX tiles (module docs).
+#[derive(Clone)]
+pub struct PackedBf16 {
+    pub n: usize,
+    pub k: usize,
+    k_pad: usize,
+    data: Vec<u16>, // [n_pad/16][k_pad/32][16][32]
+}
+
+impl PackedBf16 {
+    /// Pack an f32 `[n, k]` row-major matrix, rounding each value to bf16.
+    pub fn from_f32(w: &[f32] /* [n, k] */, n: usize, k: usize) -> Self {
+        assert!(w.len() >= n * k, "PackedBf16: matrix smaller than [{n}, {k}]");
+        Self::pack(n, k, |dst, row, c0| {
+            for (d, &s) in dst.iter_mut().zip(&w[row * k + c0..]) {
+                *d = bf16_from_f32(s);
+            }
+        })
+    }
+
+    /// Pack a bf16 `[n, k]` row-major matrix (e.g. read from a bf16 checkpoint) without rounding.
+    pub fn from_bf16(w: &[u16] /* [n, k] */, n: usize, k: usize) -> Self {
+        assert!(w.len() >= n * k, "PackedBf16: matrix smaller than [{n}, {k}]");
+        Self::pack(n, k, |dst, row, c0| {
+            let len = dst.len();
+            dst.copy_from_slice(&w[row * k + c0..row * k + c0 + len])
+        })
+    }
+
+    /// `fill(dst, row, c0)` writes W[row, c0 .. c0 + dst.len()] (at most one 32-wide chunk) into `dst`.
+    fn pack(n: usize, k: usize, fill: impl Fn(&mut [u16], usize, usize) + Sync) -> Self {
+        let (n_pad, k_pad) = (round_up(n, ROW_BLOCK), round_up(k.max(1), K_CHUNK));
+        let mut data = vec![0u16; n_pad * k_pad];
+        // One task per 16-row tile row: rows read in order, each 32-value run written to its tile.
+        data.par_chunks_mut(16 * k_pad).enumerate().for_each(|(rt, tile_row)| {
+            for r in 0..16.min(n.saturating_sub(rt * 16)) {
+                for (chunk, c0) in (0..k).step_by(K_CHUNK).enumerate() {
+                    let len = K_CHUNK.min(k - c0);
+                    let at = chunk * 512 + r * K_CHUNK;
+                    fill(&mut tile_row[at..at + len], rt * 16 + r, c0);
+                }
+            }
+        });
+        PackedBf16 { n, k, k_pad, data }
+    }
+
+    /// `W[r, c]` as f32 (exact), for references and tests.
+    pub fn get(&self, r: usize, c: usize) -> f32 {
+        let chunks = self.k_pad / K_CHUNK;
+        bf16_to_f32(self.data[((r / 16) * chunks + c / K_CHUNK) * 512 + (r % 16) * K_CHUNK + c % K_CHUNK])
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 2
+    }
+}
+
+/// What happens to `acc = W · x` (`[n, t]`) on its way out.
+pub enum Epilogue<'a> {
+    /// `y = acc + bias`
+    Store { y: &'a mut [f32] /* [n, t] */ },
+    /// `y = silu(acc + bias)`
+    StoreSilu { y: &'a mut [f32] /* [n, t] */ },
+    /// `h += scale · (acc + bias)` (residual branch; the conformer's ½ rides here)
+    Accumulate {
+        h: &'a mut [f32], /* [n, t] */
+        scale: f32,
+    },
+}
+
+impl Epilogue<'_> {
+    fn out_len(&self) -> usize {
+        match self {
+            Epilogue::Store { y } | Epilogue::StoreSilu { y } => y.len(),
+            Epilogue::Accumulate { h, .. } => h.len(),
+        }
+    }
+}
+
+/// x `[k, t]` f32 row-major → bf16 pair layout `[t_pad/32][k_pad/2][32][2]` (module docs).
+fn pack_x(xp: &mut Vec<u16>, x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: usize, t_pad: usize) {
+    xp.clear();
+    xp.resize(t_pad * k_pad, 0);
+    let block = k_pad * COL_BLOCK; // elements per column block
+    xp.par_chunks_mut(block).enumerate().for_each(|(jb, dst)| {
+        let j0 = jb * COL_BLOCK;
+        let cols = COL_BLOCK.min(t - j0);
+        if avx512::available() && cols == COL_BLOCK {
+            // SAFETY: AVX-512 BW/BF16 checked; every row c < k reads x[c*t + j0 .. + 32] in bounds.
+            unsafe { avx512::pack_x_block(dst, x, k, t, j0) };
+            return;
+        }
+        for c in 0..k {
+            let (p, e) = (c / 2, c % 2);
+            let row = &x[c * t + j0..c * t + j0 + cols];
+            for (j, &v) in row.iter().enumerate() {
+                dst[(p * COL_BLOCK + j) * 2 + e] = bf16_from_f32(v);
+            }
+        }
+    });
+}
+
+thread_local! {
+    static X_PACKED: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `epilogue(W · x + bias)` for channel-major activations: `x` `[k, t]` (one input channel per row), the
+/// result `[n, t]`. `bias` `[n]`. Runs `kernel` (which must be [`Bf16Kernel::available`]).
+pub fn linear_bf16_cm(
+    kernel: Bf16Kernel,
+    out: Epilogue<'_>,
+    x: &[f32], // [k, t]
+    w: &PackedBf16,
+    bias: Option<&[f32]>, // [n]
+    t: usize,
+    threads: Threads,
+) {
+    let (n, k) = (w.n, w.k);
+    assert!(
+        kernel.available(),
+        "linear_bf16_cm: {} is not available on this CPU",
+        kernel.name()
+    );
+    assert!(x.len() >= k * t, "linear_bf16_cm: x too small");
+    assert!(out.out_len() >= n * t, "linear_bf16_cm: output too small");
+    assert!(bias.is_none_or(|b| b.len() >= n), "linear_bf16_cm: bias too small");
+    if n == 0 || t == 0 {
+        return;
+    }
+    let t_pad = round_up(t, COL_BLOCK);
+    let kind = out_kind(&out);
+    X_PACKED.with(|cell| {
+        let mut xp = cell.borrow_mut();
+        pack_x(&mut xp, x, k, t, w.k_pad, t_pad);
+        let xp: &[u16] = &xp;
+        let task = |rb: usize, dst: &mut [f32]| run_row_block(kernel, dst, rb, kind, w, xp, bias, t, t_pad);
+        let out_rows = ROW_BLOCK * t;
+        let dst: &mut [f32] = match out {
+            Epilogue::Store { y } | Epilogue::StoreSilu { y } => &mut y[..n * t],
+            Epilogue::Accumulate { h, .. } => &mut h[..n * t],
+        };
+        match threads {
+            Threads::Single => dst.chunks_mut(out_rows).enumerate().for_each(|(rb, d)| task(rb, d)),
+            Threads::Rayon(_) => dst.par_chunks_mut(out_rows).enumerate().for_each(|(rb, d)| task(rb, d)),
+        }
+    });
+}
+
+/// The epilogue without its buffer (so tasks can share it while each writes its own rows).
+#[derive(Clone, Copy)]
+enum Kind {
+    Store,
+    StoreSilu,
+    Accumulate(f32),
+}
+
+fn out_kind(out: &Epilogue<'_>) -> Kind {
+    match out {
+        Epilogue::Store { .. } => Kind::Store,
+        Epilogue::StoreSilu { .. } => Kind::StoreSilu,
+        Epilogue::Accumulate { scale, .. } => Kind::Accumulate(*scale),
+    }
+}
+
+thread_local! {
+    static ACC: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One 32-row block: accumulate `W[rows] · x` into a `[32, t_pad]` f32 scratch, then apply the epilogue to
+/// the block's rows of the output (`dst` `[rows, t]`, rows ≤ 32).
+#[allow(clippy::too_many_arguments)]
+fn run_row_block(
+    kernel: Bf16Kernel,
+    dst: &mut [f32], // [rows, t]
+    rb: usize,
+    kind: Kind,
+    w: &PackedBf16,
+    xp: &[u16], // packed x
+    bias: Option<&[f32]>,
+    t: usize,
+    t_pad: usize,
+) {
+    ACC.with(|cell| {
+        let mut acc = cell.borrow_mut();
+        acc.resize(ROW_BLOCK * t_pad, 0.0);
+        let chunks = w.k_pad / K_CHUNK;
+        let panel = &w.data[rb * 2 * chunks * 512..(rb * 2 + 2) * chunks * 512];
+        match kernel {
+            // SAFETY: availability asserted by the caller; slice sizes follow the packed layouts.
+            Bf16Kernel::Amx => unsafe { amx::row_block(&mut acc, panel, xp, chunks, t_pad) },
+            Bf16Kernel::Avx512Bf16 => unsafe { avx512::row_block(&mut acc, panel, xp, chunks, t_pad) },
+        }
+        let r0 = rb * ROW_BLOCK;
+        for (i, row) in dst.chunks_exact_mut(t).enumerate() {
+            let b = bias.map_or(0.0, |b| b[r0 + i]);
+            let a = &acc[i * t_pad..i * t_pad + t];
+            match kind {
+                Kind::Store => row.iter_mut().zip(a).for_each(|(y, &v)| *y = v + b),
+                Kind::StoreSilu => {
+                    row.iter_mut().zip(a).for_each(|(y, &v)| *y = v + b);
+                    crate::activation::silu_inplace(row);
+                }
+                Kind::Accumulate(s) => row.iter_mut().zip(a).for_each(|(h, &v)| *h = (v + b).mul_add(s, *h)),
+            }
+        }
+    });
+}
+
+/// Scalar reference for [`linear_bf16_cm`]: x rounded to bf16, products of the bf16 values summed in f64.
+pub fn linear_bf16_cm_ref(
+    out: Epilogue<'_>,
+    x: &[f32], // [k, t]
+    w: &PackedBf16,
+    bias: Option<&[f32]>, // [n]
+    t: usize,
+) {
+    let (n, k) = (w.n, w.k);
+    let kind = out_kind(&out);
+    let dst: &mut [f32] = match out {
+        Epilogue::Store { y } | Epilogue::StoreSilu { y } => y,
+        Epilogue::Accumulate { h, .. } => h,
+    };
+    for r in 0..n {
+        for j in 0..t {
+            let mut s = 0f64;
+            for c in 0..k {
+                s += w.get(r, c) as f64 * bf16_to_f32(bf16_from_f32(x[c * t + j])) as f64;
+            }
+            let v = s as f32 + bias.map_or(0.0, |b| b[r]);
+            let d = &mut dst[r * t + j];
+            match kind {
+                Kind::Store => *d = v,
+                Kind::StoreSilu => *d = (v as f64 / (1.0 + (-(v as f64)).exp())) as f32,
+                Kind::Accumulate(s) => *d += s * v,
+            }
+        }
+    }
+}
