@@ -115,6 +115,15 @@ impl Tensor {
         }
     }
 
+    /// Map every page of a mapped tensor now (`madvise(MADV_POPULATE_READ)`, one call instead of a page fault
+    /// per 4 KiB), for weights about to be read once in full. A no-op where the kernel lacks it (< 5.14) or for
+    /// owned storage: the reads then fault pages in as usual.
+    pub fn populate(&self) {
+        if let Storage::Mapped { map, offset, len } = &self.storage {
+            let _ = map.advise_range(memmap2::Advice::PopulateRead, *offset, *len * 4);
+        }
+    }
+
     pub fn into_vec(self) -> Vec<f32> {
         match self.storage {
             Storage::Owned(v) => v,

@@ -52,6 +52,7 @@ impl Linear {
     /// the OS. Idempotent.
     pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
         if let LinearWeight::F32(w) = &self.weight {
+            w.populate();
             let packed = PackedBf16::from_f32(w.data(), self.out_dim, self.in_dim);
             w.release_pages();
             self.weight = LinearWeight::Bf16(packed, kernel);

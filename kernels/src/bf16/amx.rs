@@ -6,7 +6,7 @@
 //! no. Tile instructions are written with `asm!` (the AMX intrinsics are not stable Rust); the compiler never
 //! allocates tile registers itself, so tile state lives across the asm blocks of one call.
 
-use super::{COL_BLOCK, KC, K_CHUNK};
+use super::COL_BLOCK;
 #[cfg(target_arch = "x86_64")]
 use std::arch::asm;
 use std::sync::OnceLock;
@@ -59,7 +59,7 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
-/// `acc[32, t_pad] = W[panel rows] · x` for one 32-row block.
+/// `acc[32, t_pad] (+)= W[panel rows, chunks c0..c1] · x[chunks c0..c1]` for one 32-row block.
 ///
 /// # Safety
 /// [`available`] returned true; `panel` is two row tiles of `chunks` AMX A-tiles (`2·chunks·512` values),
@@ -68,19 +68,18 @@ const CONFIG: TileConfig = TileConfig {
 pub unsafe fn row_block(
     acc: &mut [f32], // [32, t_pad]
     panel: &[u16],   // [2][chunks][16][32]
-    xp: &[u16],      // [t_pad/32][chunks*16][32][2]
+    xp: &[u16],      // [t_pad/16][chunks*16][16][2]
     chunks: usize,
     t_pad: usize,
+    c0: usize, // k chunks c0..c1 of this pass; c0 == 0 starts from zero, else adds to acc
+    c1: usize,
 ) {
     let pairs = chunks * 16;
     assert!(panel.len() >= 2 * chunks * 512 && acc.len() >= 32 * t_pad);
     assert!(xp.len() >= (t_pad / COL_BLOCK) * pairs * 64);
     let ldc = t_pad * 4; // bytes between output rows
     asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
-    let kc_chunks = KC / K_CHUNK;
-    let mut c0 = 0;
-    while c0 < chunks {
-        let c1 = (c0 + kc_chunks).min(chunks);
+    {
         for jb in 0..t_pad / COL_BLOCK {
             let c00 = acc.as_mut_ptr().add(jb * COL_BLOCK);
             let c01 = c00.add(16);
@@ -108,8 +107,8 @@ pub unsafe fn row_block(
             for c in c0..c1 {
                 let a0 = panel.as_ptr().add(c * 512);
                 let a1 = panel.as_ptr().add((chunks + c) * 512);
-                let b0 = xb.add(c * 16 * 64);
-                let b1 = b0.add(32);
+                let b0 = xb.add(c * 16 * 32);
+                let b1 = b0.add(pairs * 32);
                 asm!(
                     "tileloadd tmm4, [{a0} + {sa}*1]",
                     "tileloadd tmm6, [{b0} + {sb}*1]",
@@ -120,7 +119,7 @@ pub unsafe fn row_block(
                     "tdpbf16ps tmm2, tmm5, tmm6",
                     "tdpbf16ps tmm3, tmm5, tmm7",
                     a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1,
-                    sa = in(reg) 64usize, sb = in(reg) 128usize,
+                    sa = in(reg) 64usize, sb = in(reg) 64usize,
                     options(nostack, readonly)
                 );
             }
@@ -133,12 +132,11 @@ pub unsafe fn row_block(
                 options(nostack)
             );
         }
-        c0 = c1;
     }
     asm!("tilerelease", options(nostack, nomem));
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: &[u16], _: usize, _: usize) {
+pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: &[u16], _: usize, _: usize, _: usize, _: usize) {
     unreachable!("AMX is x86-64 only")
 }

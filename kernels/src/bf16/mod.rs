@@ -13,12 +13,12 @@
 //! Layouts (element = bf16 as `u16`):
 //! - weights [`PackedBf16`]: `[n_pad/16 row tiles][k_pad/32 chunks][16 rows][32]`, i.e. one contiguous 1 KiB
 //!   AMX A-tile per (row tile, chunk); n padded to 32, k to 32, with zeros.
-//! - activations (packed per call): `[t_pad/32 column blocks][k_pad/2 pairs][32 columns][2]`, the VNNI pair
-//!   layout: element `(2p + e, j)` of x sits at pair row p, column j, slot e. t padded to 32 with zeros.
+//! - activations (packed per call): `[t_pad/16 column tiles][k_pad/2 pairs][16 columns][2]`, the VNNI pair
+//!   layout: element `(2p + e, j)` of x sits in column tile j/16 at pair row p, column j%16, slot e, so every
+//!   AMX B-tile (16 pair rows × 16 columns) is a contiguous 1 KiB. t padded to 32 with zeros.
 //!
-//! Work is split over 32-row blocks of W (each output row is computed by one task in a fixed order, so the
-//! result does not depend on the thread count); inside a task the k loop is blocked by [`KC`] so the task's
-//! weight panel stays in L1 while it sweeps all column blocks.
+//! Work is split over 32-row blocks of W: each output element is computed by one task in a fixed order, so
+//! the result does not depend on the thread count.
 
 mod amx;
 mod avx512;
@@ -33,8 +33,9 @@ pub const ROW_BLOCK: usize = 32;
 pub const COL_BLOCK: usize = 32;
 /// k values per AMX chunk / tile row.
 pub const K_CHUNK: usize = 32;
-/// k values per cache block inside a task: a 32-row weight panel of KC bf16 is 32 KiB.
-pub const KC: usize = 512;
+/// k values per cache block: at k = 4096 (the FFN's second linear) a thread's halves of W and of x would not
+/// fit its L2 together; 1024 keeps W's row half (≤ 1 MiB at n = 1024) and x's slice (1 MiB at t = 512) there.
+pub const KC: usize = 1024;
 
 fn round_up(x: usize, m: usize) -> usize {
     x.div_ceil(m) * m
@@ -185,35 +186,41 @@ impl Epilogue<'_> {
     }
 }
 
-/// x `[k, t]` f32 row-major → bf16 pair layout `[t_pad/32][k_pad/2][32][2]` (module docs).
+/// x `[k, t]` f32 row-major → bf16 pair layout `[t_pad/16][k_pad/2][16][2]` (module docs).
 fn pack_x(xp: &mut Vec<u16>, x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: usize, t_pad: usize) {
     xp.clear();
     xp.resize(t_pad * k_pad, 0);
-    let block = k_pad * COL_BLOCK; // elements per column block
+    let block = k_pad * COL_BLOCK; // elements per 32-column block (two column tiles)
+    let pairs = k_pad / 2;
     xp.par_chunks_mut(block).enumerate().for_each(|(jb, dst)| {
         let j0 = jb * COL_BLOCK;
         let cols = COL_BLOCK.min(t - j0);
         if avx512::available() && cols == COL_BLOCK {
             // SAFETY: AVX-512 BW/BF16 checked; every row c < k reads x[c*t + j0 .. + 32] in bounds.
-            unsafe { avx512::pack_x_block(dst, x, k, t, j0) };
+            unsafe { avx512::pack_x_block(dst, x, k, t, j0, pairs) };
             return;
         }
         for c in 0..k {
             let (p, e) = (c / 2, c % 2);
             let row = &x[c * t + j0..c * t + j0 + cols];
             for (j, &v) in row.iter().enumerate() {
-                dst[(p * COL_BLOCK + j) * 2 + e] = bf16_from_f32(v);
+                dst[((j / 16) * pairs + p) * 32 + (j % 16) * 2 + e] = bf16_from_f32(v);
             }
         }
     });
 }
 
 thread_local! {
-    static X_PACKED: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Packed x and the `[n_pad, t_pad]` f32 accumulator, reused across calls on the calling thread.
+    static SCRATCH: std::cell::RefCell<(Vec<u16>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// `epilogue(W · x + bias)` for channel-major activations: `x` `[k, t]` (one input channel per row), the
 /// result `[n, t]`. `bias` `[n]`. Runs `kernel` (which must be [`Bf16Kernel::available`]).
+///
+/// Loop nest: k blocks of [`KC`] (so a thread's slices of W and x stay in its L2 together) × 32-row blocks
+/// (the parallel loop) × 32-column blocks (inside the microkernel call). The f32 accumulator lives in a
+/// `[n_pad, t_pad]` scratch between k blocks; each row block's epilogue runs right after its last k block.
 pub fn linear_bf16_cm(
     kernel: Bf16Kernel,
     out: Epilogue<'_>,
@@ -236,20 +243,44 @@ pub fn linear_bf16_cm(
         return;
     }
     let t_pad = round_up(t, COL_BLOCK);
+    let n_pad = round_up(n, ROW_BLOCK);
+    let chunks = w.k_pad / K_CHUNK;
     let kind = out_kind(&out);
-    X_PACKED.with(|cell| {
-        let mut xp = cell.borrow_mut();
-        pack_x(&mut xp, x, k, t, w.k_pad, t_pad);
-        let xp: &[u16] = &xp;
-        let task = |rb: usize, dst: &mut [f32]| run_row_block(kernel, dst, rb, kind, w, xp, bias, t, t_pad);
-        let out_rows = ROW_BLOCK * t;
-        let dst: &mut [f32] = match out {
-            Epilogue::Store { y } | Epilogue::StoreSilu { y } => &mut y[..n * t],
-            Epilogue::Accumulate { h, .. } => &mut h[..n * t],
-        };
-        match threads {
-            Threads::Single => dst.chunks_mut(out_rows).enumerate().for_each(|(rb, d)| task(rb, d)),
-            Threads::Rayon(_) => dst.par_chunks_mut(out_rows).enumerate().for_each(|(rb, d)| task(rb, d)),
+    let dst: &mut [f32] = match out {
+        Epilogue::Store { y } | Epilogue::StoreSilu { y } => &mut y[..n * t],
+        Epilogue::Accumulate { h, .. } => &mut h[..n * t],
+    };
+    SCRATCH.with(|cell| {
+        let (xp, acc) = &mut *cell.borrow_mut();
+        pack_x(xp, x, k, t, w.k_pad, t_pad);
+        acc.resize(n_pad * t_pad, 0.0);
+        let xp: &[u16] = xp;
+        let kc_chunks = KC / K_CHUNK;
+        for c0 in (0..chunks).step_by(kc_chunks) {
+            let c1 = (c0 + kc_chunks).min(chunks);
+            let task = |(rb, (acc, dst)): (usize, (&mut [f32], &mut [f32]))| {
+                let panel = &w.data[rb * 2 * chunks * 512..(rb * 2 + 2) * chunks * 512];
+                // SAFETY: availability asserted above; slice sizes follow the packed layouts (module docs).
+                unsafe {
+                    match kernel {
+                        Bf16Kernel::Amx => amx::row_block(acc, panel, xp, chunks, t_pad, c0, c1),
+                        Bf16Kernel::Avx512Bf16 => avx512::row_block(acc, panel, xp, chunks, t_pad, c0, c1),
+                    }
+                }
+                if c1 == chunks {
+                    epilogue(dst, acc, kind, bias.map(|b| &b[rb * ROW_BLOCK..]), t, t_pad);
+                }
+            };
+            let rows = acc.chunks_mut(ROW_BLOCK * t_pad).zip(dst.chunks_mut(ROW_BLOCK * t));
+            match threads {
+                Threads::Single => rows.enumerate().for_each(task),
+                Threads::Rayon(_) => {
+                    let rows = acc
+                        .par_chunks_mut(ROW_BLOCK * t_pad)
+                        .zip(dst.par_chunks_mut(ROW_BLOCK * t));
+                    rows.enumerate().for_each(task)
+                }
+            }
         }
     });
 }
@@ -270,48 +301,20 @@ fn out_kind(out: &Epilogue<'_>) -> Kind {
     }
 }
 
-thread_local! {
-    static ACC: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// One 32-row block: accumulate `W[rows] · x` into a `[32, t_pad]` f32 scratch, then apply the epilogue to
-/// the block's rows of the output (`dst` `[rows, t]`, rows ≤ 32).
-#[allow(clippy::too_many_arguments)]
-fn run_row_block(
-    kernel: Bf16Kernel,
-    dst: &mut [f32], // [rows, t]
-    rb: usize,
-    kind: Kind,
-    w: &PackedBf16,
-    xp: &[u16], // packed x
-    bias: Option<&[f32]>,
-    t: usize,
-    t_pad: usize,
-) {
-    ACC.with(|cell| {
-        let mut acc = cell.borrow_mut();
-        acc.resize(ROW_BLOCK * t_pad, 0.0);
-        let chunks = w.k_pad / K_CHUNK;
-        let panel = &w.data[rb * 2 * chunks * 512..(rb * 2 + 2) * chunks * 512];
-        match kernel {
-            // SAFETY: availability asserted by the caller; slice sizes follow the packed layouts.
-            Bf16Kernel::Amx => unsafe { amx::row_block(&mut acc, panel, xp, chunks, t_pad) },
-            Bf16Kernel::Avx512Bf16 => unsafe { avx512::row_block(&mut acc, panel, xp, chunks, t_pad) },
-        }
-        let r0 = rb * ROW_BLOCK;
-        for (i, row) in dst.chunks_exact_mut(t).enumerate() {
-            let b = bias.map_or(0.0, |b| b[r0 + i]);
-            let a = &acc[i * t_pad..i * t_pad + t];
-            match kind {
-                Kind::Store => row.iter_mut().zip(a).for_each(|(y, &v)| *y = v + b),
-                Kind::StoreSilu => {
-                    row.iter_mut().zip(a).for_each(|(y, &v)| *y = v + b);
-                    crate::activation::silu_inplace(row);
-                }
-                Kind::Accumulate(s) => row.iter_mut().zip(a).for_each(|(h, &v)| *h = (v + b).mul_add(s, *h)),
+/// Apply the epilogue to one row block: `dst` `[rows, t]` (rows ≤ 32) from `acc` `[32, t_pad]`.
+fn epilogue(dst: &mut [f32], acc: &[f32], kind: Kind, bias: Option<&[f32]>, t: usize, t_pad: usize) {
+    for (i, row) in dst.chunks_exact_mut(t).enumerate() {
+        let b = bias.map_or(0.0, |b| b[i]);
+        let a = &acc[i * t_pad..i * t_pad + t];
+        match kind {
+            Kind::Store => row.iter_mut().zip(a).for_each(|(y, &v)| *y = v + b),
+            Kind::StoreSilu => {
+                row.iter_mut().zip(a).for_each(|(y, &v)| *y = v + b);
+                crate::activation::silu_inplace(row);
             }
+            Kind::Accumulate(s) => row.iter_mut().zip(a).for_each(|(h, &v)| *h = (v + b).mul_add(s, *h)),
         }
-    });
+    }
 }
 
 /// Scalar reference for [`linear_bf16_cm`]: x rounded to bf16, products of the bf16 values summed in f64.
