@@ -177,11 +177,19 @@ pub enum Epilogue<'a> {
     },
 }
 
-impl Epilogue<'_> {
-    fn out_len(&self) -> usize {
+impl<'a> Epilogue<'a> {
+    pub(crate) fn out_len(&self) -> usize {
         match self {
             Epilogue::Store { y } | Epilogue::StoreSilu { y } => y.len(),
             Epilogue::Accumulate { h, .. } => h.len(),
+        }
+    }
+
+    /// The output buffer, `[n, t]` of it.
+    pub(crate) fn into_dst(self, len: usize) -> &'a mut [f32] {
+        match self {
+            Epilogue::Store { y } | Epilogue::StoreSilu { y } => &mut y[..len],
+            Epilogue::Accumulate { h, .. } => &mut h[..len],
         }
     }
 }
@@ -246,10 +254,7 @@ pub fn linear_bf16_cm(
     let n_pad = round_up(n, ROW_BLOCK);
     let chunks = w.k_pad / K_CHUNK;
     let kind = out_kind(&out);
-    let dst: &mut [f32] = match out {
-        Epilogue::Store { y } | Epilogue::StoreSilu { y } => &mut y[..n * t],
-        Epilogue::Accumulate { h, .. } => &mut h[..n * t],
-    };
+    let dst = out.into_dst(n * t);
     SCRATCH.with(|cell| {
         let (xp, acc) = &mut *cell.borrow_mut();
         pack_x(xp, x, k, t, w.k_pad, t_pad);
@@ -287,13 +292,13 @@ pub fn linear_bf16_cm(
 
 /// The epilogue without its buffer (so tasks can share it while each writes its own rows).
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Store,
     StoreSilu,
     Accumulate(f32),
 }
 
-fn out_kind(out: &Epilogue<'_>) -> Kind {
+pub(crate) fn out_kind(out: &Epilogue<'_>) -> Kind {
     match out {
         Epilogue::Store { .. } => Kind::Store,
         Epilogue::StoreSilu { .. } => Kind::StoreSilu,
@@ -302,7 +307,7 @@ fn out_kind(out: &Epilogue<'_>) -> Kind {
 }
 
 /// Apply the epilogue to one row block: `dst` `[rows, t]` (rows ≤ 32) from `acc` `[32, t_pad]`.
-fn epilogue(dst: &mut [f32], acc: &[f32], kind: Kind, bias: Option<&[f32]>, t: usize, t_pad: usize) {
+pub(crate) fn epilogue(dst: &mut [f32], acc: &[f32], kind: Kind, bias: Option<&[f32]>, t: usize, t_pad: usize) {
     for (i, row) in dst.chunks_exact_mut(t).enumerate() {
         let b = bias.map_or(0.0, |b| b[i]);
         let a = &acc[i * t_pad..i * t_pad + t];
