@@ -123,7 +123,8 @@ impl Weights {
     }
 
     /// Loads `name`, which must have exactly `shape`. F32 is a zero-copy view when aligned (copied
-    /// otherwise); F16/BF16 are widened to owned f32; any other dtype is an error.
+    /// otherwise); BF16 is a view widened to f32 on first use ([`Tensor::raw_bf16`] reads it as stored); F16 is
+    /// widened to owned f32; any other dtype is an error.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let entry = self.entry(name)?;
         if entry.shape != shape {
@@ -177,7 +178,8 @@ impl Weights {
                 Ok(Tensor::from_vec(shape, v))
             }
             Dtype::F16 => Ok(Tensor::from_vec(shape, widen_f16(bytes))),
-            Dtype::BF16 => Ok(Tensor::from_vec(shape, widen_bf16(bytes))),
+            Dtype::BF16 => Ok(Tensor::mapped_bf16(shape.clone(), Arc::clone(&self.map), e.start)
+                .unwrap_or_else(|| Tensor::from_vec(shape, widen_bf16(bytes)))),
             other => Err(Error::tensor(
                 &self.path,
                 name,

@@ -53,7 +53,10 @@ impl Linear {
     pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
         if let LinearWeight::F32(w) = &self.weight {
             w.populate();
-            let packed = PackedBf16::from_f32(w.data(), self.out_dim, self.in_dim);
+            let packed = match w.raw_bf16() {
+                Some(bits) => PackedBf16::from_bf16(bits, self.out_dim, self.in_dim),
+                None => PackedBf16::from_f32(w.data(), self.out_dim, self.in_dim),
+            };
             w.release_pages();
             self.weight = LinearWeight::Bf16(packed, kernel);
         }
