@@ -14,6 +14,7 @@ pub mod conv;
 pub mod cpu;
 pub mod elementwise;
 pub mod gemm;
+pub mod hugebuf;
 pub mod math;
 pub mod norm;
 pub mod softmax;

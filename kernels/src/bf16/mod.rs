@@ -24,6 +24,7 @@ mod amx;
 mod avx512;
 
 use crate::gemm::Threads;
+use crate::hugebuf::HugeBuf;
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -112,7 +113,7 @@ pub struct PackedBf16 {
     pub n: usize,
     pub k: usize,
     k_pad: usize,
-    data: Vec<u16>, // [n_pad/16][k_pad/32][16][32]
+    data: HugeBuf<u16>, // [n_pad/16][k_pad/32][16][32]
 }
 
 impl PackedBf16 {
@@ -138,7 +139,7 @@ impl PackedBf16 {
     /// `fill(dst, row, c0)` writes W[row, c0 .. c0 + dst.len()] (at most one 32-wide chunk) into `dst`.
     fn pack(n: usize, k: usize, fill: impl Fn(&mut [u16], usize, usize) + Sync) -> Self {
         let (n_pad, k_pad) = (round_up(n, ROW_BLOCK), round_up(k.max(1), K_CHUNK));
-        let mut data = vec![0u16; n_pad * k_pad];
+        let mut data = HugeBuf::zeroed(n_pad * k_pad);
         // One task per 16-row tile row: rows read in order, each 32-value run written to its tile.
         data.par_chunks_mut(16 * k_pad).enumerate().for_each(|(rt, tile_row)| {
             for r in 0..16.min(n.saturating_sub(rt * 16)) {
@@ -195,9 +196,9 @@ impl<'a> Epilogue<'a> {
 }
 
 /// x `[k, t]` f32 row-major → bf16 pair layout `[t_pad/16][k_pad/2][16][2]` (module docs).
-fn pack_x(xp: &mut Vec<u16>, x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: usize, t_pad: usize) {
-    xp.clear();
-    xp.resize(t_pad * k_pad, 0);
+fn pack_x(xp: &mut [u16], x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: usize, t_pad: usize) {
+    let xp = &mut xp[..t_pad * k_pad];
+    xp.fill(0);
     let block = k_pad * COL_BLOCK; // elements per 32-column block (two column tiles)
     let pairs = k_pad / 2;
     xp.par_chunks_mut(block).enumerate().for_each(|(jb, dst)| {
@@ -220,7 +221,8 @@ fn pack_x(xp: &mut Vec<u16>, x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: 
 
 thread_local! {
     /// Packed x and the `[n_pad, t_pad]` f32 accumulator, reused across calls on the calling thread.
-    static SCRATCH: std::cell::RefCell<(Vec<u16>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: std::cell::RefCell<(HugeBuf<u16>, HugeBuf<f32>)> =
+        std::cell::RefCell::new((HugeBuf::zeroed(0), HugeBuf::zeroed(0)));
 }
 
 /// `epilogue(W · x + bias)` for channel-major activations: `x` `[k, t]` (one input channel per row), the
@@ -257,8 +259,10 @@ pub fn linear_bf16_cm(
     let dst = out.into_dst(n * t);
     SCRATCH.with(|cell| {
         let (xp, acc) = &mut *cell.borrow_mut();
+        xp.grow(t_pad * w.k_pad);
+        acc.grow(n_pad * t_pad);
         pack_x(xp, x, k, t, w.k_pad, t_pad);
-        acc.resize(n_pad * t_pad, 0.0);
+        let acc = &mut acc[..n_pad * t_pad];
         let xp: &[u16] = xp;
         let kc_chunks = KC / K_CHUNK;
         for c0 in (0..chunks).step_by(kc_chunks) {
