@@ -23,8 +23,8 @@
 mod amx;
 mod avx512;
 
+use crate::alignedbuf::AlignedBuf;
 use crate::gemm::Threads;
-use crate::hugebuf::HugeBuf;
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -113,7 +113,7 @@ pub struct PackedBf16 {
     pub n: usize,
     pub k: usize,
     k_pad: usize,
-    data: HugeBuf<u16>, // [n_pad/16][k_pad/32][16][32]
+    data: AlignedBuf<u16>, // [n_pad/16][k_pad/32][16][32], page-aligned
 }
 
 impl PackedBf16 {
@@ -139,7 +139,7 @@ impl PackedBf16 {
     /// `fill(dst, row, c0)` writes W[row, c0 .. c0 + dst.len()] (at most one 32-wide chunk) into `dst`.
     fn pack(n: usize, k: usize, fill: impl Fn(&mut [u16], usize, usize) + Sync) -> Self {
         let (n_pad, k_pad) = (round_up(n, ROW_BLOCK), round_up(k.max(1), K_CHUNK));
-        let mut data = HugeBuf::zeroed(n_pad * k_pad);
+        let mut data = AlignedBuf::zeroed(n_pad * k_pad);
         // One task per 16-row tile row: rows read in order, each 32-value run written to its tile.
         data.par_chunks_mut(16 * k_pad).enumerate().for_each(|(rt, tile_row)| {
             for r in 0..16.min(n.saturating_sub(rt * 16)) {
@@ -221,8 +221,8 @@ fn pack_x(xp: &mut [u16], x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: usi
 
 thread_local! {
     /// Packed x and the `[n_pad, t_pad]` f32 accumulator, reused across calls on the calling thread.
-    static SCRATCH: std::cell::RefCell<(HugeBuf<u16>, HugeBuf<f32>)> =
-        std::cell::RefCell::new((HugeBuf::zeroed(0), HugeBuf::zeroed(0)));
+    static SCRATCH: std::cell::RefCell<(AlignedBuf<u16>, AlignedBuf<f32>)> =
+        std::cell::RefCell::new((AlignedBuf::zeroed(0), AlignedBuf::zeroed(0)));
 }
 
 /// `epilogue(W · x + bias)` for channel-major activations: `x` `[k, t]` (one input channel per row), the
@@ -259,6 +259,7 @@ pub fn linear_bf16_cm(
     let dst = out.into_dst(n * t);
     SCRATCH.with(|cell| {
         let (xp, acc) = &mut *cell.borrow_mut();
+        // Grow only: shrinking and regrowing would zero the regrown part again on every call.
         xp.grow(t_pad * w.k_pad);
         acc.grow(n_pad * t_pad);
         pack_x(xp, x, k, t, w.k_pad, t_pad);
