@@ -85,7 +85,9 @@ fn check_single(name: &str) {
         "{name}: T {} F {} max-abs {max:.3e} rel-L2 {rel:.3e} mask equal",
         f.t, f.fbank_frames
     );
-    assert!(max <= 1e-4, "{name}: max-abs {max}");
+    // Bit-identical here (log-mel and NumPy's pairwise statistics reproduced); 1e-7 leaves room for a 1-ulp
+    // f64 -> f32 rounding flip of the spectrum that another FFT build could cause.
+    assert!(rel <= 1e-7, "{name}: rel L2 {rel:e}, max-abs {max:e}");
 }
 
 #[test]
@@ -132,7 +134,7 @@ fn golden_padded_batch() {
         "batch_odd_even: B {} T {t_max} max-abs {max:.3e} rel-L2 {rel:.3e} mask equal",
         items.len()
     );
-    assert!(max <= 1e-4, "batch: max-abs {max}");
+    assert!(rel <= 1e-7, "batch: rel L2 {rel:e}, max-abs {max:e}");
 }
 
 /// Frames are independent; the fast path (realfft, sparse mel, rayon) must equal the naive DFT reference.
