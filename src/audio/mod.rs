@@ -2,15 +2,15 @@
 //!
 //! - [`decode`]: symphonia; WAV (8/16/24/32-bit PCM, f32/f64, extensible), FLAC, MP3, OGG/Vorbis. Channels
 //!   are averaged (librosa's `to_mono`; HF's extractor would keep only the first channel).
-//! - [`resample`]: polyphase windowed sinc (rubato's filter, own f32x8 kernel), anything → 16 kHz
-//!   (librosa's `load(sr=16000)` uses soxr HQ).
+//! - [`soxr`]: libsoxr HQ exactly as librosa 0.11 runs it through python-soxr (`librosa.load(sr=16000)`),
+//!   bit-identical to librosa's output. libsoxr is LGPL-2.1 (README).
 //! - [`torchaudio_resample`]: `torchaudio.transforms.Resample` (Hann-windowed sinc), which IndexTTS2 applies to
 //!   the speaker prompt after loading it at 22.05 kHz ([`Preprocess::Indextts2SpeakerPrompt`]).
 //! - [`fbank`]: the log-mel features, per-bin normalization, stride-2 stacking and the mask.
 
 pub mod decode;
 pub mod fbank;
-pub mod resample;
+pub mod soxr;
 pub mod torchaudio_resample;
 
 pub use fbank::{FEATURE_DIM, N_MELS, PADDING_VALUE, SAMPLE_RATE, STRIDE};
@@ -51,7 +51,7 @@ pub fn load_audio(path: &Path) -> Result<Vec<f32>> {
     let d = decode::decode_file(path)?;
     check_finite(&d.interleaved, path, "decoded")?;
     let mono = decode::downmix(&d.interleaved, d.channels);
-    resample::resample(&mono, d.sample_rate, SAMPLE_RATE, path)
+    soxr::resample(&mono, d.sample_rate, SAMPLE_RATE, path)
 }
 
 /// librosa's default `load` rate, at which IndexTTS2 reads the speaker prompt.
@@ -62,7 +62,7 @@ pub const SPEAKER_PROMPT_SAMPLES: usize = 15 * LIBROSA_DEFAULT_RATE as usize;
 /// How a file becomes the 16 kHz mono signal the fbank reads: which IndexTTS2 input it mirrors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Preprocess {
-    /// `librosa.load(path, sr=16000)`: channels averaged, one soxr-HQ-like resample straight to 16 kHz.
+    /// `librosa.load(path, sr=16000)`: channels averaged, one soxr HQ resample straight to 16 kHz.
     /// IndexTTS2's emotion prompt and MaskGCT read audio this way. [`load_audio`].
     #[default]
     Direct16k,
@@ -87,8 +87,8 @@ impl Preprocess {
 /// audio = audio[:, :int(15 * sr)]                   # first 15 s
 /// audio_16k = torchaudio.transforms.Resample(sr, 16000)(audio)
 /// ```
-/// Here: decode → mean of channels → [`resample::resample`] to 22050 Hz (the soxr-like resampler; identity for
-/// 22.05 kHz files, as in librosa) → first [`SPEAKER_PROMPT_SAMPLES`] → [`torchaudio_resample`] to 16 kHz.
+/// Here: decode → mean of channels → [`soxr::resample`] to 22050 Hz (libsoxr HQ as librosa runs it; identity
+/// for 22.05 kHz files, as in librosa) → first [`SPEAKER_PROMPT_SAMPLES`] → [`torchaudio_resample`] to 16 kHz.
 /// Returns `[min(n22, 330750) · 320 / 441, rounded up]` samples at 16 kHz.
 pub fn load_indextts2_speaker_prompt(path: &Path) -> Result<Vec<f32>> {
     let d = decode::decode_file(path)?;
@@ -100,7 +100,7 @@ pub fn load_indextts2_speaker_prompt(path: &Path) -> Result<Vec<f32>> {
 /// [`load_indextts2_speaker_prompt`] after decoding: mono `samples` at `sample_rate` → 16 kHz. `source` names
 /// the input in errors.
 pub fn speaker_prompt_from_mono(samples: &[f32], sample_rate: u32, source: &Path) -> Result<Vec<f32>> {
-    let mut x = resample::resample(samples, sample_rate, LIBROSA_DEFAULT_RATE, source)?;
+    let mut x = soxr::resample(samples, sample_rate, LIBROSA_DEFAULT_RATE, source)?;
     x.truncate(SPEAKER_PROMPT_SAMPLES);
     torchaudio_resample::resample_torchaudio(&x, LIBROSA_DEFAULT_RATE, SAMPLE_RATE, source)
 }

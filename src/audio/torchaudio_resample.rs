@@ -2,7 +2,7 @@
 //! `lowpass_filter_width = 6`, `rolloff = 0.99`, kernel computed in f64 and cached as f32), written from
 //! its definition (torchaudio 2.7 `functional.py`: `_get_sinc_resample_kernel`, `_apply_sinc_resample_kernel`).
 //! IndexTTS2 runs it on the speaker prompt, 22050 → 16000 Hz (see [`super::load_indextts2_speaker_prompt`]);
-//! everything else in this crate uses the soxr-like [`super::resample`].
+//! `librosa.load`'s resampling (soxr HQ) is [`super::soxr`].
 //!
 //! The math, after reducing the rates by their gcd to `orig : new` (22050 : 16000 → 441 : 320):
 //! - `base = min(orig, new) · rolloff` (cutoff, in reduced-rate units), `width = ceil(lpw · orig / base)`.
@@ -18,12 +18,13 @@
 //! Columns whose `|t|` reaches `lpw` are clamped to the window's zero and round to 0 in f32, so each row has
 //! only ~`2·lpw·orig/base` non-zero taps (17 of 459 for 22050 → 16000). [`SincKernel`] keeps, per row, a
 //! window of `taps` (a multiple of 8) columns that covers them, and each output is one f32x8
-//! [`super::resample::dot`]: the same sum as the full convolution minus exact zeros.
+//! [`dot`]: the same sum as the full convolution minus exact zeros.
 
-use super::resample::{dot, MAX_RATE};
+use super::soxr::MAX_RATE;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::Path;
+use wide::f32x8;
 
 /// torchaudio's default `lowpass_filter_width`: zero crossings of the sinc kept on each side.
 pub const LOWPASS_FILTER_WIDTH: u32 = 6;
@@ -255,6 +256,51 @@ pub fn resample_torchaudio_with(
     Ok(out)
 }
 
+/// `Σ a[i] · b[i]` with f32x8 fused multiply-adds (4 independent accumulators, then one, then a scalar
+/// tail). The summation order depends only on the length, so the result is deterministic.
+pub fn dot(
+    a: &[f32], // [n]
+    b: &[f32], // [n]
+) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot: length mismatch");
+    let load = |s: &[f32]| -> f32x8 {
+        let v: [f32; LANES] = s[..LANES].try_into().expect("dot: slice of 8");
+        f32x8::from(v)
+    };
+    let n = a.len();
+    let mut acc = [f32x8::ZERO; 4];
+    let body4 = n - n % (4 * LANES);
+    for (ca, cb) in a[..body4]
+        .chunks_exact(4 * LANES)
+        .zip(b[..body4].chunks_exact(4 * LANES))
+    {
+        for ((s, xa), xb) in acc.iter_mut().zip(ca.chunks_exact(LANES)).zip(cb.chunks_exact(LANES)) {
+            *s = load(xa).mul_add(load(xb), *s);
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    let body = n - n % LANES;
+    for (ca, cb) in a[body4..body]
+        .chunks_exact(LANES)
+        .zip(b[body4..body].chunks_exact(LANES))
+    {
+        s = load(ca).mul_add(load(cb), s);
+    }
+    let mut total = s.reduce_add();
+    for (&x, &y) in a[body..].iter().zip(&b[body..]) {
+        total = x.mul_add(y, total);
+    }
+    total
+}
+
+/// f64 reference for [`dot`].
+pub fn dot_ref(
+    a: &[f32], // [n]
+    b: &[f32], // [n]
+) -> f32 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,6 +453,22 @@ mod tests {
             for (a, b) in fast.iter().zip(&slow) {
                 prop_assert!((a - b).abs() < 1e-6, "{} vs {}", a, b);
             }
+        }
+
+        /// The f32x8 dot against f64, over lengths 0..300 (ragged tails) and unaligned starts. Any f32
+        /// summation order of n products is within γ_n = n·ε/(1 − n·ε) of Σ|a·b| (Higham, §3.1).
+        #[test]
+        fn dot_matches_reference(n in 0usize..300, oa in 0usize..3, ob in 0usize..3, seed in 0u64..1_000) {
+            let a = noise(n + 3, seed);
+            let b = noise(n + 3, seed + 7_919);
+            let (a, b) = (&a[oa..oa + n], &b[ob..ob + n]);
+            let fast = dot(a, b) as f64;
+            let exact: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let mag: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
+            let eps = f32::EPSILON as f64 / 2.0;
+            let bound = (n as f64 + 1.0) * eps * mag + f32::MIN_POSITIVE as f64;
+            prop_assert!((fast - exact).abs() <= bound, "n {}: {} vs {} (bound {})", n, fast, exact, bound);
+            prop_assert!((dot_ref(a, b) as f64 - exact).abs() <= exact.abs() * eps + 1e-30);
         }
     }
 }
