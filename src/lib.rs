@@ -2,10 +2,12 @@
 //! "semantic features" (`(hidden_states[17] - mean) / sqrt(var)`).
 //!
 //! Reading order: `tensor` → `weights` → `config` → `audio` (wav → fbank) → `model` (encoder) →
-//! `stats` (semantic normalization) → `output` (.npy / .safetensors writers).
+//! `stats` (semantic normalization) → `output` (.npy / .safetensors writers) → `pipeline` (file → features →
+//! outputs, packed batches) → `corpus` (inputs, output tree, shards).
 
 pub mod audio;
 pub mod config;
+pub mod corpus;
 pub mod error;
 pub mod model;
 pub mod output;

@@ -131,31 +131,49 @@ impl Extractor {
 
     /// Run on fbank features of one utterance.
     pub fn run(&self, f: &Features) -> Result<Output> {
+        let mut out = self.run_batch(std::slice::from_ref(f))?;
+        Ok(out.pop().expect("one utterance in, one out"))
+    }
+
+    /// Run on several utterances at once, packed side by side into one `[hidden, ΣT]` block (no padding):
+    /// LayerNorms, projections and FFNs run once over the pack, attention and the depthwise conv per utterance,
+    /// so each result equals [`Extractor::run`] on that utterance alone (the tests check this bit for bit) while
+    /// the matmuls are as wide as ΣT. Cost and memory grow with ΣT: callers cap it (the CLI's `--batch-frames`).
+    pub fn run_batch(&self, items: &[Features]) -> Result<Vec<Output>> {
         let fin = self.model.config.feature_projection_input_dim;
-        if f.data.len() != f.t * fin {
-            return Err(Error::Invalid(format!(
-                "features have {} values per frame but the checkpoint's feature_projection_input_dim is {fin}",
-                f.data.len() / f.t.max(1)
-            )));
+        for f in items {
+            if f.data.len() != f.t * fin {
+                return Err(Error::Invalid(format!(
+                    "features have {} values per frame but the checkpoint's feature_projection_input_dim is {fin}",
+                    f.data.len() / f.t.max(1)
+                )));
+            }
         }
         let mut wanted = self.request.hidden_states.clone();
         wanted.extend(self.request.normalized);
-        let mut states = self.model.forward(&f.data, &f.mask, f.t, &wanted)?;
-        let semantic = match (self.request.normalized, &self.stats) {
-            (Some(_), Some(stats)) => {
-                let mut h = states.pop().expect("normalized layer was requested last");
-                stats.normalize_inplace(&mut h);
-                Some(h)
-            }
-            _ => None,
-        };
-        Ok(Output {
-            t: f.t,
-            hidden_size: self.model.config.hidden_size,
-            mask: f.mask.clone(),
-            hidden_states: self.request.hidden_states.iter().copied().zip(states).collect(),
-            semantic,
-        })
+        let utterances: Vec<(&[f32], &[bool])> = items.iter().map(|f| (&f.data[..], &f.mask[..])).collect();
+        let states = self.model.forward_packed(&utterances, &wanted)?;
+        Ok(items
+            .iter()
+            .zip(states)
+            .map(|(f, mut states)| {
+                let semantic = match (self.request.normalized, &self.stats) {
+                    (Some(_), Some(stats)) => {
+                        let mut h = states.pop().expect("normalized layer was requested last");
+                        stats.normalize_inplace(&mut h);
+                        Some(h)
+                    }
+                    _ => None,
+                };
+                Output {
+                    t: f.t,
+                    hidden_size: self.model.config.hidden_size,
+                    mask: f.mask.clone(),
+                    hidden_states: self.request.hidden_states.iter().copied().zip(states).collect(),
+                    semantic,
+                }
+            })
+            .collect())
     }
 
     /// Decode, resample to 16 kHz (`librosa.load(sr=16000)`, [`audio::Preprocess::Direct16k`]), fbank, encoder.

@@ -5,6 +5,7 @@
 use super::attention::SelfAttention;
 use super::conv_module::ConvolutionModule;
 use super::feed_forward::FeedForward;
+use super::pack::Pack;
 use super::primitives::LayerNorm;
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
@@ -72,18 +73,20 @@ impl EncoderLayer {
         self.ffn2.to_bf16(kernel);
     }
 
-    /// h[d, t] ← layer(h), channel-major. `mask` [t] (true = valid frame) masks attention keys and zeroes padded
-    /// time steps before the depthwise convolution; masked queries are still computed, as in HF.
-    pub fn forward(&self, h: &mut [f32], s: &mut Scratch, mask: Option<&[bool]>, t: usize) {
+    /// h[d, T] ← layer(h), channel-major, T = `pack.total()`. `mask` [T] (true = valid frame) masks attention
+    /// keys and zeroes padded time steps before the depthwise convolution; masked queries are still computed, as
+    /// in HF. Attention and the depthwise conv stay within each segment of the pack.
+    pub fn forward(&self, h: &mut [f32], s: &mut Scratch, mask: Option<&[bool]>, pack: &Pack) {
+        let t = pack.total();
         self.ffn1_layer_norm.forward(&mut s.x, h, t);
         self.ffn1.forward_residual(h, &mut s.inter, &s.x, t, 0.5);
 
         self.self_attn_layer_norm.forward(&mut s.x, h, t);
         self.self_attn
-            .forward_residual(h, &mut s.q, &mut s.k, &mut s.v, &mut s.ctx, &s.x, mask, t);
+            .forward_residual(h, &mut s.q, &mut s.k, &mut s.v, &mut s.ctx, &s.x, mask, pack);
 
         self.conv_module
-            .forward_residual(h, &mut s.x, &mut s.ctx, &mut s.inter, mask, t);
+            .forward_residual(h, &mut s.x, &mut s.ctx, &mut s.inter, mask, pack);
 
         self.ffn2_layer_norm.forward(&mut s.x, h, t);
         self.ffn2.forward_residual(h, &mut s.inter, &s.x, t, 0.5);

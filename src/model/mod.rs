@@ -4,8 +4,10 @@
 //! Inside the encoder, activations are channel-major `[channels, t]` for one utterance (row c = channel c over
 //! time): every projection is then `W[out, in] · x[in, t]`, gemm's fastest layout with the weight read in place.
 //! Inputs and returned hidden states are time-major `[t, channels]`, as in HF; the layout changes only at the
-//! encoder's entry and exit. A batch is a loop over utterances (each one computed at the padded length with its
-//! mask, exactly as HF computes padded batches).
+//! encoder's entry and exit. A padded batch is a loop over utterances (each one computed at the padded length
+//! with its mask, exactly as HF computes padded batches); a [`Pack`] puts several utterances side by side in one
+//! `[channels, ΣT]` block without padding (position-wise ops run once over the pack, attention and the depthwise
+//! conv per segment).
 //!
 //! Each struct has `load(cfg, weights, prefix)` (every tensor checked for name, shape and dtype) and a
 //! `forward` that writes into caller-provided buffers: nothing allocates inside the layer loop.
@@ -47,7 +49,9 @@ mod conv_module;
 mod encoder;
 mod feature_projection;
 mod feed_forward;
+pub mod inventory;
 mod layer;
+mod pack;
 mod primitives;
 
 pub use attention::SelfAttention;
@@ -56,4 +60,5 @@ pub use encoder::{Checkpoint, Wav2Vec2BertModel};
 pub use feature_projection::FeatureProjection;
 pub use feed_forward::FeedForward;
 pub use layer::{EncoderLayer, Scratch};
+pub use pack::Pack;
 pub use primitives::{LayerNorm, Linear};

@@ -156,9 +156,3 @@ pub fn zero_masked_cols(x: &mut [f32], mask: &[bool], t: usize) {
         }
     }
 }
-
-/// `y[j, i] = x[i, j]`: `x` [rows, cols] row-major into `y` [cols, rows] (layout changes at the encoder's
-/// entry and exit only).
-pub fn transpose(y: &mut [f32], x: &[f32], rows: usize, cols: usize) {
-    w2vbert_kernels::attention::transpose_block(y, rows, x, cols, rows, cols);
-}
