@@ -42,7 +42,6 @@ struct Row {
     fbank: f64,
     fbank_on_ref_wave: f64,
     semantic: f64,
-    prompt: bool,
 }
 
 fn check_path(case: &str, g: &Golden, prefix: &str, path: &Path, pre: Preprocess, ex: &Extractor) -> Row {
@@ -80,7 +79,6 @@ fn check_path(case: &str, g: &Golden, prefix: &str, path: &Path, pre: Preprocess
         fbank,
         fbank_on_ref_wave,
         semantic,
-        prompt: !prefix.is_empty(),
     }
 }
 
@@ -164,13 +162,9 @@ fn every_rate_and_format_matches_librosa_and_hf() {
     for (fmt, r) in &rows {
         assert!(r.len_ok, "{}: 16 kHz length", r.case);
         let lossy = fmt.starts_with("MP3") || fmt.starts_with("OGG");
-        // librosa.load's own path (libsoxr) is bit-identical on lossless input; the speaker prompt adds our
-        // torchaudio resampler (f32x8 sums, ~1e-7).
-        let wave_tol = match (lossy, r.prompt) {
-            (true, _) => LOSSY_DECODE_REL,
-            (false, false) => 0.0,
-            (false, true) => 1e-6,
-        };
+        // Both paths are bit-identical on lossless input: libsoxr as librosa runs it, and for the speaker prompt
+        // also torchaudio's convolution (PyTorch's FMA order).
+        let wave_tol = if lossy { LOSSY_DECODE_REL } else { 0.0 };
         assert!(r.wave.0 <= wave_tol, "{}: waveform rel L2 {:e}", r.case, r.wave.0);
         assert!(
             r.fbank_on_ref_wave <= FBANK_REL,
@@ -193,8 +187,7 @@ fn every_rate_and_format_matches_librosa_and_hf() {
 /// the synthesis filter bank: measured rel L2 2e-7..5e-7, max-abs <= 5e-7 (about 2^-21), same sample counts.
 const LOSSY_DECODE_REL: f64 = 2e-6;
 const LOSSY_DECODE_MAX: f64 = 2e-6;
-/// The fbank of a lossy file carries that decode difference (measured 6e-6..8e-6), and the speaker-prompt path
-/// the torchaudio resampler's (waveform ~9e-8, fbank ~1.7e-6).
+/// The fbank of a lossy file carries that decode difference (measured 6e-6..8e-6).
 const LOSSY_FBANK_REL: f64 = 2e-5;
 /// Our fbank on librosa's own waveform: bit-identical on every case (measured 0); 1e-7 as in tests/fbank.rs.
 const FBANK_REL: f64 = 1e-7;

@@ -17,14 +17,13 @@
 //!
 //! Columns whose `|t|` reaches `lpw` are clamped to the window's zero and round to 0 in f32, so each row has
 //! only ~`2·lpw·orig/base` non-zero taps (17 of 459 for 22050 → 16000). [`SincKernel`] keeps, per row, a
-//! window of `taps` (a multiple of 8) columns that covers them, and each output is one f32x8
-//! [`dot`]: the same sum as the full convolution minus exact zeros.
+//! window of `taps` (rounded up to a multiple of 8) columns that covers them, and each output is one
+//! [`fma_chain`] over that window: bit for bit the sum PyTorch's conv1d computes over the full kernel row.
 
 use super::soxr::MAX_RATE;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::Path;
-use wide::f32x8;
 
 /// torchaudio's default `lowpass_filter_width`: zero crossings of the sinc kept on each side.
 pub const LOWPASS_FILTER_WIDTH: u32 = 6;
@@ -153,7 +152,7 @@ pub struct SincKernel {
     pub table: Vec<f32>,
     /// `[new]`: first kernel column of each row (may be slightly negative).
     pub start: Vec<i64>,
-    /// Columns kept per row, a multiple of 8.
+    /// Columns kept per row, a multiple of 8 (the extra columns are 0).
     pub taps: usize,
 }
 
@@ -217,7 +216,7 @@ impl SincKernel {
                 let (f, j) = (f0 + i / g.new, i % g.new);
                 let s0 = (pad + f * g.orig) as i64 + self.start[j] - g.width as i64;
                 let s0 = s0 as usize;
-                *o = dot(
+                *o = fma_chain(
                     &wave[s0..s0 + self.taps],
                     &self.table[j * self.taps..(j + 1) * self.taps],
                 );
@@ -256,49 +255,16 @@ pub fn resample_torchaudio_with(
     Ok(out)
 }
 
-/// `Σ a[i] · b[i]` with f32x8 fused multiply-adds (4 independent accumulators, then one, then a scalar
-/// tail). The summation order depends only on the length, so the result is deterministic.
-pub fn dot(
+/// `Σ a[i] · b[i]` as one chain of f32 fused multiply-adds in index order, starting from 0: the order in which
+/// PyTorch's CPU `conv1d` accumulates each output of torchaudio's resampling convolution (checked against
+/// torch 2.7.1 on every output of espeak_22050.wav, 1 and 2 threads). Kernel columns that are exactly 0 leave
+/// such a chain unchanged, so the compact window gives the full convolution's result bit for bit.
+pub fn fma_chain(
     a: &[f32], // [n]
     b: &[f32], // [n]
 ) -> f32 {
-    assert_eq!(a.len(), b.len(), "dot: length mismatch");
-    let load = |s: &[f32]| -> f32x8 {
-        let v: [f32; LANES] = s[..LANES].try_into().expect("dot: slice of 8");
-        f32x8::from(v)
-    };
-    let n = a.len();
-    let mut acc = [f32x8::ZERO; 4];
-    let body4 = n - n % (4 * LANES);
-    for (ca, cb) in a[..body4]
-        .chunks_exact(4 * LANES)
-        .zip(b[..body4].chunks_exact(4 * LANES))
-    {
-        for ((s, xa), xb) in acc.iter_mut().zip(ca.chunks_exact(LANES)).zip(cb.chunks_exact(LANES)) {
-            *s = load(xa).mul_add(load(xb), *s);
-        }
-    }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    let body = n - n % LANES;
-    for (ca, cb) in a[body4..body]
-        .chunks_exact(LANES)
-        .zip(b[body4..body].chunks_exact(LANES))
-    {
-        s = load(ca).mul_add(load(cb), s);
-    }
-    let mut total = s.reduce_add();
-    for (&x, &y) in a[body..].iter().zip(&b[body..]) {
-        total = x.mul_add(y, total);
-    }
-    total
-}
-
-/// f64 reference for [`dot`].
-pub fn dot_ref(
-    a: &[f32], // [n]
-    b: &[f32], // [n]
-) -> f32 {
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() as f32
+    assert_eq!(a.len(), b.len(), "fma_chain: length mismatch");
+    a.iter().zip(b).fold(0.0f32, |acc, (&x, &y)| x.mul_add(y, acc))
 }
 
 #[cfg(test)]
@@ -364,7 +330,7 @@ mod tests {
         }
     }
 
-    /// The fast path (compact table, f32x8 dots, rayon tasks) against torchaudio's literal convolution.
+    /// The fast path (compact table, FMA chains, rayon tasks) against torchaudio's literal convolution.
     #[test]
     fn fast_path_matches_the_full_convolution() {
         for (from, to, n) in [
@@ -453,22 +419,6 @@ mod tests {
             for (a, b) in fast.iter().zip(&slow) {
                 prop_assert!((a - b).abs() < 1e-6, "{} vs {}", a, b);
             }
-        }
-
-        /// The f32x8 dot against f64, over lengths 0..300 (ragged tails) and unaligned starts. Any f32
-        /// summation order of n products is within γ_n = n·ε/(1 − n·ε) of Σ|a·b| (Higham, §3.1).
-        #[test]
-        fn dot_matches_reference(n in 0usize..300, oa in 0usize..3, ob in 0usize..3, seed in 0u64..1_000) {
-            let a = noise(n + 3, seed);
-            let b = noise(n + 3, seed + 7_919);
-            let (a, b) = (&a[oa..oa + n], &b[ob..ob + n]);
-            let fast = dot(a, b) as f64;
-            let exact: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
-            let mag: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
-            let eps = f32::EPSILON as f64 / 2.0;
-            let bound = (n as f64 + 1.0) * eps * mag + f32::MIN_POSITIVE as f64;
-            prop_assert!((fast - exact).abs() <= bound, "n {}: {} vs {} (bound {})", n, fast, exact, bound);
-            prop_assert!((dot_ref(a, b) as f64 - exact).abs() <= exact.abs() * eps + 1e-30);
         }
     }
 }
