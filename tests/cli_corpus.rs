@@ -316,7 +316,7 @@ fn sigkill_mid_run_then_rerun_completes_with_nothing_lost_or_duplicated() {
     let complete = after_kill.keys().filter(|k| k.ends_with(".npy")).count();
     assert!(complete < n, "the run finished before the kill: make the corpus bigger");
     // Whatever is at an output path is complete; anything else is a temp file of ours.
-    for (k, _) in &after_kill {
+    for k in after_kill.keys() {
         let p = out.path().join(k);
         if k.ends_with(".npy") {
             w2vbert::output::check_npy(&p).unwrap_or_else(|e| panic!("partial output after SIGKILL: {e}"));
