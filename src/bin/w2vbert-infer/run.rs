@@ -435,6 +435,12 @@ fn run(args: &RunArgs) -> Result<i32> {
     if !args.quiet {
         eprintln!("{}", s.line());
     }
+    if args.verbose {
+        // scripts/fullsize_parity.py reads this line.
+        if let Some(b) = s.peak_rss_bytes {
+            eprintln!("peak RSS {:.2} GB", b as f64 / 1e9);
+        }
+    }
     Ok(if s.failed.is_empty() {
         0
     } else if fail_fast {
