@@ -17,7 +17,6 @@ pub fn feature_projection_tensors(cfg: &Wav2Vec2BertConfig) -> Vec<(String, Vec<
 /// `(name, shape)` of `encoder.layers.{i}`'s tensors.
 pub fn layer_tensors(cfg: &Wav2Vec2BertConfig, i: usize) -> Vec<(String, Vec<usize>)> {
     let (d, f, k) = (cfg.hidden_size, cfg.intermediate_size, cfg.conv_depthwise_kernel_size);
-    let nb = cfg.left_max_position_embeddings + cfg.right_max_position_embeddings + 1;
     let p = format!("encoder.layers.{i}");
     let mut v: Vec<(String, Vec<usize>)> = Vec::new();
     let mut ln = |name: &str| {
@@ -46,7 +45,7 @@ pub fn layer_tensors(cfg: &Wav2Vec2BertConfig, i: usize) -> Vec<(String, Vec<usi
     }
     v.push((
         format!("{p}.self_attn.distance_embedding.weight"),
-        vec![nb, cfg.head_dim()],
+        vec![cfg.num_relative_positions(), cfg.head_dim()],
     ));
     v.push((format!("{p}.conv_module.pointwise_conv1.weight"), vec![2 * d, d, 1]));
     v.push((format!("{p}.conv_module.depthwise_conv.weight"), vec![d, 1, k]));

@@ -444,6 +444,12 @@ fn run(args: &RunArgs) -> Result<i32> {
     if !args.quiet {
         eprintln!("{}", s.line());
     }
+    if args.verbose {
+        // scripts/fullsize_parity.py reads this line.
+        if let Some(b) = s.peak_rss_bytes {
+            eprintln!("peak RSS {:.2} GB", b as f64 / 1e9);
+        }
+    }
     Ok(if s.failed.is_empty() {
         0
     } else if fail_fast {
@@ -578,46 +584,34 @@ fn encode_loop(
         if pack.is_empty() {
             return true;
         }
-        let items: Vec<(usize, Features, f64)> = std::mem::take(pack);
-        let Some(ex) = ex else {
-            for (job, f, audio_s) in items {
-                let w = Written {
-                    job,
-                    payload: Payload::Features(f),
-                    audio_s,
-                };
-                if tx.send(w).is_err() {
-                    return false;
-                }
-            }
-            return true;
-        };
-        let t = Instant::now();
-        let feats: Vec<Features> = items.iter().map(|(_, f, _)| f.clone()).collect();
-        let result = ex.run_batch(&feats);
-        state.lock().expect("state lock").summary.stages.encoder += t.elapsed().as_secs_f64();
-        match result {
-            Ok(outs) => {
-                for ((job, _, audio_s), o) in items.into_iter().zip(outs) {
-                    let w = Written {
-                        job,
-                        payload: Payload::Encoded(o),
-                        audio_s,
-                    };
-                    if tx.send(w).is_err() {
-                        return false;
+        let (meta, feats): (Vec<(usize, f64)>, Vec<Features>) = std::mem::take(pack)
+            .into_iter()
+            .map(|(job, f, a)| ((job, a), f))
+            .unzip();
+        let payloads: Vec<Payload> = match ex {
+            None => feats.into_iter().map(Payload::Features).collect(),
+            Some(ex) => {
+                let t = Instant::now();
+                let result = ex.run_batch(&feats);
+                state.lock().expect("state lock").summary.stages.encoder += t.elapsed().as_secs_f64();
+                match result {
+                    Ok(outs) => outs.into_iter().map(Payload::Encoded).collect(),
+                    Err(e) => {
+                        let mut st = state.lock().expect("state lock");
+                        for (job, _) in &meta {
+                            st.fail(&jobs[*job].input.path, &e);
+                        }
+                        return !fail_fast;
                     }
                 }
-                true
             }
-            Err(e) => {
-                let mut st = state.lock().expect("state lock");
-                for (job, _, _) in &items {
-                    st.fail(&jobs[*job].input.path, &e);
-                }
-                !fail_fast
+        };
+        for ((job, audio_s), payload) in meta.into_iter().zip(payloads) {
+            if tx.send(Written { job, payload, audio_s }).is_err() {
+                return false;
             }
         }
+        true
     };
     let mut frames = 0;
     for d in rx {
