@@ -27,8 +27,7 @@ pub enum Audio {
 impl Audio {
     /// `audio` + `sample_rate` as given to `semantic`, `hidden_states`, `fbank`.
     pub fn parse(audio: &Bound<'_, PyAny>, sample_rate: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        let is_path = audio.is_instance_of::<PyString>() || audio.hasattr("__fspath__")?;
-        if is_path {
+        if is_path(audio)? {
             if let Some(r) = sample_rate.filter(|r| !r.is_none()) {
                 return Err(AudioError::new_err(format!(
                     "sample_rate={r} was given with a file path: a file's rate is read from the file \
@@ -113,6 +112,11 @@ impl Audio {
             }
         }
     }
+}
+
+/// A `str` or an `os.PathLike`.
+pub fn is_path(audio: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(audio.is_instance_of::<PyString>() || audio.hasattr("__fspath__")?)
 }
 
 /// `[samples]` or `[channels, samples]` (any strides) → interleaved `[samples, channels]` f32.

@@ -193,7 +193,7 @@ impl PyExtractor {
         Ok(dict)
     }
 
-    /// semantic() of each item (paths and/or arrays; sample_rate applies to every array). Returns a list of
+    /// semantic() of each item (paths and/or arrays; sample_rate applies to every array, paths ignore it). Returns a list of
     /// float32 [T_i, hidden] arrays, each equal to semantic(item). An error names the item's index.
     #[pyo3(signature = (audios, sample_rate=None))]
     fn semantic_batch<'py>(
@@ -207,7 +207,9 @@ impl PyExtractor {
         }
         let mut items = Vec::with_capacity(audios.len());
         for (i, a) in audios.iter().enumerate() {
-            let item = Audio::parse(a, sample_rate).map_err(|e| {
+            // sample_rate is for the arrays of the list; paths carry their own.
+            let rate = if input::is_path(a)? { None } else { sample_rate };
+            let item = Audio::parse(a, rate).map_err(|e| {
                 let msg = format!("audios[{i}]: {}", e.value(py));
                 PyErr::from_type(e.get_type(py), msg)
             })?;

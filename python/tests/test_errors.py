@@ -97,7 +97,7 @@ def test_bad_options(kwargs, match):
         (lambda x: x.astype(np.float16), "dtype.*float16"),
         (lambda x: x.astype(np.complex64), "dtype.*complex64"),
         (lambda x: x.reshape(1, 1, -1), "3-D"),
-        (lambda x: np.float32(0.5) * np.ones((), np.float32), "0-D"),
+        (lambda x: np.array(0.5, np.float32), "0-D"),
         (lambda x: np.stack([x, x], axis=1), "\\[channels, samples\\].*\\.T"),  # [samples, 2]: transposed
         (lambda x: np.zeros((17, 16000), np.float32), "1..=16 channels"),
         (lambda x: np.zeros((0, 16000), np.float32), "1..=16 channels"),
