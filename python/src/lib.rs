@@ -28,16 +28,12 @@ const PRECISIONS: &[(&str, Precision)] = &[("fp32", Precision::Fp32)];
 
 /// `(canonical name, kind)` of a `precision=` argument.
 fn parse_precision(name: &str) -> PyResult<(&'static str, Precision)> {
-    PRECISIONS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .copied()
-        .ok_or_else(|| {
-            let known: Vec<&str> = PRECISIONS.iter().map(|(n, _)| *n).collect();
-            RequestError::new_err(format!(
-                "precision {name:?} is not available; this build supports {known:?} (bf16 is planned)"
-            ))
-        })
+    PRECISIONS.iter().find(|(n, _)| *n == name).copied().ok_or_else(|| {
+        let known: Vec<&str> = PRECISIONS.iter().map(|(n, _)| *n).collect();
+        RequestError::new_err(format!(
+            "precision {name:?} is not available; this build supports {known:?} (bf16 is planned)"
+        ))
+    })
 }
 
 /// The engine, loaded once; thread-safe (one instance may serve several Python threads at once).
@@ -285,6 +281,9 @@ fn parse_layers(layers: Option<Vec<i64>>) -> PyResult<Vec<usize>> {
     Ok(ks)
 }
 
+/// `(input_features [T, 160], attention_mask [T])`.
+type FbankArrays<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray1<i32>>);
+
 /// SeamlessM4TFeatureExtractor's output for one utterance: (input_features float32 [T, 160],
 /// attention_mask int32 [T]), as HF's extractor returns them with return_tensors="np" (without the batch axis).
 /// Same audio rules as Extractor.semantic().
@@ -294,7 +293,7 @@ fn fbank<'py>(
     py: Python<'py>,
     audio: &Bound<'py, PyAny>,
     sample_rate: Option<&Bound<'py, PyAny>>,
-) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray1<i32>>)> {
+) -> PyResult<FbankArrays<'py>> {
     let audio = Audio::parse(audio, sample_rate)?;
     let f = detached(py, || audio.features())?;
     let mask: Array1<i32> = f.mask.iter().map(|&m| m as i32).collect();
