@@ -181,6 +181,21 @@ impl Extractor {
         self.run_file_with(path, audio::Preprocess::Direct16k)
     }
 
+    /// In-memory mono `samples` (nominal range ±1) at `sample_rate` Hz: resampled to 16 kHz exactly as
+    /// [`Extractor::run_file`] resamples a decoded file, so a WAV file and its samples give the same output bit for
+    /// bit. Errors name the input [`audio::IN_MEMORY`].
+    pub fn run_samples(&self, samples: &[f32], sample_rate: u32) -> Result<Output> {
+        self.run_interleaved(samples, 1, sample_rate)
+    }
+
+    /// [`Extractor::run_samples`] for several channels: `interleaved` is `[frames, channels]`; channels are
+    /// averaged (librosa's `to_mono`) before resampling, as for a file.
+    pub fn run_interleaved(&self, interleaved: &[f32], channels: usize, sample_rate: u32) -> Result<Output> {
+        let source = Path::new(audio::IN_MEMORY);
+        let x = audio::samples_to_16k(interleaved, channels, sample_rate, source)?;
+        self.run(&audio::features_from_samples(&x, source)?)
+    }
+
     /// [`Extractor::run_file`] with the audio read as `pre` says (e.g. IndexTTS2's speaker-prompt path:
     /// 22.05 kHz, first 15 s, torchaudio resampler to 16 kHz).
     pub fn run_file_with(&self, path: &Path, pre: audio::Preprocess) -> Result<Output> {

@@ -49,9 +49,33 @@ fn check_finite(x: &[f32], path: &Path, what: &str) -> Result<()> {
 /// Decode `path`, average its channels, resample to 16 kHz: `[n]` mono samples, nominal range ±1.
 pub fn load_audio(path: &Path) -> Result<Vec<f32>> {
     let d = decode::decode_file(path)?;
-    check_finite(&d.interleaved, path, "decoded")?;
-    let mono = decode::downmix(&d.interleaved, d.channels);
-    soxr::resample(&mono, d.sample_rate, SAMPLE_RATE, path)
+    mono_16k(&d.interleaved, d.channels, d.sample_rate, path, "decoded")
+}
+
+/// Name given to in-memory audio in error messages (where a file would be named).
+pub const IN_MEMORY: &str = "<in-memory audio>";
+
+/// In-memory interleaved `[frames, channels]` samples at `sample_rate` → `[n]` mono 16 kHz samples, by the same
+/// steps [`load_audio`] takes after decoding (average of channels, then [`soxr::resample`]); a file and the
+/// same samples given here give the same result bit for bit. `source` names the input in errors.
+pub fn samples_to_16k(interleaved: &[f32], channels: usize, sample_rate: u32, source: &Path) -> Result<Vec<f32>> {
+    if channels == 0 || !interleaved.len().is_multiple_of(channels) {
+        return Err(Error::audio(
+            source,
+            format!(
+                "{} interleaved samples do not split into {channels} channel(s)",
+                interleaved.len()
+            ),
+        ));
+    }
+    mono_16k(interleaved, channels, sample_rate, source, "input")
+}
+
+/// Check finite, average the channels, resample to 16 kHz. `what` says in errors which signal was checked.
+fn mono_16k(interleaved: &[f32], channels: usize, sample_rate: u32, source: &Path, what: &str) -> Result<Vec<f32>> {
+    check_finite(interleaved, source, what)?;
+    let mono = decode::downmix(interleaved, channels);
+    soxr::resample(&mono, sample_rate, SAMPLE_RATE, source)
 }
 
 /// librosa's default `load` rate, at which IndexTTS2 reads the speaker prompt.
