@@ -76,8 +76,7 @@ def test_malformed_stats_names_the_tensor(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(precision="bf16"), "precision 'bf16'|precision \"bf16\""),
-        (dict(precision="fp16"), "fp16"),
+        (dict(precision="fp16"), "precision 'fp16'|precision \"fp16\""),
         (dict(threads=0), "threads"),
         (dict(layers=[99]), "hidden_states\\[99\\].*config.json"),
         (dict(layers=[-1]), "negative"),

@@ -135,3 +135,23 @@ def test_defaults(extractor):
     assert pathlib.Path(extractor.stats) == TINY / "wav2vec2bert_stats.safetensors"
     explicit = w2vbert.Extractor(os.fspath(TINY), stats=TINY / "wav2vec2bert_stats.safetensors")
     assert np.array_equal(bits(explicit.semantic(ARCTIC)), bits(extractor.semantic(ARCTIC)))
+
+
+def test_bf16_is_close_to_fp32_and_packed_batches_match(extractor):
+    """precision="bf16": within the engine's bf16 bound of fp32 (the Rust tests bound it against HF), the same
+    bits for an item alone and inside semantic_batch's packed call; on a CPU without a bf16 matmul it says so."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ex = w2vbert.Extractor(TINY, precision="bf16")
+    if ex.precision == "fp32":
+        assert any("bf16" in str(w.message) for w in caught), "bf16 fell back to fp32 without a warning"
+        return
+    assert ex.precision == "bf16"
+    a = ex.semantic(ARCTIC)
+    ref = extractor.semantic(ARCTIC)
+    rel = np.linalg.norm(a.astype(np.float64) - ref) / np.linalg.norm(ref)
+    assert 0 < rel < 3e-2, rel
+    batch = ex.semantic_batch([ESPEAK, ARCTIC])
+    assert np.array_equal(bits(batch[1]), bits(a))
