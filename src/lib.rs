@@ -2,10 +2,12 @@
 //! "semantic features" (`(hidden_states[17] - mean) / sqrt(var)`).
 //!
 //! Reading order: `tensor` → `weights` → `config` → `audio` (wav → fbank) → `model` (encoder) →
-//! `stats` (semantic normalization) → `output` (.npy / .safetensors writers).
+//! `stats` (semantic normalization) → `output` (.npy / .safetensors writers); `convert` writes trimmed / f16 /
+//! bf16 checkpoints.
 
 pub mod audio;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod model;
 pub mod output;

@@ -116,6 +116,12 @@ impl Weights {
         bytes.into_iter().max_by_key(|&(_, n)| n).map(|(d, _)| d)
     }
 
+    /// Where `name`'s bytes lie in the file (absolute offsets, header included), for readers that stream
+    /// tensors from the file instead of mapping them (e.g. `convert`).
+    pub fn data_range(&self, name: &str) -> Option<Range<usize>> {
+        self.entries.get(name).map(|e| e.start..e.end)
+    }
+
     /// Address range of the mapping, so callers (and tests) can tell a zero-copy view from a copy.
     pub fn mapping_range(&self) -> Range<usize> {
         let base = self.map.as_ptr() as usize;
@@ -189,7 +195,7 @@ impl Weights {
 
 /// Little-endian f16 bytes → f32, exact. Goes through `half`'s slice conversion, which uses F16C when the
 /// build enables it (x86-64-v3), in blocks so the u16 staging buffer stays on the stack.
-fn widen_f16(bytes: &[u8] /* [n * 2] */) -> Vec<f32> {
+pub(crate) fn widen_f16(bytes: &[u8] /* [n * 2] */) -> Vec<f32> {
     use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
     const BLOCK: usize = 1024;
     let n = bytes.len() / 2;
@@ -207,7 +213,7 @@ fn widen_f16(bytes: &[u8] /* [n * 2] */) -> Vec<f32> {
 
 /// Little-endian bf16 bytes → f32. bf16 is the top half of an f32, so widening is a shift (exact, and NaN
 /// payloads are kept as PyTorch keeps them).
-fn widen_bf16(bytes: &[u8] /* [n * 2] */) -> Vec<f32> {
+pub(crate) fn widen_bf16(bytes: &[u8] /* [n * 2] */) -> Vec<f32> {
     bytes
         .chunks_exact(2)
         .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))

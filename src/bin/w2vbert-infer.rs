@@ -3,7 +3,7 @@
 //! `--features-only` stops after the front end and writes the SeamlessM4T fbank features
 //! (`DIR/<stem>.npy`, f32 `[T, 160]`) without loading a model. `--indextts2-speaker-prompt` reads the audio as
 //! IndexTTS2 reads its speaker prompt (22.05 kHz, first 15 s, torchaudio's resampler to 16 kHz) instead of
-//! `librosa.load(sr=16000)`.
+//! `librosa.load(sr=16000)`. `w2vbert-infer convert ...` writes a trimmed / f16 / bf16 checkpoint (convert.rs).
 
 use clap::Parser;
 use std::collections::HashMap;
@@ -13,11 +13,15 @@ use std::time::Instant;
 use w2vbert::pipeline::{Extractor, Output, Request, SEMANTIC_LAYER};
 use w2vbert::{Error, Result};
 
+#[path = "w2vbert-infer/convert.rs"]
+mod convert;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "w2vbert-infer",
     version,
-    about = "Wav2Vec2-BERT 2.0 inference on CPU: audio in, hidden states or IndexTTS2 semantic features out"
+    about = "Wav2Vec2-BERT 2.0 inference on CPU: audio in, hidden states or IndexTTS2 semantic features out",
+    after_help = "Also: `w2vbert-infer convert --help` (a checkpoint trimmed to 17 layers, f32/f16/bf16, stats included)"
 )]
 struct Args {
     /// Audio files (WAV, FLAC, MP3, OGG/Vorbis; any rate and channel count).
@@ -273,6 +277,9 @@ fn main() {
     if let Err(msg) = w2vbert::kernels::cpu::check_baseline() {
         eprintln!("error: {msg}");
         std::process::exit(2);
+    }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "convert") {
+        std::process::exit(convert::main(std::env::args_os().skip(1)));
     }
     let args = Args::parse();
     if args.verbose {
