@@ -24,6 +24,7 @@
 
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::{Error, Result};
+use crate::model::inventory::{feature_projection_tensors, layer_tensors};
 use crate::model::Checkpoint;
 use crate::pipeline::{DEFAULT_STATS_FILE, SEMANTIC_LAYER};
 use crate::stats::SemanticStats;
@@ -146,51 +147,12 @@ pub struct Summary {
 /// File names inside a checkpoint directory that `convert` writes.
 pub const CHECKPOINT_FILES: [&str; 3] = ["config.json", "model.safetensors", DEFAULT_STATS_FILE];
 
-/// The tensors of the bare `Wav2Vec2BertModel` (transformers 4.52.1 names) that this engine's loader reads for
-/// `layers` encoder layers, with their shapes. The model loaders (`crate::model`) check the same names and
-/// shapes; tests/convert.rs pins the two together (a converted checkpoint, which holds exactly these, loads,
-/// and the list equals the HF-saved tiny-random checkpoint's names).
+/// The tensors of the bare `Wav2Vec2BertModel` (transformers 4.52.1 names and shapes) that the loaders read for
+/// `layers` encoder layers: `model::inventory`'s lists (tests/convert.rs checks that a converted checkpoint, which
+/// holds exactly these, loads, and that they are the HF-saved tiny-random checkpoint's names).
 pub fn encoder_tensors(cfg: &Wav2Vec2BertConfig, layers: usize) -> Vec<(String, Vec<usize>)> {
-    let (d, f, fin) = (cfg.hidden_size, cfg.intermediate_size, cfg.feature_projection_input_dim);
-    let rel = cfg.left_max_position_embeddings + cfg.right_max_position_embeddings + 1;
-    let mut v: Vec<(String, Vec<usize>)> = vec![
-        ("feature_projection.layer_norm.weight".into(), vec![fin]),
-        ("feature_projection.layer_norm.bias".into(), vec![fin]),
-        ("feature_projection.projection.weight".into(), vec![d, fin]),
-        ("feature_projection.projection.bias".into(), vec![d]),
-    ];
-    for i in 0..layers {
-        let p = format!("encoder.layers.{i}");
-        let mut add = |name: &str, shape: Vec<usize>| v.push((format!("{p}.{name}"), shape));
-        for ln in [
-            "ffn1_layer_norm",
-            "self_attn_layer_norm",
-            "conv_module.layer_norm",
-            "conv_module.depthwise_layer_norm",
-            "ffn2_layer_norm",
-            "final_layer_norm",
-        ] {
-            add(&format!("{ln}.weight"), vec![d]);
-            add(&format!("{ln}.bias"), vec![d]);
-        }
-        for ffn in ["ffn1", "ffn2"] {
-            add(&format!("{ffn}.intermediate_dense.weight"), vec![f, d]);
-            add(&format!("{ffn}.intermediate_dense.bias"), vec![f]);
-            add(&format!("{ffn}.output_dense.weight"), vec![d, f]);
-            add(&format!("{ffn}.output_dense.bias"), vec![d]);
-        }
-        for lin in ["linear_q", "linear_k", "linear_v", "linear_out"] {
-            add(&format!("self_attn.{lin}.weight"), vec![d, d]);
-            add(&format!("self_attn.{lin}.bias"), vec![d]);
-        }
-        add("self_attn.distance_embedding.weight", vec![rel, cfg.head_dim()]);
-        add("conv_module.pointwise_conv1.weight", vec![2 * d, d, 1]);
-        add(
-            "conv_module.depthwise_conv.weight",
-            vec![d, 1, cfg.conv_depthwise_kernel_size],
-        );
-        add("conv_module.pointwise_conv2.weight", vec![d, d, 1]);
-    }
+    let mut v = feature_projection_tensors(cfg);
+    v.extend((0..layers).flat_map(|i| layer_tensors(cfg, i)));
     v
 }
 

@@ -15,6 +15,7 @@ mod conv_module;
 mod encoder;
 mod feature_projection;
 mod feed_forward;
+pub mod inventory;
 mod layer;
 mod primitives;
 

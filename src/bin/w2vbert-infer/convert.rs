@@ -1,4 +1,6 @@
 //! `w2vbert-infer convert`: the flags of [`w2vbert::convert::convert`]; all the work is in the library.
+//! [`ConvertArgs`] is a `clap::Args`, ready to be a `Subcommand` variant (`Convert(ConvertArgs)` → [`run`]);
+//! [`main`] parses it standalone for a binary without a subcommand enum.
 
 use clap::Parser;
 use std::ffi::OsString;
@@ -7,14 +9,20 @@ use std::time::Instant;
 use w2vbert::convert::{convert, ConvertOptions, OutDtype, StatsChoice};
 use w2vbert::pipeline::SEMANTIC_LAYER;
 
+/// Standalone parser for `w2vbert-infer convert ...`.
 #[derive(Parser, Debug)]
-#[command(
-    name = "w2vbert-infer convert",
-    version,
-    about = "Write a checkpoint trimmed to the layers needed, in f32, f16 or bf16, with the IndexTTS2 stats: \
+#[command(name = "w2vbert-infer convert", bin_name = "w2vbert-infer convert", version, about = ABOUT)]
+struct ConvertCli {
+    #[command(flatten)]
+    args: ConvertArgs,
+}
+
+pub const ABOUT: &str =
+    "Write a checkpoint trimmed to the layers needed, in f32, f16 or bf16, with the IndexTTS2 stats: \
              OUT/config.json, OUT/model.safetensors, OUT/wav2vec2bert_stats.safetensors. The CLI, the library \
-             and transformers' Wav2Vec2BertModel.from_pretrained load it as they load the original."
-)]
+             and transformers' Wav2Vec2BertModel.from_pretrained load it as they load the original.";
+
+#[derive(clap::Args, Debug)]
 pub struct ConvertArgs {
     /// Source checkpoint directory (config.json, model.safetensors).
     #[arg(long, value_name = "DIR", default_value = "checkpoints/w2v-bert-2.0")]
@@ -41,7 +49,11 @@ pub struct ConvertArgs {
 
 /// Parses `args` (starting with the subcommand's own name) and converts; returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let args = ConvertArgs::parse_from(args);
+    run(&ConvertCli::parse_from(args).args)
+}
+
+/// Converts as `args` say, reporting to stderr; returns the process exit code (0, or 1 on an error).
+pub fn run(args: &ConvertArgs) -> i32 {
     let opts = ConvertOptions {
         layers: args.layers,
         dtype: args.dtype,
