@@ -132,7 +132,10 @@ impl Tensor {
             }
             Storage::MappedBf16 { widened, .. } => widened.get_or_init(|| {
                 let bits = self.raw_bf16().expect("bf16 storage");
-                bits.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect()
+                let v = bits.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect();
+                // Widened once: the bf16 pages need not stay resident beside the f32 copy.
+                self.release_pages();
+                v
             }),
         }
     }

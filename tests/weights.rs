@@ -192,6 +192,11 @@ fn f16_and_bf16_widen_exactly() {
             }
         }
     }
+    // The widened tensors' mapped pages are released after widening (weights.rs `release`): loading them again
+    // re-reads the same bytes from the file, bit for bit.
+    let again = (w.get("h", &[256, 256]).unwrap(), w.get("b", &[65536]).unwrap());
+    let bits = |t: &w2vbert::tensor::Tensor| t.data().iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    assert!(bits(&again.0) == bits(&h) && bits(&again.1) == bits(&b));
     // Also through the small valid file.
     let w = Weights::open(&valid_file(&dir)).unwrap();
     assert_eq!(w.get("half", &[3]).unwrap().data(), &[1.5, -2.0, 0.25]);

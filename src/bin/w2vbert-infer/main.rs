@@ -3,7 +3,7 @@
 //! `w2vbert-infer [OPTIONS] --output-dir DIR INPUT...` runs files, directories (recursive, mirrored under DIR)
 //! and `--manifest` lists, optionally one shard of them (`--num-shards/--shard-index`), skipping complete outputs
 //! (resumable), packing several utterances per encoder call (`--batch-frames`). `w2vbert-infer inspect DIR`
-//! describes a checkpoint. `--features-only` stops after the front end and writes the SeamlessM4T fbank features
+//! describes a checkpoint; `w2vbert-infer convert` writes one trimmed to the layers needed, in f32/f16/bf16. `--features-only` stops after the front end and writes the SeamlessM4T fbank features
 //! (f32 `[T, 160]`) without loading a model. `--indextts2-speaker-prompt` reads the audio as IndexTTS2 reads its
 //! speaker prompt (22.05 kHz, first 15 s, torchaudio's resampler to 16 kHz) instead of `librosa.load(sr=16000)`.
 //!
@@ -11,6 +11,7 @@
 //! directory, or the first bad input when failing fast); 2 bad command line; 3 the run finished but some inputs
 //! failed (each reported with its reason).
 
+mod convert;
 mod inspect;
 mod report;
 mod run;
@@ -52,6 +53,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         stats: Option<PathBuf>,
     },
+    /// Write a checkpoint trimmed to the layers needed (default 17), in f32, f16 or bf16, with the IndexTTS2
+    /// stats beside it; the CLI, the library and transformers load it as they load the original.
+    Convert(convert::ConvertArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -167,6 +171,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::Inspect { dir, stats }) => inspect::run(&dir, stats.as_deref()),
+        Some(Command::Convert(args)) => convert::run(&args),
         None => {
             let missing = match (
                 &cli.run.output_dir,
