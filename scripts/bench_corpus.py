@@ -31,7 +31,7 @@ import hf_reference as ref
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "bench_corpus"
 BIN = ROOT / "target" / "release" / "w2vbert-infer"
-SPEECH = [pathlib.Path("/work/shared/audio/arctic_a0007.wav"), pathlib.Path("/work/shared/audio/espeak_22050.wav")]
+SPEECH = [ROOT / "tests" / "fixtures" / "audio" / "arctic_a0007.wav", ROOT / "tests" / "fixtures" / "audio" / "espeak_22050.wav"]
 
 
 def speech_16k():
