@@ -12,7 +12,8 @@ Inputs (tests/fixtures/rates/*.{wav,flac,mp3,ogg}), all made here from speech in
   with python-soxr VHQ (float64), plus a seeded Gaussian noise floor at -60 dBFS RMS (independent per channel;
   the right channel is the speech at 0.7x delayed 3 ms, so the channel mean differs from either channel), then
   stored as 16-bit WAV (8, 11.025, 22.05, 24, 32, 44.1, 48 kHz), 24-bit / 8-bit WAV, FLAC (flac -8),
-  MP3 (lame -b 128, with the LAME tag that carries encoder delay and padding) and Vorbis (oggenc -q 4).
+  MP3 (lame -b 128, with the LAME tag that carries encoder delay and padding; and once with -t, no tag) and
+  Vorbis (oggenc -q 4).
   espeak_22050.wav (tests/fixtures/audio, espeak-ng, with digital silence) is used as it is.
 
 Goldens (tests/fixtures/rates/<case>.safetensors):
@@ -67,9 +68,10 @@ CASES = [
     ("flac_44100_stereo", 44100, 2, "flac", FORMAT_SECONDS, True, False),
     ("mp3_44100_stereo", 44100, 2, "mp3", FORMAT_SECONDS, True, False),
     ("mp3_24000", 24000, 1, "mp3", FORMAT_SECONDS, True, False),
+    ("mp3_notag_22050", 22050, 1, "mp3_notag", FORMAT_SECONDS, True, False),
     ("vorbis_48000_stereo", 48000, 2, "vorbis", FORMAT_SECONDS, True, False),
 ]
-EXT = {"flac": "flac", "mp3": "mp3", "vorbis": "ogg"}
+EXT = {"flac": "flac", "mp3": "mp3", "mp3_notag": "mp3", "vorbis": "ogg"}
 
 
 def source_signal(arctic16, rate, channels, seconds, seed):
@@ -96,6 +98,8 @@ def write_input(path, sig, rate, storage):
         cmd = {
             "flac": ["flac", "-s", "-f", "-8", "-o", str(path), wav],
             "mp3": ["lame", "--quiet", "-b", "128", wav, str(path)],
+            # No Xing/LAME tag, so no gapless info: decoder delay and padding stay in, for libsndfile and for us.
+            "mp3_notag": ["lame", "--quiet", "-t", "-b", "128", wav, str(path)],
             "vorbis": ["oggenc", "-Q", "-q", "4", "--serial", "1", "-o", str(path), wav],
         }[storage]
         subprocess.run(cmd, check=True)

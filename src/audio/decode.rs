@@ -3,7 +3,7 @@
 //!
 //! Integer PCM becomes f32 the way libsndfile / soundfile (and so librosa) do it: `i16 / 32768`,
 //! `i24 / 2^23`, `i32 / 2^31`, `(u8 - 128) / 128`: WAV and FLAC decode bit-identically to soundfile. MP3 (with
-//! gapless trimming from the LAME tag) and Vorbis give soundfile's sample counts; the samples differ in the
+//! gapless trimming from the LAME tag; untrimmed without one, as mpg123) and Vorbis give soundfile's sample counts; the samples differ in the
 //! decoders' float rounding, rel L2 ~5e-7, max-abs <= 5e-7 (tests/rate_goldens.rs). Downmixing averages the
 //! channels (librosa's `to_mono`); HF's SeamlessM4T extractor itself would keep only the first channel of a
 //! 2-D array.
@@ -11,9 +11,9 @@
 use crate::error::{Error, Result};
 use std::path::Path;
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::codecs::{CodecParameters, DecoderOptions, CODEC_TYPE_MP3, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymError;
-use symphonia::core::formats::FormatOptions;
+use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
@@ -44,6 +44,31 @@ fn sym_err(path: &Path, what: &str, e: SymError) -> Error {
     Error::audio(path, msg)
 }
 
+/// Probe `path` and pick its first audio track: (reader, track id, codec parameters).
+fn open(path: &Path, gapless: bool) -> Result<(Box<dyn FormatReader>, u32, CodecParameters)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let fmt_opts = FormatOptions {
+        enable_gapless: gapless,
+        ..Default::default()
+    };
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &fmt_opts, &MetadataOptions::default())
+        .map_err(|e| sym_err(path, "cannot open as audio", e))?;
+    let format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| Error::audio(path, "no audio track"))?;
+    let (id, params) = (track.id, track.codec_params.clone());
+    Ok((format, id, params))
+}
+
 /// Decode every sample of the first audio track of `path`.
 pub fn decode_file(path: &Path) -> Result<Decoded> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
@@ -53,28 +78,14 @@ pub fn decode_file(path: &Path) -> Result<Decoded> {
     if meta.len() == 0 {
         return Err(Error::audio(path, "empty file (0 bytes)"));
     }
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
-    }
     // Gapless: trim MP3/Vorbis encoder delay and padding where the stream says how much.
-    let fmt_opts = FormatOptions {
-        enable_gapless: true,
-        ..Default::default()
-    };
-    let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &fmt_opts, &MetadataOptions::default())
-        .map_err(|e| sym_err(path, "cannot open as audio", e))?;
-    let mut format = probed.format;
-    let track = format
-        .tracks()
-        .iter()
-        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-        .ok_or_else(|| Error::audio(path, "no audio track"))?;
-    let track_id = track.id;
-    let params = track.codec_params.clone();
+    let (mut format, mut track_id, mut params) = open(path, true)?;
+    if params.codec == CODEC_TYPE_MP3 && params.delay.is_none() && params.padding.is_none() {
+        // An MP3 without a LAME/Xing tag carries no gapless information, yet symphonia's gapless mode would cut
+        // the stream at its duration estimate (bytes / bitrate), dropping real frames. libsndfile (mpg123) keeps
+        // every frame of such a file: so do we.
+        (format, track_id, params) = open(path, false)?;
+    }
     let mut decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
         .map_err(|e| sym_err(path, "cannot decode", e))?;
