@@ -4,7 +4,7 @@ seeded checkpoint and the same speech, with the same thread count everywhere.
 
     cargo build --release
     python scripts/bench_vs_hf.py --seconds 10,51 [--runs 5] [--engines cli,hf17,...] [--out FILE]
-    python scripts/bench_vs_hf.py --small --seconds 3,5      # a 256-wide 24-layer checkpoint: runs in seconds
+    python scripts/bench_vs_hf.py --small --seconds 3,5      # 256-wide 24-layer checkpoint: checks the script
 
 Every engine runs in its own child process, so its peak RSS (ru_maxrss of the child, from wait4) is its own; this
 orchestrator imports no torch and stays small (its own peak is printed: a child's figure is the max of the two).
@@ -292,9 +292,11 @@ def run_worker(kind, spec, work, threads, env_extra=None):
     spec_path.write_text(json.dumps(spec, indent=1))
     code, _, peak = spawn([sys.executable, __file__, "--worker", kind, "--spec", str(spec_path)],
                           child_env(threads, env_extra))
-    if code != 0 or not pathlib.Path(spec["result"]).exists():
-        return None, peak, f"{kind} child failed: {exit_reason(code)}"
-    return json.loads(pathlib.Path(spec["result"]).read_text()), peak, None
+    res = json.loads(pathlib.Path(spec["result"]).read_text()) if pathlib.Path(spec["result"]).exists() else {}
+    if code != 0 or "error" in res or not res:
+        why = f": {res['error']}" if "error" in res else ""
+        return None, peak, f"{kind} child failed ({exit_reason(code)}){why}"
+    return res, peak, None
 
 
 def cli_has_bf16(binary):
@@ -334,7 +336,7 @@ def cache_key(ck):
 
 def export_once(kind, path, spec, work, threads, notes, env_extra=None):
     """Make the ONNX / OpenVINO file when not cached; returns a failure reason or None."""
-    meta = path.with_suffix(".meta.json")
+    meta = path.with_name(path.name + ".meta.json")
     if path.exists() and meta.exists():
         m = json.loads(meta.read_text())
         notes.append(f"{kind}: reused {path.name} (made in {m['export_s']:.1f} s, peak RSS {m['peak_gb']:.2f} GB)")
@@ -372,7 +374,7 @@ def machine():
         "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
         "amx": sorted(f for f in flags if f.startswith("amx")),
         "versions": {p: ver(p) for p in ("torch", "transformers", "onnxruntime", "onnx", "openvino", "numpy")},
-        "python": platform.python_version(), "git": git,
+        "python": platform.python_version(), "git": git, "load_avg_1min": os.getloadavg()[0],
     }
 
 
@@ -388,11 +390,14 @@ def table(rows, length, mach, threads, cli_fp32, cli_bf16):
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("skipped"):
-            out.append(f"| {r['label']} | skipped: {r['skipped']} |" + " |" * 11)
+            out.append(f"| {r['label']} | skipped: {r['skipped'].replace('|', '/')} |" + " |" * 11)
             continue
         med = r["median"]
         p = r.get("parity") or {}
-        ratio = lambda ours: "—" if (r["name"].startswith("cli") or ours is None or med is None) else f"{med / ours:.2f}×"  # noqa: E731
+
+        def ratio(ours):
+            return "—" if (r["name"].startswith("cli") or ours is None or med is None) else f"{med / ours:.2f}×"
+
         runs = f"{len(r['times'])}" + (f" (budget; asked {r['asked']})" if len(r["times"]) < r["asked"] else "")
         out.append(
             f"| {r['label']} | {r['timed']} | {runs} | {fmt(med, '.3f')} | {fmt(r.get('load_s'))} | "
@@ -419,14 +424,18 @@ def main():
     ap.add_argument("--bin", type=pathlib.Path, default=ROOT / "target" / "release" / "w2vbert-infer")
     ap.add_argument("--checkpoint", type=pathlib.Path, help="an existing checkpoint dir instead of a seeded one")
     ap.add_argument("--small", action="store_true",
-                    help=f"a seeded small checkpoint ({SMALL}) in checkpoints/bench-small-random: runs in seconds")
+                    help=f"a seeded small checkpoint ({SMALL}) in checkpoints/bench-small-random, to check the script")
     ap.add_argument("--work", type=pathlib.Path, help="work dir (default out/bench_vs_hf[_small])")
     ap.add_argument("--out", type=pathlib.Path, help="markdown table file (default <work>/table.md); JSON beside it")
     args = ap.parse_args()
 
     if args.worker:
         spec = json.loads(pathlib.Path(args.spec).read_text())
-        res = WORKERS[args.worker](spec)
+        try:
+            res = WORKERS[args.worker](spec)
+        except BaseException as e:  # the reason goes into the table row; the traceback to stderr
+            pathlib.Path(spec["result"]).write_text(json.dumps({"error": f"{type(e).__name__}: {e}"[:300]}))
+            raise
         pathlib.Path(spec["result"]).write_text(json.dumps(res, indent=1))
         return
 
@@ -553,6 +562,7 @@ def main():
         report["lengths"][f"{sec:g}"] = {"prep": length, "rows": rows}
 
     own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    load_end = os.getloadavg()[0]
     md += [
         "Notes:",
         f"- Times are medians of the timed runs after one warm-up (its time: warm-up column); `ours fp32 is` = "
@@ -562,6 +572,8 @@ def main():
         f"times), so the ratios understate ours.",
         "- load/compile: HF from_pretrained (+ cut); ORT session creation; OpenVINO read + static reshape + "
         "compile. The ONNX export and OpenVINO conversion ran in their own processes (below).",
+        f"- Load average (1 min) at the start {mach['load_avg_1min']:.2f}, at the end {load_end:.2f}: other work on "
+        f"the machine skews every time above (not the parity).",
         f"- Peak RSS: ru_maxrss of each engine's own child process (wait4; this orchestrator's own peak, "
         f"{own_peak:.2f} GB, is a floor under every figure).",
         f"- Parity: hidden_states[{LAYER}] against HF fp32 cut to {LAYER} layers on the same features; the peers "
