@@ -12,6 +12,7 @@
 //! failed (each reported with its reason).
 
 mod inspect;
+mod plan;
 mod report;
 mod run;
 
