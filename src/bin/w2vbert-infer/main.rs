@@ -13,6 +13,7 @@
 
 mod convert;
 mod inspect;
+mod plan;
 mod report;
 mod run;
 
