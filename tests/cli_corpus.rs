@@ -56,7 +56,14 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     }
     for e in walk(dir) {
         let rel = e.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-        out.insert(rel, std::fs::read(&e).unwrap());
+        match std::fs::read(&e) {
+            Ok(bytes) => {
+                out.insert(rel, bytes);
+            }
+            // While a run is writing, a temp file can be renamed between the listing and the read.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => panic!("{}: {err}", e.display()),
+        }
     }
     out
 }
