@@ -497,7 +497,9 @@ impl TempDir {
         match existing {
             Existing::Nothing => std::fs::rename(&self.path, dest).map_err(|e| Error::io(dest, e))?,
             Existing::Directory => {
-                let old = self.path.with_extension("old");
+                let mut old_name = self.path.file_name().expect("named by convert()").to_os_string();
+                old_name.push(".old");
+                let old = self.path.with_file_name(old_name);
                 std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
                 if let Err(e) = std::fs::rename(&self.path, dest) {
                     // Put the previous checkpoint back; the new one is dropped with the temp dir.
