@@ -5,13 +5,14 @@
 //! `i24 / 2^23`, `i32 / 2^31`, `(u8 - 128) / 128`. Downmixing averages the channels (librosa's `to_mono`);
 //! HF's SeamlessM4T extractor itself would keep only the first channel of a 2-D array.
 
+use super::MAX_AUDIO_SECONDS;
 use crate::error::{Error, Result};
 use std::path::Path;
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::FormatOptions;
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
@@ -51,7 +52,22 @@ pub fn decode_file(path: &Path) -> Result<Decoded> {
         return Err(Error::audio(path, "empty file (0 bytes)"));
     }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    decode_source(Box::new(file), meta.len(), path)
+}
+
+/// [`decode_file`] on the bytes of a file held in memory. `source` names the input in errors, and its
+/// extension (if any) is the format hint, as a file name's would be.
+pub fn decode_bytes(bytes: Vec<u8>, source: &Path) -> Result<Decoded> {
+    if bytes.is_empty() {
+        return Err(Error::audio(source, "empty file (0 bytes)"));
+    }
+    let len = bytes.len() as u64;
+    decode_source(Box::new(std::io::Cursor::new(bytes)), len, source)
+}
+
+/// Decode the first audio track of `src` (`byte_len` bytes long; `path` names it and hints the format).
+fn decode_source(src: Box<dyn MediaSource>, byte_len: u64, path: &Path) -> Result<Decoded> {
+    let mss = MediaSourceStream::new(src, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
@@ -80,9 +96,10 @@ pub fn decode_file(path: &Path) -> Result<Decoded> {
     let mut channels = params.channels.map(|c| c.count());
     let mut interleaved: Vec<f32> = Vec::new();
     if let Some(n) = params.n_frames {
-        // A hint only: a lying header must not make us allocate absurd amounts up front.
-        let ch = channels.unwrap_or(1);
-        interleaved.reserve((n as usize).saturating_mul(ch).min(1 << 28));
+        // A hint only: a header claiming hours in a small file must not make us allocate for hours up front.
+        // Uncompressed PCM holds at most one sample per byte; compressed streams simply grow past this.
+        let ch = channels.unwrap_or(1) as u64;
+        interleaved.reserve(n.saturating_mul(ch).min(byte_len) as usize);
     }
     let mut buf: Option<SampleBuffer<f32>> = None;
     loop {
@@ -132,6 +149,18 @@ pub fn decode_file(path: &Path) -> Result<Decoded> {
         };
         sb.copy_interleaved_ref(decoded);
         interleaved.extend_from_slice(sb.samples());
+        // Refused as soon as it is known, so an overlong stream is never decoded whole.
+        let limit = u64::from(MAX_AUDIO_SECONDS) * u64::from(spec.rate);
+        if (interleaved.len() / ch) as u64 > limit {
+            return Err(Error::audio(
+                path,
+                format!(
+                    "audio is longer than the {MAX_AUDIO_SECONDS} s limit ({} Hz, more than {limit} frames); \
+                     split or cut it first (memory grows with length: see README, \"Resource use\")",
+                    spec.rate
+                ),
+            ));
+        }
     }
     let channels = channels.ok_or_else(|| Error::audio(path, "unknown channel count"))?;
     let sample_rate = sample_rate.ok_or_else(|| Error::audio(path, "unknown sample rate"))?;
