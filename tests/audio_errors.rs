@@ -264,7 +264,18 @@ fn audio_longer_than_the_limit_is_refused() {
     let e = decode::decode_bytes(wav_bytes_at(rate, &over), Path::new("dir/long.wav"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("dir/long.wav") && e.contains("3600 s limit"), "{e}");
+    assert!(e.contains("dir/long.wav") && e.contains("600 s limit"), "{e}");
+    // Stopping instead keeps exactly the limit; the speaker-prompt path (first 15 s only) stops.
+    let d = decode::decode_bytes_with(wav_bytes_at(rate, &over), Path::new("x.wav"), decode::AtLimit::Stop).unwrap();
+    assert_eq!(d.frames(), frames);
+    let mut loud = vec![0u8; 0];
+    for i in 0..(frames + 1) {
+        loud.extend_from_slice(&(((i * 7919) % 20000) as i16 - 10000).to_le_bytes());
+    }
+    let x = audio::Preprocess::Indextts2SpeakerPrompt
+        .load_bytes(wav_bytes_at(rate, &loud), Path::new("long_prompt.wav"))
+        .unwrap();
+    assert_eq!(x.len(), audio::SPEAKER_PROMPT_SAMPLES * 320 / 441);
 }
 
 /// The in-memory entry decodes exactly what the file entry decodes.

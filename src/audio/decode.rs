@@ -42,8 +42,23 @@ fn sym_err(path: &Path, what: &str, e: SymError) -> Error {
     Error::audio(path, msg)
 }
 
-/// Decode every sample of the first audio track of `path`.
+/// What decoding does when a stream runs past [`MAX_AUDIO_SECONDS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtLimit {
+    /// An error naming the file and the limit (the default: nothing is silently dropped).
+    Refuse,
+    /// Stop reading there and keep what was decoded (for callers that use only a prefix, e.g. the 15 s speaker
+    /// prompt or a cut to fewer seconds).
+    Stop,
+}
+
+/// Decode every sample of the first audio track of `path`; longer than [`MAX_AUDIO_SECONDS`] is an error.
 pub fn decode_file(path: &Path) -> Result<Decoded> {
+    decode_file_with(path, AtLimit::Refuse)
+}
+
+/// [`decode_file`], with `at_limit` saying what happens past [`MAX_AUDIO_SECONDS`].
+pub fn decode_file_with(path: &Path, at_limit: AtLimit) -> Result<Decoded> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
         return Err(Error::audio(path, "not a regular file"));
@@ -52,21 +67,26 @@ pub fn decode_file(path: &Path) -> Result<Decoded> {
         return Err(Error::audio(path, "empty file (0 bytes)"));
     }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    decode_source(Box::new(file), meta.len(), path)
+    decode_source(Box::new(file), meta.len(), path, at_limit)
 }
 
 /// [`decode_file`] on the bytes of a file held in memory. `source` names the input in errors, and its
 /// extension (if any) is the format hint, as a file name's would be.
 pub fn decode_bytes(bytes: Vec<u8>, source: &Path) -> Result<Decoded> {
+    decode_bytes_with(bytes, source, AtLimit::Refuse)
+}
+
+/// [`decode_bytes`], with `at_limit` saying what happens past [`MAX_AUDIO_SECONDS`].
+pub fn decode_bytes_with(bytes: Vec<u8>, source: &Path, at_limit: AtLimit) -> Result<Decoded> {
     if bytes.is_empty() {
         return Err(Error::audio(source, "empty file (0 bytes)"));
     }
     let len = bytes.len() as u64;
-    decode_source(Box::new(std::io::Cursor::new(bytes)), len, source)
+    decode_source(Box::new(std::io::Cursor::new(bytes)), len, source, at_limit)
 }
 
 /// Decode the first audio track of `src` (`byte_len` bytes long; `path` names it and hints the format).
-fn decode_source(src: Box<dyn MediaSource>, byte_len: u64, path: &Path) -> Result<Decoded> {
+fn decode_source(src: Box<dyn MediaSource>, byte_len: u64, path: &Path, at_limit: AtLimit) -> Result<Decoded> {
     let mss = MediaSourceStream::new(src, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
@@ -149,9 +169,13 @@ fn decode_source(src: Box<dyn MediaSource>, byte_len: u64, path: &Path) -> Resul
         };
         sb.copy_interleaved_ref(decoded);
         interleaved.extend_from_slice(sb.samples());
-        // Refused as soon as it is known, so an overlong stream is never decoded whole.
+        // Known as soon as it happens, so an overlong stream is never decoded whole.
         let limit = u64::from(MAX_AUDIO_SECONDS) * u64::from(spec.rate);
         if (interleaved.len() / ch) as u64 > limit {
+            if at_limit == AtLimit::Stop {
+                interleaved.truncate(limit as usize * ch);
+                break;
+            }
             return Err(Error::audio(
                 path,
                 format!(

@@ -18,11 +18,12 @@ pub use fbank::{FEATURE_DIM, N_MELS, PADDING_VALUE, SAMPLE_RATE, STRIDE};
 use crate::error::{Error, Result};
 use std::path::Path;
 
-/// Longest input accepted, in seconds (decoders stop and refuse past it). Activation memory grows linearly
-/// with length (~115 MB per minute at full size, fp32; README "Resource use"), and attention time grows with
-/// its square; an hour is accepted. It also bounds what a tiny file claiming a very low sample rate can turn
-/// into after resampling to 16 kHz.
-pub const MAX_AUDIO_SECONDS: u32 = 3600;
+/// Longest input accepted, in seconds: decoders stop and refuse past it (README "Resource use"). Activation
+/// memory grows linearly with length (~137 MB per minute at full size, fp32: 50 frames/s × 11,424 f32), but
+/// attention time grows with its square (a 10-minute file is T = 30,000 frames), and HF's own attention would
+/// need T² memory long before this. It also bounds what a tiny file claiming a very low sample rate becomes
+/// at 16 kHz.
+pub const MAX_AUDIO_SECONDS: u32 = 600;
 
 /// Fewest 16 kHz samples that give the 2 fbank frames the ddof=1 normalization needs.
 pub const MIN_SAMPLES: usize = fbank::FRAME_LEN + fbank::HOP;
@@ -77,12 +78,21 @@ pub enum Preprocess {
 impl Preprocess {
     /// Decode `path` and produce 16 kHz mono samples this way.
     pub fn load(self, path: &Path) -> Result<Vec<f32>> {
-        self.from_decoded(decode::decode_file(path)?, path)
+        self.from_decoded(decode::decode_file_with(path, self.at_limit())?, path)
     }
 
     /// [`Preprocess::load`] on a file's bytes held in memory; `source` names it (and hints the format).
     pub fn load_bytes(self, bytes: Vec<u8>, source: &Path) -> Result<Vec<f32>> {
-        self.from_decoded(decode::decode_bytes(bytes, source)?, source)
+        self.from_decoded(decode::decode_bytes_with(bytes, source, self.at_limit())?, source)
+    }
+
+    /// Past [`MAX_AUDIO_SECONDS`]: the speaker prompt keeps only its first 15 s, so decoding just stops there;
+    /// the direct path would use it all, so it is refused.
+    fn at_limit(self) -> decode::AtLimit {
+        match self {
+            Preprocess::Direct16k => decode::AtLimit::Refuse,
+            Preprocess::Indextts2SpeakerPrompt => decode::AtLimit::Stop,
+        }
     }
 
     /// Decoded audio → mono → 16 kHz, this way.
