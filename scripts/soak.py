@@ -5,10 +5,11 @@ N short WAV files (cuts of tests/fixtures/audio/arctic_a0007.wav, 0.5-2.5 s, in 
 `--num-shards S` runs of the CLI one shard after another. Shard 1 is killed with SIGKILL halfway through its
 outputs and rerun. Checks: every input has exactly one complete output at its mirrored path (nothing lost,
 nothing duplicated, nothing extra), no temporary file is left anywhere, and the killed shard's rerun skips what
-was complete. Each shard's RSS is sampled from /proc every 0.2 s and printed at start, middle and end.
+was complete. Each shard's RSS is sampled from /proc every 0.05 s and printed at start, middle and end; a
+second-half peak above the first half's by more than 10% + 5 MB fails the run (a leak).
 
     python3 scripts/soak.py --bin target/release/w2vbert-infer [--checkpoint checkpoints/tiny-random]
-                            [--files 2000] [--shards 4] [--threads 1] [--workdir DIR]
+                            [--files 2000] [--shards 4] [--threads 1] [--workdir DIR] [-- EXTRA CLI ARGS]
 
 Needs the corpus CLI (issue 7: directories, --num-shards/--shard-index, resume, --json). Python stdlib only.
 Exit code 0 when every check passed.
@@ -93,9 +94,22 @@ def run_shard(cmd, out_dir: Path, expected: int, kill_at=None):
             killed = True
             proc.wait()
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     out, err = proc.communicate()
     return proc.returncode, out, err, samples, killed, time.time() - t0
+
+
+def rss_growth(samples, failures, what):
+    """Flat = the peak of the second half of the run within 10% + 5 MB of the peak of the first half (the
+    first half includes the warm-up: queues and packs filling). A leak shows as a second half above the first."""
+    if len(samples) < 4:
+        return
+    lo, hi = samples[0][0], samples[-1][0]
+    mid = lo + (hi - lo) / 2
+    first = max(r for d, r in samples if d < mid) if any(d < mid for d, _ in samples) else samples[0][1]
+    second = max(r for d, r in samples if d >= mid)
+    if second > first * 1.1 + 5 * 1024:
+        failures.append(f"{what}: RSS peak grew from {first / 1024:.1f} MB (first half) to {second / 1024:.1f} MB")
 
 
 def rss_profile(samples):
@@ -119,6 +133,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--kill-shard", type=int, default=1)
     ap.add_argument("--workdir", type=Path)
+    ap.add_argument("extra", nargs="*", help="more CLI arguments (after --), e.g. --no-normalize")
     a = ap.parse_args()
 
     work = a.workdir or Path(tempfile.mkdtemp(prefix="w2vbert-soak-"))
@@ -127,7 +142,7 @@ def main():
     rels = make_inputs(data, a.files)
     print(f"{len(rels)} inputs under {data}")
     base = [str(a.bin), "--checkpoint", str(a.checkpoint), "--threads", str(a.threads), "--json", "--quiet",
-            str(data), "--output-dir", str(out), "--num-shards", str(a.shards)]
+            str(data), "--output-dir", str(out), "--num-shards", str(a.shards)] + a.extra
     failures = []
     per_shard = -(-a.files // a.shards)
     for s in range(a.shards):
@@ -145,6 +160,7 @@ def main():
             summary = json.loads(so.strip().splitlines()[-1]) if so.strip() else {}
             print(f"shard {s} rerun: rc {rc}, {secs:.1f} s, done {summary.get('done')}, skipped "
                   f"{summary.get('skipped')}, failed {len(summary.get('failed', []))}; RSS {rss_profile(samples)}")
+            rss_growth(samples, failures, f"shard {s} rerun")
             if summary.get("skipped") != after_kill - before:
                 failures.append(f"rerun skipped {summary.get('skipped')}, expected {after_kill - before}")
         else:
@@ -152,6 +168,7 @@ def main():
             summary = json.loads(so.strip().splitlines()[-1]) if so.strip() else {}
             print(f"shard {s}: rc {rc}, {secs:.1f} s, done {summary.get('done')}, skipped {summary.get('skipped')}, "
                   f"audio {summary.get('audio_seconds', 0):.0f} s; RSS {rss_profile(samples)}")
+            rss_growth(samples, failures, f"shard {s}")
         if rc != 0:
             failures.append(f"shard {s} exit code {rc}: {err[-500:]}")
 
