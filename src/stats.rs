@@ -20,13 +20,18 @@ pub struct SemanticStats {
 impl SemanticStats {
     /// Loads `mean` + (`var` | `std`) of shape `[dim]` (F32, F16 or BF16) from a safetensors file.
     pub fn load(path: &Path, dim: usize) -> Result<Self> {
+        Self::from_weights(&Weights::open(path)?, dim)
+    }
+
+    /// [`SemanticStats::load`] on an opened file (e.g. [`Weights::from_bytes`]); errors name `w.path()`.
+    pub fn from_weights(w: &Weights, dim: usize) -> Result<Self> {
+        let path = w.path();
         if dim == 0 {
             return Err(Error::Invalid(format!(
                 "{}: stats dimension must be > 0",
                 path.display()
             )));
         }
-        let w = Weights::open(path)?;
         if !w.contains("mean") {
             return Err(Error::tensor(
                 path,

@@ -61,6 +61,29 @@ impl Weights {
         }
         // SAFETY: read-only mapping; see the module comment about concurrent truncation.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        Self::from_map(path, map)
+    }
+
+    /// The same as [`Weights::open`] on a file holding `bytes`, without a file: the bytes are copied into an
+    /// anonymous read-only mapping (so tensors are zero-copy views exactly as for a file). `source` names the
+    /// input in errors. For in-memory checkpoints and the fuzz targets.
+    pub fn from_bytes(source: &Path, bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < 8 {
+            return Err(Error::format(
+                source,
+                format!(
+                    "not a safetensors file: {} bytes, shorter than the 8-byte header length",
+                    bytes.len()
+                ),
+            ));
+        }
+        let mut map = memmap2::MmapMut::map_anon(bytes.len()).map_err(|e| Error::io(source, e))?;
+        map.copy_from_slice(bytes);
+        let map = map.make_read_only().map_err(|e| Error::io(source, e))?;
+        Self::from_map(source, map)
+    }
+
+    fn from_map(path: &Path, map: Mmap) -> Result<Self> {
         let (entries, metadata) = parse(path, &map)?;
         Ok(Weights {
             path: path.to_path_buf(),

@@ -217,3 +217,78 @@ fn bad_inputs_are_errors_naming_the_file() {
         assert!(e.contains("777"), "{e}");
     }
 }
+
+/// `wav_bytes` at another sample rate (fields: rate at 24, byte rate at 28).
+fn wav_bytes_at(rate: u32, data: &[u8]) -> Vec<u8> {
+    let mut v = wav_bytes(1, 16, data, None);
+    v[24..28].copy_from_slice(&rate.to_le_bytes());
+    v[28..32].copy_from_slice(&(rate * 2).to_le_bytes());
+    v
+}
+
+/// A header claiming ~6 hours in front of 0.1 s of samples: decoded for what is there, and the sample buffer
+/// is not sized by the claim (it used to reserve up to 1 GiB from the header's frame count).
+#[test]
+fn lying_length_is_decoded_for_what_is_there_without_allocating_for_the_claim() {
+    let pcm: Vec<u8> = (0..1600i16)
+        .flat_map(|i| ((i * 37) % 2000 - 1000).to_le_bytes())
+        .collect();
+    let claim = 0x2A00_0000u32;
+    let mut bytes = wav_bytes(1, 16, &pcm, Some(claim));
+    bytes[4..8].copy_from_slice(&(36 + claim).to_le_bytes()); // the RIFF size claims it too
+    let d = decode::decode_bytes(bytes.clone(), Path::new("lying.wav")).unwrap();
+    assert_eq!((d.interleaved.len(), d.channels, d.sample_rate), (1600, 1, 16_000));
+    assert!(
+        d.interleaved.capacity() <= bytes.len(),
+        "capacity {} for a {}-byte file",
+        d.interleaved.capacity(),
+        bytes.len()
+    );
+    // The same through a file, and up to the fbank.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("lying.wav");
+    std::fs::write(&p, &bytes).unwrap();
+    assert_eq!(audio::features_from_file(&p).unwrap().fbank_frames, 8);
+}
+
+/// Past `MAX_AUDIO_SECONDS` a stream is refused, with a message naming the file and the limit. At 4 Hz the
+/// limit is a few KB of samples, which would otherwise be resampled to 16 kHz (4000× more).
+#[test]
+fn audio_longer_than_the_limit_is_refused() {
+    let rate = 4u32;
+    let frames = audio::MAX_AUDIO_SECONDS as usize * rate as usize;
+    let at_limit = vec![0x10u8; frames * 2];
+    let d = decode::decode_bytes(wav_bytes_at(rate, &at_limit), Path::new("ok.wav")).unwrap();
+    assert_eq!(d.frames(), frames);
+    let over = vec![0x10u8; (frames + 1) * 2];
+    let e = decode::decode_bytes(wav_bytes_at(rate, &over), Path::new("dir/long.wav"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dir/long.wav") && e.contains("600 s limit"), "{e}");
+    // Stopping instead keeps exactly the limit; the speaker-prompt path (first 15 s only) stops.
+    let d = decode::decode_bytes_with(wav_bytes_at(rate, &over), Path::new("x.wav"), decode::AtLimit::Stop).unwrap();
+    assert_eq!(d.frames(), frames);
+    let mut loud = vec![0u8; 0];
+    for i in 0..(frames + 1) {
+        loud.extend_from_slice(&(((i * 7919) % 20000) as i16 - 10000).to_le_bytes());
+    }
+    let x = audio::Preprocess::Indextts2SpeakerPrompt
+        .load_bytes(wav_bytes_at(rate, &loud), Path::new("long_prompt.wav"))
+        .unwrap();
+    assert_eq!(x.len(), audio::SPEAKER_PROMPT_SAMPLES * 320 / 441);
+}
+
+/// The in-memory entry decodes exactly what the file entry decodes.
+#[test]
+fn decode_bytes_equals_decode_file() {
+    for name in ["dec.flac", "dec.mp3", "dec.ogg", "dec_stereo.wav", "dec_s24.wav"] {
+        let from_file = decode::decode_file(&fixture(name)).unwrap();
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let from_bytes = decode::decode_bytes(bytes, Path::new(name)).unwrap();
+        assert_eq!(from_file.interleaved, from_bytes.interleaved, "{name}");
+        assert_eq!(
+            (from_file.channels, from_file.sample_rate),
+            (from_bytes.channels, from_bytes.sample_rate)
+        );
+    }
+}

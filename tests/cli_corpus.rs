@@ -447,3 +447,66 @@ fn inspect_reports_the_checkpoint_and_a_missing_tensor() {
     assert!(s.contains("1 missing, 1 wrong shape/dtype"), "{s}");
     assert!(s.contains("hidden_states 0..=0 available"), "{s}");
 }
+
+/// A file past the 600 s limit is refused (naming the file and the limit), but `--max-seconds` below the limit
+/// decodes it up to the limit and keeps the prefix, as IndexTTS2 cuts its prompts.
+#[test]
+fn max_seconds_cuts_a_file_longer_than_the_limit_instead_of_refusing_it() {
+    let d = tempfile::tempdir().unwrap();
+    let (rate, secs) = (8000u32, w2vbert::audio::MAX_AUDIO_SECONDS + 1);
+    let n = (rate * secs) as usize;
+    let mut data = Vec::with_capacity(n * 2);
+    for i in 0..n {
+        // A chirp-like pattern with a noise floor: not a pure tone.
+        let v = ((i * 7919 + i * i / 13) % 4001) as i32 - 2000;
+        data.extend_from_slice(&(v as i16).to_le_bytes());
+    }
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    let long = d.path().join("long.wav");
+    std::fs::write(&long, &wav).unwrap();
+    let out = d.path().join("out");
+    let run = |extra: &[&str]| {
+        bin()
+            .args([
+                "--checkpoint",
+                tiny().to_str().unwrap(),
+                "--threads",
+                "1",
+                "--quiet",
+                "--features-only",
+            ])
+            .args(extra)
+            .arg("--output-dir")
+            .arg(&out)
+            .arg(&long)
+            .output()
+            .unwrap()
+    };
+    let refused = run(&[]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("long.wav") && err.contains("600 s limit"), "{err}");
+    let cut = run(&["--max-seconds", "2"]);
+    assert!(cut.status.success(), "{}", String::from_utf8_lossy(&cut.stderr));
+    let npy = std::fs::read(out.join("long.npy")).unwrap();
+    // 2 s at 16 kHz: 198 fbank frames -> 99 rows of 160 f32 after the header.
+    let header = npy.len() - 99 * 160 * 4;
+    assert!(
+        String::from_utf8_lossy(&npy[..header]).contains("(99, 160)"),
+        "{:?}",
+        &npy[..header.min(128)]
+    );
+}

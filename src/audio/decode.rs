@@ -3,18 +3,19 @@
 //!
 //! Integer PCM becomes f32 the way libsndfile / soundfile (and so librosa) do it: `i16 / 32768`,
 //! `i24 / 2^23`, `i32 / 2^31`, `(u8 - 128) / 128`: WAV and FLAC decode bit-identically to soundfile. MP3 (with
-//! gapless trimming from the LAME tag; untrimmed without one, as mpg123) and Vorbis give soundfile's sample counts; the samples differ in the
-//! decoders' float rounding, rel L2 ~5e-7, max-abs <= 5e-7 (tests/rate_goldens.rs). Downmixing averages the
-//! channels (librosa's `to_mono`); HF's SeamlessM4T extractor itself would keep only the first channel of a
-//! 2-D array.
+//! gapless trimming from the LAME tag; untrimmed without one, as mpg123) and Vorbis give soundfile's sample
+//! counts; the samples differ in the decoders' float rounding, rel L2 ~5e-7, max-abs <= 5e-7
+//! (tests/rate_goldens.rs). Downmixing averages the channels (librosa's `to_mono`); HF's SeamlessM4T extractor
+//! itself would keep only the first channel of a 2-D array.
 
+use super::MAX_AUDIO_SECONDS;
 use crate::error::{Error, Result};
 use std::path::Path;
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{CodecParameters, DecoderOptions, CODEC_TYPE_MP3, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
@@ -44,10 +45,68 @@ fn sym_err(path: &Path, what: &str, e: SymError) -> Error {
     Error::audio(path, msg)
 }
 
-/// Probe `path` and pick its first audio track: (reader, track id, codec parameters).
-fn open(path: &Path, gapless: bool) -> Result<(Box<dyn FormatReader>, u32, CodecParameters)> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+/// What decoding does when a stream runs past [`MAX_AUDIO_SECONDS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtLimit {
+    /// An error naming the file and the limit (the default: nothing is silently dropped).
+    Refuse,
+    /// Stop reading there and keep what was decoded (for callers that use only a prefix, e.g. the 15 s speaker
+    /// prompt or a cut to fewer seconds).
+    Stop,
+}
+
+/// Decode every sample of the first audio track of `path`; longer than [`MAX_AUDIO_SECONDS`] is an error.
+pub fn decode_file(path: &Path) -> Result<Decoded> {
+    decode_file_with(path, AtLimit::Refuse)
+}
+
+/// [`decode_file`], with `at_limit` saying what happens past [`MAX_AUDIO_SECONDS`].
+pub fn decode_file_with(path: &Path, at_limit: AtLimit) -> Result<Decoded> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::audio(path, "not a regular file"));
+    }
+    if meta.len() == 0 {
+        return Err(Error::audio(path, "empty file (0 bytes)"));
+    }
+    let open =
+        || -> Result<Box<dyn MediaSource>> { Ok(Box::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?)) };
+    decode_source(&open, meta.len(), path, at_limit)
+}
+
+/// [`decode_file`] on the bytes of a file held in memory. `source` names the input in errors, and its
+/// extension (if any) is the format hint, as a file name's would be.
+pub fn decode_bytes(bytes: Vec<u8>, source: &Path) -> Result<Decoded> {
+    decode_bytes_with(bytes, source, AtLimit::Refuse)
+}
+
+/// [`decode_bytes`], with `at_limit` saying what happens past [`MAX_AUDIO_SECONDS`].
+pub fn decode_bytes_with(bytes: Vec<u8>, source: &Path, at_limit: AtLimit) -> Result<Decoded> {
+    if bytes.is_empty() {
+        return Err(Error::audio(source, "empty file (0 bytes)"));
+    }
+    let len = bytes.len() as u64;
+    let bytes: std::sync::Arc<[u8]> = bytes.into();
+    let open = || -> Result<Box<dyn MediaSource>> { Ok(Box::new(std::io::Cursor::new(ArcBytes(bytes.clone())))) };
+    decode_source(&open, len, source, at_limit)
+}
+
+/// Shared bytes as a seekable source (a no-tag MP3 is probed twice).
+struct ArcBytes(std::sync::Arc<[u8]>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Probe a fresh source from `open` and pick its first audio track: (reader, track id, codec parameters).
+fn probe(
+    open: &dyn Fn() -> Result<Box<dyn MediaSource>>,
+    path: &Path,
+    gapless: bool,
+) -> Result<(Box<dyn FormatReader>, u32, CodecParameters)> {
+    let mss = MediaSourceStream::new(open()?, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
@@ -69,22 +128,21 @@ fn open(path: &Path, gapless: bool) -> Result<(Box<dyn FormatReader>, u32, Codec
     Ok((format, id, params))
 }
 
-/// Decode every sample of the first audio track of `path`.
-pub fn decode_file(path: &Path) -> Result<Decoded> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::audio(path, "not a regular file"));
-    }
-    if meta.len() == 0 {
-        return Err(Error::audio(path, "empty file (0 bytes)"));
-    }
+/// Decode the first audio track of the source `open` gives (`byte_len` bytes long; `path` names it and hints the
+/// format).
+fn decode_source(
+    open: &dyn Fn() -> Result<Box<dyn MediaSource>>,
+    byte_len: u64,
+    path: &Path,
+    at_limit: AtLimit,
+) -> Result<Decoded> {
     // Gapless: trim MP3/Vorbis encoder delay and padding where the stream says how much.
-    let (mut format, mut track_id, mut params) = open(path, true)?;
+    let (mut format, mut track_id, mut params) = probe(open, path, true)?;
     if params.codec == CODEC_TYPE_MP3 && params.delay.is_none() && params.padding.is_none() {
         // An MP3 without a LAME/Xing tag carries no gapless information, yet symphonia's gapless mode would cut
         // the stream at its duration estimate (bytes / bitrate), dropping real frames. libsndfile (mpg123) keeps
         // every frame of such a file: so do we.
-        (format, track_id, params) = open(path, false)?;
+        (format, track_id, params) = probe(open, path, false)?;
     }
     let mut decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
@@ -94,9 +152,10 @@ pub fn decode_file(path: &Path) -> Result<Decoded> {
     let mut channels = params.channels.map(|c| c.count());
     let mut interleaved: Vec<f32> = Vec::new();
     if let Some(n) = params.n_frames {
-        // A hint only: a lying header must not make us allocate absurd amounts up front.
-        let ch = channels.unwrap_or(1);
-        interleaved.reserve((n as usize).saturating_mul(ch).min(1 << 28));
+        // A hint only: a header claiming hours in a small file must not make us allocate for hours up front.
+        // Uncompressed PCM holds at most one sample per byte; compressed streams simply grow past this.
+        let ch = channels.unwrap_or(1) as u64;
+        interleaved.reserve(n.saturating_mul(ch).min(byte_len) as usize);
     }
     let mut buf: Option<SampleBuffer<f32>> = None;
     loop {
@@ -146,6 +205,22 @@ pub fn decode_file(path: &Path) -> Result<Decoded> {
         };
         sb.copy_interleaved_ref(decoded);
         interleaved.extend_from_slice(sb.samples());
+        // Known as soon as it happens, so an overlong stream is never decoded whole.
+        let limit = u64::from(MAX_AUDIO_SECONDS) * u64::from(spec.rate);
+        if (interleaved.len() / ch) as u64 > limit {
+            if at_limit == AtLimit::Stop {
+                interleaved.truncate(limit as usize * ch);
+                break;
+            }
+            return Err(Error::audio(
+                path,
+                format!(
+                    "audio is longer than the {MAX_AUDIO_SECONDS} s limit ({} Hz, more than {limit} frames); \
+                     split or cut it first (memory grows with length: see README, \"Resource use\")",
+                    spec.rate
+                ),
+            ));
+        }
     }
     let channels = channels.ok_or_else(|| Error::audio(path, "unknown channel count"))?;
     let sample_rate = sample_rate.ok_or_else(|| Error::audio(path, "unknown sample rate"))?;

@@ -18,6 +18,13 @@ pub use fbank::{FEATURE_DIM, N_MELS, PADDING_VALUE, SAMPLE_RATE, STRIDE};
 use crate::error::{Error, Result};
 use std::path::Path;
 
+/// Longest input accepted, in seconds: decoders stop and refuse past it (README "Resource use"). Activation
+/// memory grows linearly with length (~137 MB per minute at full size, fp32: 50 frames/s × 11,424 f32), but
+/// attention time grows with its square (a 10-minute file is T = 30,000 frames), and HF's own attention would
+/// need T² memory long before this. It also bounds what a tiny file claiming a very low sample rate becomes
+/// at 16 kHz.
+pub const MAX_AUDIO_SECONDS: u32 = 600;
+
 /// Fewest 16 kHz samples that give the 2 fbank frames the ddof=1 normalization needs.
 pub const MIN_SAMPLES: usize = fbank::FRAME_LEN + fbank::HOP;
 
@@ -48,8 +55,7 @@ fn check_finite(x: &[f32], path: &Path, what: &str) -> Result<()> {
 
 /// Decode `path`, average its channels, resample to 16 kHz: `[n]` mono samples, nominal range ±1.
 pub fn load_audio(path: &Path) -> Result<Vec<f32>> {
-    let d = decode::decode_file(path)?;
-    mono_16k(&d.interleaved, d.channels, d.sample_rate, path, "decoded")
+    Preprocess::Direct16k.load(path)
 }
 
 /// Name given to in-memory audio in error messages (where a file would be named).
@@ -98,9 +104,39 @@ pub enum Preprocess {
 impl Preprocess {
     /// Decode `path` and produce 16 kHz mono samples this way.
     pub fn load(self, path: &Path) -> Result<Vec<f32>> {
+        self.from_decoded(decode::decode_file_with(path, self.at_limit())?, path)
+    }
+
+    /// [`Preprocess::load`] for callers that keep only a prefix shorter than [`MAX_AUDIO_SECONDS`] (the CLI's
+    /// `--max-seconds`): a longer file is decoded up to the limit instead of refused. The cut itself is the
+    /// caller's, after resampling (as IndexTTS2 cuts its prompt), so the kept samples equal a full decode's.
+    pub fn load_prefix(self, path: &Path) -> Result<Vec<f32>> {
+        self.from_decoded(decode::decode_file_with(path, decode::AtLimit::Stop)?, path)
+    }
+
+    /// [`Preprocess::load`] on a file's bytes held in memory; `source` names it (and hints the format).
+    pub fn load_bytes(self, bytes: Vec<u8>, source: &Path) -> Result<Vec<f32>> {
+        self.from_decoded(decode::decode_bytes_with(bytes, source, self.at_limit())?, source)
+    }
+
+    /// Past [`MAX_AUDIO_SECONDS`]: the speaker prompt keeps only its first 15 s, so decoding just stops there;
+    /// the direct path would use it all, so it is refused.
+    fn at_limit(self) -> decode::AtLimit {
         match self {
-            Preprocess::Direct16k => load_audio(path),
-            Preprocess::Indextts2SpeakerPrompt => load_indextts2_speaker_prompt(path),
+            Preprocess::Direct16k => decode::AtLimit::Refuse,
+            Preprocess::Indextts2SpeakerPrompt => decode::AtLimit::Stop,
+        }
+    }
+
+    /// Decoded audio → mono → 16 kHz, this way.
+    fn from_decoded(self, d: decode::Decoded, path: &Path) -> Result<Vec<f32>> {
+        match self {
+            Preprocess::Direct16k => mono_16k(&d.interleaved, d.channels, d.sample_rate, path, "decoded"),
+            Preprocess::Indextts2SpeakerPrompt => {
+                check_finite(&d.interleaved, path, "decoded")?;
+                let mono = decode::downmix(&d.interleaved, d.channels);
+                speaker_prompt_from_mono(&mono, d.sample_rate, path)
+            }
         }
     }
 }
@@ -115,10 +151,7 @@ impl Preprocess {
 /// for 22.05 kHz files, as in librosa) → first [`SPEAKER_PROMPT_SAMPLES`] → [`torchaudio_resample`] to 16 kHz.
 /// Returns `[min(n22, 330750) · 320 / 441, rounded up]` samples at 16 kHz.
 pub fn load_indextts2_speaker_prompt(path: &Path) -> Result<Vec<f32>> {
-    let d = decode::decode_file(path)?;
-    check_finite(&d.interleaved, path, "decoded")?;
-    let mono = decode::downmix(&d.interleaved, d.channels);
-    speaker_prompt_from_mono(&mono, d.sample_rate, path)
+    Preprocess::Indextts2SpeakerPrompt.load(path)
 }
 
 /// [`load_indextts2_speaker_prompt`] after decoding: mono `samples` at `sample_rate` → 16 kHz. `source` names
@@ -151,6 +184,15 @@ pub fn features_from_samples(samples: &[f32], source: &Path) -> Result<Features>
     let mut data = vec![0.0f32; t * FEATURE_DIM];
     let mut mask = vec![false; t];
     fbank::stack_frames(&mut data, &mut mask, &mel, frames);
+    // Finite samples can still overflow the f32 power spectrum (float audio far outside ±1; HF's extractor,
+    // which scales by 2^15 in f32, overflows too): refused rather than handed on as NaN features.
+    if data.iter().any(|v| !v.is_finite()) {
+        let peak = samples.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        return Err(Error::audio(
+            source,
+            format!("fbank features overflow: peak sample magnitude {peak:e} (audio is expected within about ±1)"),
+        ));
+    }
     Ok(Features {
         data,
         t,
@@ -168,6 +210,12 @@ pub fn features_from_file(path: &Path) -> Result<Features> {
 pub fn features_from_file_with(path: &Path, pre: Preprocess) -> Result<Features> {
     let samples = pre.load(path)?;
     features_from_samples(&samples, path)
+}
+
+/// [`features_from_file_with`] on a file's bytes held in memory; `source` names it (and hints the format).
+pub fn features_from_bytes(bytes: Vec<u8>, source: &Path, pre: Preprocess) -> Result<Features> {
+    let samples = pre.load_bytes(bytes, source)?;
+    features_from_samples(&samples, source)
 }
 
 /// Pad utterances to one batch as HF pads them: rows past an utterance's `t` are [`PADDING_VALUE`] and masked.

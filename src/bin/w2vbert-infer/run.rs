@@ -319,6 +319,8 @@ fn spawn_reader(
             let t0 = Instant::now();
             let samples = if path.is_dir() {
                 Err(Error::audio(path, "not a regular file"))
+            } else if max_samples.is_some_and(|m| m < audio::MAX_AUDIO_SECONDS as usize * 16_000) {
+                pre.load_prefix(path)
             } else {
                 pre.load(path)
             };
