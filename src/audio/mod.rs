@@ -78,12 +78,12 @@ pub enum Preprocess {
 impl Preprocess {
     /// Decode `path` and produce 16 kHz mono samples this way.
     pub fn load(self, path: &Path) -> Result<Vec<f32>> {
-        self.from_decoded(decode::decode_file_with(path, self.at_limit())?, path)
+        self.to_16k(decode::decode_file_with(path, self.at_limit())?, path)
     }
 
     /// [`Preprocess::load`] on a file's bytes held in memory; `source` names it (and hints the format).
     pub fn load_bytes(self, bytes: Vec<u8>, source: &Path) -> Result<Vec<f32>> {
-        self.from_decoded(decode::decode_bytes_with(bytes, source, self.at_limit())?, source)
+        self.to_16k(decode::decode_bytes_with(bytes, source, self.at_limit())?, source)
     }
 
     /// Past [`MAX_AUDIO_SECONDS`]: the speaker prompt keeps only its first 15 s, so decoding just stops there;
@@ -96,7 +96,7 @@ impl Preprocess {
     }
 
     /// Decoded audio → mono → 16 kHz, this way.
-    fn from_decoded(self, d: decode::Decoded, path: &Path) -> Result<Vec<f32>> {
+    fn to_16k(self, d: decode::Decoded, path: &Path) -> Result<Vec<f32>> {
         check_finite(&d.interleaved, path, "decoded")?;
         let mono = decode::downmix(&d.interleaved, d.channels);
         match self {
