@@ -11,53 +11,15 @@
 use criterion::{criterion_group, Criterion, Throughput};
 use std::path::Path;
 use w2vbert::config::Wav2Vec2BertConfig;
+use w2vbert::model::inventory::{feature_projection_tensors, layer_tensors};
 use w2vbert::model::Wav2Vec2BertModel;
 use w2vbert::weights::Weights;
 
 /// Names and shapes of the real checkpoint's first `layers` layers (SPEC §3).
 fn tensor_list(cfg: &Wav2Vec2BertConfig, layers: usize) -> Vec<(String, Vec<usize>)> {
-    let (d, f, i, k) = (
-        cfg.hidden_size,
-        cfg.intermediate_size,
-        cfg.feature_projection_input_dim,
-        cfg.conv_depthwise_kernel_size,
-    );
-    let mut v = vec![
-        ("feature_projection.layer_norm.weight".to_string(), vec![i]),
-        ("feature_projection.layer_norm.bias".to_string(), vec![i]),
-        ("feature_projection.projection.weight".to_string(), vec![d, i]),
-        ("feature_projection.projection.bias".to_string(), vec![d]),
-    ];
+    let mut v = feature_projection_tensors(cfg);
     for l in 0..layers {
-        let p = format!("encoder.layers.{l}.");
-        for ln in [
-            "ffn1_layer_norm",
-            "self_attn_layer_norm",
-            "conv_module.layer_norm",
-            "conv_module.depthwise_layer_norm",
-            "ffn2_layer_norm",
-            "final_layer_norm",
-        ] {
-            v.push((format!("{p}{ln}.weight"), vec![d]));
-            v.push((format!("{p}{ln}.bias"), vec![d]));
-        }
-        for ffn in ["ffn1", "ffn2"] {
-            v.push((format!("{p}{ffn}.intermediate_dense.weight"), vec![f, d]));
-            v.push((format!("{p}{ffn}.intermediate_dense.bias"), vec![f]));
-            v.push((format!("{p}{ffn}.output_dense.weight"), vec![d, f]));
-            v.push((format!("{p}{ffn}.output_dense.bias"), vec![d]));
-        }
-        for lin in ["linear_q", "linear_k", "linear_v", "linear_out"] {
-            v.push((format!("{p}self_attn.{lin}.weight"), vec![d, d]));
-            v.push((format!("{p}self_attn.{lin}.bias"), vec![d]));
-        }
-        v.push((
-            format!("{p}self_attn.distance_embedding.weight"),
-            vec![cfg.num_relative_positions(), cfg.head_dim()],
-        ));
-        v.push((format!("{p}conv_module.pointwise_conv1.weight"), vec![2 * d, d, 1]));
-        v.push((format!("{p}conv_module.depthwise_conv.weight"), vec![d, 1, k]));
-        v.push((format!("{p}conv_module.pointwise_conv2.weight"), vec![d, d, 1]));
+        v.extend(layer_tensors(cfg, l));
     }
     v
 }

@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
     let d = audio::decode::decode_file(&esp).unwrap();
     let mono = audio::decode::downmix(&d.interleaved, d.channels);
     g.bench_function("resample_espeak_22050_9s", |b| {
-        b.iter(|| audio::resample::resample(&mono, d.sample_rate, audio::SAMPLE_RATE, &esp).unwrap())
+        b.iter(|| audio::soxr::resample(&mono, d.sample_rate, audio::SAMPLE_RATE, &esp).unwrap())
     });
     g.bench_function("file_espeak_22050_9s", |b| {
         b.iter(|| audio::features_from_file(&esp).unwrap())

@@ -11,6 +11,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use w2vbert_kernels::bf16::{linear_bf16_cm, Bf16Kernel, Epilogue, PackedBf16};
 use w2vbert_kernels::gemm::{linear, linear_cm, linear_ref, Threads};
 use w2vbert_kernels::{activation, conv, elementwise, norm, softmax};
 
@@ -186,6 +187,25 @@ fn bench_linear(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(format!("channel_major_{name}"), &id), |b| {
                 b.iter(|| linear_cm(&mut y, black_box(&x), &w, Some(&bias), n, k, m, threads))
             });
+        }
+        // bf16 weights packed once (as the model holds them), x rounded to bf16 per call, f32 accumulation.
+        let packed = PackedBf16::from_f32(&w, n, k);
+        for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16]
+            .into_iter()
+            .filter(|k| k.available())
+        {
+            for (name, threads) in [("1thread", Threads::Single), ("2threads", Threads::Rayon(2))] {
+                let label = format!(
+                    "bf16_{}_{name}",
+                    if kernel == Bf16Kernel::Amx { "amx" } else { "avx512" }
+                );
+                g.bench_function(BenchmarkId::new(label, &id), |b| {
+                    b.iter(|| {
+                        let out = Epilogue::Store { y: &mut y };
+                        linear_bf16_cm(kernel, out, black_box(&x), &packed, Some(&bias), m, threads)
+                    })
+                });
+            }
         }
         if (k, n) == (1024, 4096) {
             // The gemm crate directly, same operands and strides as the wrapper (bias pre-filled, then

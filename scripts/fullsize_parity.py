@@ -25,6 +25,7 @@ from safetensors.numpy import load_file, save_file
 from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
 
 import hf_reference as ref
+from parity_stats import stats
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CK = ROOT / "checkpoints" / "w2v-bert-2.0-random"
@@ -32,39 +33,34 @@ OUT = ROOT / "out" / "fullsize"
 BIN = ROOT / "target" / "release" / "w2vbert-infer"
 
 
-def make_checkpoint():
-    if (CK / "model.safetensors").exists() and (CK / "wav2vec2bert_stats.safetensors").exists():
+def make_checkpoint(ck=CK, cfg=None):
+    """Seeded random weights at `cfg` (default: the real w2v-bert-2.0 config) + seeded stats, in `ck`; reused when
+    present."""
+    if (ck / "model.safetensors").exists() and (ck / "wav2vec2bert_stats.safetensors").exists():
         return
     t = time.time()
-    model = ref.random_model(Wav2Vec2BertConfig(), seed=2024)
-    ref.save_checkpoint(model, CK)
+    cfg = cfg or Wav2Vec2BertConfig()
+    model = ref.random_model(cfg, seed=2024)
+    ref.save_checkpoint(model, ck)
     g = torch.Generator().manual_seed(2025)
-    mean = (0.3 * torch.randn(1024, generator=g)).numpy()
-    var = (0.2 + torch.rand(1024, generator=g)).numpy()
-    save_file({"mean": mean, "var": var}, str(CK / "wav2vec2bert_stats.safetensors"))
-    print(f"wrote {CK} in {time.time() - t:.1f} s")
+    mean = (0.3 * torch.randn(cfg.hidden_size, generator=g)).numpy()
+    var = (0.2 + torch.rand(cfg.hidden_size, generator=g)).numpy()
+    save_file({"mean": mean, "var": var}, str(ck / "wav2vec2bert_stats.safetensors"))
+    print(f"wrote {ck} in {time.time() - t:.1f} s")
 
 
-def make_audio(seconds):
+def make_audio(seconds, out=OUT):
     """espeak (librosa soxr HQ to 16 kHz) + arctic_a0007 (13.1 s of speech), repeated up to `seconds`, saved as
-    float32 WAV so both sides read the very same samples."""
+    float32 WAV in `out` so both sides read the very same samples."""
     audio = ROOT / "tests" / "fixtures" / "audio"
     wav = np.concatenate([ref.read_resampled_16k(audio / "espeak_22050.wav"), ref.read_wav_16k(audio / "arctic_a0007.wav")])
     if seconds:
         wav = np.tile(wav, int(np.ceil(seconds * 16000 / len(wav))))[: int(seconds * 16000)]
-    OUT.mkdir(parents=True, exist_ok=True)
-    p = OUT / f"speech_{round(len(wav) / 16000)}s.wav"
+    out.mkdir(parents=True, exist_ok=True)
+    p = out / f"speech_{round(len(wav) / 16000)}s.wav"
     sf.write(p, wav, 16000, subtype="FLOAT")
     return p, sf.read(p, dtype="float32")[0]
 
-
-def stats(a, b):
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    return {
-        "rel_l2": float(np.linalg.norm(a - b) / np.linalg.norm(b)),
-        "max_abs": float(np.abs(a - b).max()),
-        "cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))),
-    }
 
 
 def main():

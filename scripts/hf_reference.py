@@ -84,14 +84,16 @@ def save_checkpoint(model, out_dir, storage_dtype=torch.float32):
 
 
 @torch.inference_mode()
-def hidden_states(model, feats, mask):
-    """All hidden states as IndexTTS2's get_emb computes them (output_hidden_states=True, with the mask)."""
-    out = model(
-        input_features=torch.from_numpy(feats),
-        attention_mask=torch.from_numpy(mask),
-        output_hidden_states=True,
-    )
-    return [h.numpy() for h in out.hidden_states]
+def hidden_states(model, feats, mask, autocast_dtype=None):
+    """All hidden states as IndexTTS2's get_emb computes them (output_hidden_states=True, with the mask), as
+    float32 arrays. `autocast_dtype` (e.g. torch.bfloat16) runs the model under torch.autocast("cpu", dtype)."""
+    with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        out = model(
+            input_features=torch.from_numpy(feats),
+            attention_mask=torch.from_numpy(mask),
+            output_hidden_states=True,
+        )
+    return [h.float().numpy() for h in out.hidden_states]
 
 
 def versions():

@@ -164,7 +164,7 @@ impl Wav2Vec2BertConfig {
                 return err(field, format!("{v} is absurdly large (> {MAX_DIM})"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return err(
                 "num_attention_heads",
                 format!(
@@ -174,7 +174,7 @@ impl Wav2Vec2BertConfig {
             );
         }
         // transformers raises the same ValueError: the conv module assumes an odd kernel.
-        if self.conv_depthwise_kernel_size % 2 == 0 {
+        if self.conv_depthwise_kernel_size.is_multiple_of(2) {
             return err(
                 "conv_depthwise_kernel_size",
                 format!("{} must be odd", self.conv_depthwise_kernel_size),

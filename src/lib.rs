@@ -2,10 +2,14 @@
 //! "semantic features" (`(hidden_states[17] - mean) / sqrt(var)`).
 //!
 //! Reading order: `tensor` → `weights` → `config` → `audio` (wav → fbank) → `model` (encoder) →
-//! `stats` (semantic normalization) → `output` (.npy / .safetensors writers).
+//! `stats` (semantic normalization) → `output` (.npy / .safetensors writers) → `pipeline` (file → features →
+//! outputs, packed batches) → `corpus` (inputs, output tree, shards); `convert` writes trimmed / f16 / bf16
+//! checkpoints.
 
 pub mod audio;
 pub mod config;
+pub mod convert;
+pub mod corpus;
 pub mod error;
 pub mod model;
 pub mod output;

@@ -1,14 +1,22 @@
 //! Output writers: `.npy` (one f32 array) and `.safetensors` (several named f32 arrays).
 //!
-//! Both are atomic: the bytes go to a temporary file beside the target, which is renamed over it only once
-//! everything is written, so a failure never leaves a partial output file.
+//! Both are atomic: the bytes go to a temporary file beside the target (`.<name>.w2vbert-tmp.<pid>`, see
+//! [`temp_path`]), fsynced, then renamed over it, so a failure or SIGKILL never leaves a partial output file; a
+//! leftover temporary file is never mistaken for an output (its name differs) and [`remove_stale_temps`] deletes
+//! them. [`check_npy`] / [`check_safetensors`] tell a complete output (valid header, file size exactly what the
+//! header says) from anything else, which is what a resumed run trusts.
 
 use crate::error::{Error, Result};
-use std::io::Write;
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-/// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Marker between a target's name and the writer's pid in temporary file names.
+const TEMP_MARK: &str = ".w2vbert-tmp.";
+
+/// The temporary file [`write_atomic`] writes `path`'s bytes to: `.<name>.w2vbert-tmp.<pid>` in the same directory.
+pub fn temp_path(path: &Path) -> Result<PathBuf> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -16,7 +24,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::Invalid(format!("{}: not a file path", path.display())))?;
-    let tmp: PathBuf = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    Ok(dir.join(format!(".{}{TEMP_MARK}{}", name.to_string_lossy(), std::process::id())))
+}
+
+/// The target name a temporary file of [`temp_path`]'s naming was written for (any pid), or None.
+pub fn temp_target(file_name: &OsStr) -> Option<OsString> {
+    let s = file_name.to_str()?;
+    let rest = s.strip_prefix('.')?;
+    let at = rest.rfind(TEMP_MARK)?;
+    let pid = &rest[at + TEMP_MARK.len()..];
+    (!pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())).then(|| OsString::from(&rest[..at]))
+}
+
+/// Delete the temporary files (any pid) left in `dir` for the file names in `targets` — what a killed writer of
+/// those outputs leaves behind. Others' temporaries (names not in `targets`) are left alone, so concurrent shards
+/// writing into one directory never delete each other's in-flight files. Returns how many were removed.
+pub fn remove_stale_temps(dir: &Path, targets: &HashSet<OsString>) -> Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if temp_target(&entry.file_name()).is_some_and(|t| targets.contains(&t)) {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path)?;
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -62,9 +104,8 @@ pub fn write_npy(path: &Path, data: &[f32], shape: &[usize]) -> Result<()> {
     write_atomic(path, &npy_bytes(data, shape))
 }
 
-/// Read an f32 `.npy` file written by [`write_npy`] or NumPy (little-endian `<f4`, C order).
-pub fn read_npy(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+/// Shape and data offset of an f32 `.npy` header at the start of `bytes` (which may stop after the header).
+fn parse_npy_header(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, usize)> {
     let bad = |msg: &str| Error::format(path, format!("not an f32 .npy file: {msg}"));
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("missing magic"));
@@ -92,16 +133,100 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
         .collect::<Result<Vec<_>>>()?;
+    Ok((shape, start + hlen))
+}
+
+/// Read an f32 `.npy` file written by [`write_npy`] or NumPy (little-endian `<f4`, C order).
+pub fn read_npy(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (shape, start) = parse_npy_header(&bytes, path)?;
     let n: usize = shape.iter().product();
-    let body = &bytes[start + hlen..];
-    if body.len() != n * 4 {
-        return Err(bad("data length does not match shape"));
+    if bytes.len() - start != n * 4 {
+        return Err(Error::format(
+            path,
+            "not an f32 .npy file: data length does not match shape",
+        ));
     }
-    let data = body
+    let data = bytes[start..]
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     Ok((data, shape))
+}
+
+/// Is `path` a complete f32 `.npy` file? Reads the header only: valid magic, `<f4` C-order header, and a file
+/// size of exactly header + 4·Πshape bytes. Returns the shape.
+pub fn check_npy(path: &Path) -> Result<Vec<usize>> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut head = Vec::with_capacity(4096);
+    Read::by_ref(&mut f)
+        .take(65_536 + 12)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(path, e))?;
+    let (shape, start) = parse_npy_header(&head, path)?;
+    let want = start as u64 + 4 * shape.iter().map(|&d| d as u64).product::<u64>();
+    if len != want {
+        return Err(Error::format(
+            path,
+            format!("incomplete: {len} bytes, the header says {want}"),
+        ));
+    }
+    Ok(shape)
+}
+
+/// Is `path` a complete `.safetensors` file of f32 tensors? Reads the header only: valid JSON, every tensor F32
+/// with `data_offsets` matching its shape, the offsets tiling the data section, and a file size of exactly
+/// 8 + header + data. Returns `(name, shape)` of every tensor, sorted by name.
+pub fn check_safetensors(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
+    let bad = |msg: String| Error::format(path, format!("not a complete safetensors file: {msg}"));
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut n8 = [0u8; 8];
+    f.read_exact(&mut n8).map_err(|_| bad("shorter than 8 bytes".into()))?;
+    let n = u64::from_le_bytes(n8);
+    if n > 100_000_000 || 8 + n > len {
+        return Err(bad(format!("header length {n} for a {len}-byte file")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    let json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header is not a JSON object: {e}")))?;
+    let mut out = Vec::new();
+    let mut spans = Vec::new();
+    for (name, v) in &json {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = v.get("dtype").and_then(|d| d.as_str());
+        if dtype != Some("F32") {
+            return Err(bad(format!("{name}: dtype {dtype:?}, expected F32")));
+        }
+        let dims = |key: &str| -> Option<Vec<u64>> { v.get(key)?.as_array()?.iter().map(|x| x.as_u64()).collect() };
+        let shape = dims("shape").ok_or_else(|| bad(format!("{name}: no shape")))?;
+        let off = dims("data_offsets").filter(|o| o.len() == 2 && o[0] <= o[1]);
+        let off = off.ok_or_else(|| bad(format!("{name}: bad data_offsets")))?;
+        if off[1] - off[0] != 4 * shape.iter().product::<u64>() {
+            return Err(bad(format!(
+                "{name}: data_offsets {off:?} do not match shape {shape:?}"
+            )));
+        }
+        spans.push((off[0], off[1]));
+        out.push((name.clone(), shape.iter().map(|&d| d as usize).collect()));
+    }
+    spans.sort();
+    let mut end = 0;
+    for (a, b) in spans {
+        if a != end {
+            return Err(bad("tensor data has gaps or overlaps".into()));
+        }
+        end = b;
+    }
+    if len != 8 + n + end {
+        return Err(bad(format!("incomplete: {len} bytes, the header says {}", 8 + n + end)));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Write several named f32 arrays as one `.safetensors` file, atomically. Names are kept in the order given.
@@ -144,6 +269,63 @@ mod tests {
             assert_eq!(s, shape);
             assert_eq!(back, data);
         }
+    }
+
+    #[test]
+    fn validators_accept_complete_files_and_reject_truncated_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        let data: Vec<f32> = (0..30).map(|i| i as f32).collect();
+        write_npy(&p, &data, &[10, 3]).unwrap();
+        assert_eq!(check_npy(&p).unwrap(), vec![10, 3]);
+        let full = std::fs::read(&p).unwrap();
+        for cut in [0, 5, 64, full.len() - 1] {
+            std::fs::write(&p, &full[..cut]).unwrap();
+            assert!(check_npy(&p).is_err(), "npy cut at {cut} accepted");
+        }
+        let mut longer = full.clone();
+        longer.push(0);
+        std::fs::write(&p, &longer).unwrap();
+        assert!(check_npy(&p).is_err());
+
+        let s = dir.path().join("b.safetensors");
+        let mask = [1.0f32, 0.0];
+        write_safetensors(
+            &s,
+            &[
+                ("x".into(), vec![2, 3], &data[..6]),
+                ("mask".into(), vec![2], &mask[..]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            check_safetensors(&s).unwrap(),
+            vec![("mask".into(), vec![2]), ("x".into(), vec![2, 3])]
+        );
+        let full = std::fs::read(&s).unwrap();
+        for cut in [0, 7, 8, 20, full.len() - 1] {
+            std::fs::write(&s, &full[..cut]).unwrap();
+            assert!(check_safetensors(&s).is_err(), "safetensors cut at {cut} accepted");
+        }
+    }
+
+    #[test]
+    fn temp_names_round_trip_and_stale_ones_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = temp_path(&dir.path().join("x.npy")).unwrap();
+        assert_eq!(temp_target(t.file_name().unwrap()), Some(OsString::from("x.npy")));
+        assert_eq!(temp_target(OsStr::new("x.npy")), None);
+        assert_eq!(temp_target(OsStr::new(".x.npy.w2vbert-tmp.")), None);
+        for n in [".x.npy.w2vbert-tmp.123", ".y.npy.w2vbert-tmp.9", "x.npy"] {
+            std::fs::write(dir.path().join(n), b"").unwrap();
+        }
+        let targets: HashSet<OsString> = [OsString::from("x.npy")].into();
+        assert_eq!(remove_stale_temps(dir.path(), &targets).unwrap(), 1);
+        assert!(
+            dir.path().join(".y.npy.w2vbert-tmp.9").exists(),
+            "another shard's temp was removed"
+        );
+        assert!(dir.path().join("x.npy").exists());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use crate::audio::{self, Features};
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::{Error, Result};
-use crate::model::{Checkpoint, Wav2Vec2BertModel};
+use crate::model::{Checkpoint, Precision, Wav2Vec2BertModel};
 use crate::stats::SemanticStats;
 use crate::weights::Weights;
 use std::path::{Path, PathBuf};
@@ -73,9 +73,15 @@ pub struct Extractor {
 }
 
 impl Extractor {
-    /// Load only the layers `request` needs. Stats are required when `request.normalized` is set: `stats`, or
-    /// `<checkpoint>/wav2vec2bert_stats.safetensors`.
+    /// Load only the layers `request` needs, in f32. Stats are required when `request.normalized` is set:
+    /// `stats`, or `<checkpoint>/wav2vec2bert_stats.safetensors`.
     pub fn load(checkpoint: &Path, request: &Request, stats: Option<&Path>) -> Result<Self> {
+        Self::load_with(checkpoint, request, stats, Precision::F32)
+    }
+
+    /// [`Extractor::load`] with the projections in `precision`. bf16 on a CPU without AMX or AVX512-BF16 runs
+    /// f32: check [`Extractor::precision`] (the CLI says so on stderr).
+    pub fn load_with(checkpoint: &Path, request: &Request, stats: Option<&Path>, precision: Precision) -> Result<Self> {
         let ck = Checkpoint::locate(checkpoint)?;
         let config = Wav2Vec2BertConfig::load(&ck.config)?;
         let n = config.num_hidden_layers;
@@ -92,7 +98,8 @@ impl Extractor {
             )));
         }
         let weights = Weights::open(&ck.weights)?;
-        let model = Wav2Vec2BertModel::from_weights(config, &weights, request.layers_needed())?;
+        let mut model = Wav2Vec2BertModel::from_weights(config, &weights, request.layers_needed())?;
+        model.set_precision(precision)?;
         let stats = match request.normalized {
             None => None,
             Some(_) => {
@@ -117,38 +124,76 @@ impl Extractor {
         })
     }
 
+    /// The projections' arithmetic in force (bf16 asked on a CPU without a bf16 matmul gives f32).
+    pub fn precision(&self) -> Precision {
+        self.model.precision()
+    }
+
     /// Run on fbank features of one utterance.
     pub fn run(&self, f: &Features) -> Result<Output> {
+        let mut out = self.run_batch(std::slice::from_ref(f))?;
+        Ok(out.pop().expect("one utterance in, one out"))
+    }
+
+    /// Run on several utterances at once, packed side by side into one `[hidden, ΣT]` block (no padding):
+    /// LayerNorms, projections and FFNs run once over the pack, attention and the depthwise conv per utterance,
+    /// so each result equals [`Extractor::run`] on that utterance alone (the tests check this bit for bit) while
+    /// the matmuls are as wide as ΣT. Cost and memory grow with ΣT: callers cap it (the CLI's `--batch-frames`).
+    pub fn run_batch(&self, items: &[Features]) -> Result<Vec<Output>> {
         let fin = self.model.config.feature_projection_input_dim;
-        if f.data.len() != f.t * fin {
-            return Err(Error::Invalid(format!(
-                "features have {} values per frame but the checkpoint's feature_projection_input_dim is {fin}",
-                f.data.len() / f.t.max(1)
-            )));
+        for f in items {
+            if f.data.len() != f.t * fin {
+                return Err(Error::Invalid(format!(
+                    "features have {} values per frame but the checkpoint's feature_projection_input_dim is {fin}",
+                    f.data.len() / f.t.max(1)
+                )));
+            }
         }
         let mut wanted = self.request.hidden_states.clone();
         wanted.extend(self.request.normalized);
-        let mut states = self.model.forward(&f.data, &f.mask, f.t, &wanted)?;
-        let semantic = match (self.request.normalized, &self.stats) {
-            (Some(_), Some(stats)) => {
-                let mut h = states.pop().expect("normalized layer was requested last");
-                stats.normalize_inplace(&mut h);
-                Some(h)
-            }
-            _ => None,
-        };
-        Ok(Output {
-            t: f.t,
-            hidden_size: self.model.config.hidden_size,
-            mask: f.mask.clone(),
-            hidden_states: self.request.hidden_states.iter().copied().zip(states).collect(),
-            semantic,
-        })
+        let utterances: Vec<(&[f32], &[bool])> = items.iter().map(|f| (&f.data[..], &f.mask[..])).collect();
+        let states = self.model.forward_packed(&utterances, &wanted)?;
+        Ok(items
+            .iter()
+            .zip(states)
+            .map(|(f, mut states)| {
+                let semantic = match (self.request.normalized, &self.stats) {
+                    (Some(_), Some(stats)) => {
+                        let mut h = states.pop().expect("normalized layer was requested last");
+                        stats.normalize_inplace(&mut h);
+                        Some(h)
+                    }
+                    _ => None,
+                };
+                Output {
+                    t: f.t,
+                    hidden_size: self.model.config.hidden_size,
+                    mask: f.mask.clone(),
+                    hidden_states: self.request.hidden_states.iter().copied().zip(states).collect(),
+                    semantic,
+                }
+            })
+            .collect())
     }
 
     /// Decode, resample to 16 kHz (`librosa.load(sr=16000)`, [`audio::Preprocess::Direct16k`]), fbank, encoder.
     pub fn run_file(&self, path: &Path) -> Result<Output> {
         self.run_file_with(path, audio::Preprocess::Direct16k)
+    }
+
+    /// In-memory mono `samples` (nominal range ±1) at `sample_rate` Hz: resampled to 16 kHz exactly as
+    /// [`Extractor::run_file`] resamples a decoded file, so a WAV file and its samples give the same output bit for
+    /// bit. Errors name the input [`audio::IN_MEMORY`].
+    pub fn run_samples(&self, samples: &[f32], sample_rate: u32) -> Result<Output> {
+        self.run_interleaved(samples, 1, sample_rate)
+    }
+
+    /// [`Extractor::run_samples`] for several channels: `interleaved` is `[frames, channels]`; channels are
+    /// averaged (librosa's `to_mono`) before resampling, as for a file.
+    pub fn run_interleaved(&self, interleaved: &[f32], channels: usize, sample_rate: u32) -> Result<Output> {
+        let source = Path::new(audio::IN_MEMORY);
+        let x = audio::samples_to_16k(interleaved, channels, sample_rate, source)?;
+        self.run(&audio::features_from_samples(&x, source)?)
     }
 
     /// [`Extractor::run_file`] with the audio read as `pre` says (e.g. IndexTTS2's speaker-prompt path:

@@ -119,7 +119,7 @@ impl SemanticStats {
     pub fn normalize_inplace(&self, h: &mut [f32] /* [t, dim] */) {
         let dim = self.dim();
         assert!(
-            h.len() % dim == 0,
+            h.len().is_multiple_of(dim),
             "normalize_inplace: {} values are not rows of {dim}",
             h.len()
         );

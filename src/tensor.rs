@@ -1,7 +1,7 @@
 //! A tensor is a shape plus f32 storage that is either owned or borrowed zero-copy from a memory map.
 
 use memmap2::Mmap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Where the f32 values live.
 #[derive(Clone)]
@@ -13,6 +13,15 @@ pub enum Storage {
         map: Arc<Mmap>,
         offset: usize,
         len: usize,
+    },
+    /// `len` bf16 values at byte `offset` (2-byte aligned) of the mapping, widened to f32 on the first
+    /// [`Tensor::data`] call: a consumer that takes bf16 as it is ([`Tensor::raw_bf16`], the bf16 matmul's
+    /// weight packing) never pays for the widening or holds the f32 copy.
+    MappedBf16 {
+        map: Arc<Mmap>,
+        offset: usize,
+        len: usize,
+        widened: OnceLock<Vec<f32>>,
     },
 }
 
@@ -27,6 +36,7 @@ impl std::fmt::Debug for Tensor {
         let kind = match self.storage {
             Storage::Owned(_) => "owned",
             Storage::Mapped { .. } => "mapped",
+            Storage::MappedBf16 { .. } => "mapped bf16",
         };
         write!(f, "Tensor({:?}, {kind})", self.shape)
     }
@@ -57,13 +67,43 @@ impl Tensor {
         let len: usize = shape.iter().product();
         let end = len.checked_mul(4)?.checked_add(offset)?;
         let base = map.as_ptr() as usize;
-        if end > map.len() || (base + offset) % std::mem::align_of::<f32>() != 0 {
+        if end > map.len() || !(base + offset).is_multiple_of(std::mem::align_of::<f32>()) {
             return None;
         }
         Some(Tensor {
             shape,
             storage: Storage::Mapped { map, offset, len },
         })
+    }
+
+    /// A view of `len` bf16 values at byte `offset` of `map`, widened lazily. `None` when out of the mapping or
+    /// `offset` is odd (the caller then widens into owned storage).
+    pub fn mapped_bf16(shape: Vec<usize>, map: Arc<Mmap>, offset: usize) -> Option<Self> {
+        let len: usize = shape.iter().product();
+        let end = len.checked_mul(2)?.checked_add(offset)?;
+        if end > map.len() || !(map.as_ptr() as usize + offset).is_multiple_of(2) || cfg!(target_endian = "big") {
+            return None;
+        }
+        Some(Tensor {
+            shape,
+            storage: Storage::MappedBf16 {
+                map,
+                offset,
+                len,
+                widened: OnceLock::new(),
+            },
+        })
+    }
+
+    /// The values as bf16 bits when that is how they are stored (a bf16 checkpoint), without widening.
+    pub fn raw_bf16(&self) -> Option<&[u16]> {
+        match &self.storage {
+            // SAFETY: the constructor checked bounds and 2-byte alignment; any bit pattern is a valid u16.
+            Storage::MappedBf16 { map, offset, len, .. } => {
+                Some(unsafe { std::slice::from_raw_parts(map.as_ptr().add(*offset) as *const u16, *len) })
+            }
+            _ => None,
+        }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -79,7 +119,7 @@ impl Tensor {
     }
 
     pub fn is_mapped(&self) -> bool {
-        matches!(self.storage, Storage::Mapped { .. })
+        matches!(self.storage, Storage::Mapped { .. } | Storage::MappedBf16 { .. })
     }
 
     pub fn data(&self) -> &[f32] {
@@ -90,24 +130,57 @@ impl Tensor {
                 // f32; the mapping is read-only and outlives `self` through the Arc.
                 unsafe { std::slice::from_raw_parts(map.as_ptr().add(*offset) as *const f32, *len) }
             }
+            Storage::MappedBf16 { widened, .. } => widened.get_or_init(|| {
+                let bits = self.raw_bf16().expect("bf16 storage");
+                let v = bits.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect();
+                // Widened once: the bf16 pages need not stay resident beside the f32 copy.
+                self.release_pages();
+                v
+            }),
         }
     }
 
     /// Mutable access; a mapped tensor is copied into owned storage first.
     pub fn data_mut(&mut self) -> &mut [f32] {
-        if let Storage::Mapped { .. } = self.storage {
+        if !matches!(self.storage, Storage::Owned(_)) {
             self.storage = Storage::Owned(self.data().to_vec());
         }
         match &mut self.storage {
             Storage::Owned(v) => v,
-            Storage::Mapped { .. } => unreachable!(),
+            _ => unreachable!(),
         }
+    }
+
+    /// Hand the pages of a mapped tensor back to the OS (`madvise(MADV_DONTNEED)`), for weights that were
+    /// copied elsewhere (e.g. packed to bf16) and will not be read through this view again. Reading it again
+    /// stays correct: the read-only file mapping faults the pages back in. Owned storage: nothing to do.
+    pub fn release_pages(&self) {
+        let (map, offset, bytes) = match &self.storage {
+            Storage::Mapped { map, offset, len } => (map, *offset, *len * 4),
+            Storage::MappedBf16 { map, offset, len, .. } => (map, *offset, *len * 2),
+            Storage::Owned(_) => return,
+        };
+        // SAFETY: the mapping is a read-only file mapping; DONTNEED only drops resident pages, which are
+        // re-read from the file on the next access, so no reader can observe a change.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, bytes) };
+    }
+
+    /// Map every page of a mapped tensor now (`madvise(MADV_POPULATE_READ)`, one call instead of a page fault
+    /// per 4 KiB), for weights about to be read once in full. A no-op where the kernel lacks it (< 5.14) or for
+    /// owned storage: the reads then fault pages in as usual.
+    pub fn populate(&self) {
+        let (map, offset, bytes) = match &self.storage {
+            Storage::Mapped { map, offset, len } => (map, *offset, *len * 4),
+            Storage::MappedBf16 { map, offset, len, .. } => (map, *offset, *len * 2),
+            Storage::Owned(_) => return,
+        };
+        let _ = map.advise_range(memmap2::Advice::PopulateRead, offset, bytes);
     }
 
     pub fn into_vec(self) -> Vec<f32> {
         match self.storage {
             Storage::Owned(v) => v,
-            Storage::Mapped { .. } => self.data().to_vec(),
+            _ => self.data().to_vec(),
         }
     }
 }

@@ -180,20 +180,12 @@ fn truncated_weights_are_a_clear_error() {
 fn a_missing_layer_tensor_is_named() {
     // Drop one tensor of layer 3 from the checkpoint: loading must name it.
     let ck = tiny_copy(&["model.safetensors"]);
-    let w = open(&tiny().join("model.safetensors"));
     let drop = "encoder.layers.3.self_attn.distance_embedding.weight";
-    let kept: Vec<(String, Vec<usize>, Vec<f32>)> = w
-        .names()
-        .into_iter()
-        .filter(|n| *n != drop)
-        .map(|n| {
-            let t = w.get_any_shape(n).unwrap();
-            (n.to_string(), t.shape().to_vec(), t.data().to_vec())
-        })
-        .collect();
-    let views: Vec<(String, Vec<usize>, &[f32])> =
-        kept.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
-    w2vbert::output::write_safetensors(&ck.path().join("model.safetensors"), &views).unwrap();
+    rewrite_weights(
+        &tiny().join("model.safetensors"),
+        &ck.path().join("model.safetensors"),
+        |n, s| (n != drop).then(|| s.to_vec()),
+    );
     let dir = tempfile::tempdir().unwrap();
     let o = run(&["--checkpoint", ck.path().to_str().unwrap()], &[&arctic()], dir.path());
     assert!(!o.status.success());

@@ -85,7 +85,9 @@ fn check_single(name: &str) {
         "{name}: T {} F {} max-abs {max:.3e} rel-L2 {rel:.3e} mask equal",
         f.t, f.fbank_frames
     );
-    assert!(max <= 1e-4, "{name}: max-abs {max}");
+    // Bit-identical here (log-mel and NumPy's pairwise statistics reproduced); 1e-7 leaves room for a 1-ulp
+    // f64 -> f32 rounding flip of the spectrum that another FFT build could cause.
+    assert!(rel <= 1e-7, "{name}: rel L2 {rel:e}, max-abs {max:e}");
 }
 
 #[test]
@@ -132,47 +134,7 @@ fn golden_padded_batch() {
         "batch_odd_even: B {} T {t_max} max-abs {max:.3e} rel-L2 {rel:.3e} mask equal",
         items.len()
     );
-    assert!(max <= 1e-4, "batch: max-abs {max}");
-}
-
-/// The resampling path against librosa's `load(sr=16000)` (soxr HQ): our filter (rubato's windowed-sinc design)
-/// is not soxr's, so this measures closeness rather than identity. The soxr waveform is stored as 24-bit FLAC (its own rel L2
-/// floor is printed by the golden script). The fbank is compared on speech rows (both frames with
-/// RMS > 1e-4): in near-silence, log-mel compares numerical dust (the source has digital silence, where
-/// storage rounds soxr's ~1e-8 ringing to 0 and the two filters ring differently) and differs by O(1) there.
-#[test]
-fn resampler_against_librosa_soxr_hq() {
-    let ours = audio::load_audio(&fixture("audio/espeak_22050.wav")).unwrap();
-    let soxr = audio::load_audio(&fixture("audio/espeak_16k_soxr.flac")).unwrap();
-    assert_eq!(ours.len(), soxr.len(), "ceil(n * 16000 / 22050) samples, as librosa");
-    let (wmax, wrel) = diff(&ours, &soxr);
-    let f = audio::features_from_samples(&ours, Path::new("espeak_22050.wav")).unwrap();
-    let g = golden("espeak_16k_soxr");
-    assert_eq!(f.mask, g.mask);
-    let (fmax, frel) = diff(&f.data, &g.features);
-    let rms = |i: usize| {
-        let fr = &soxr[i * fbank::HOP..i * fbank::HOP + fbank::FRAME_LEN];
-        (fr.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / fr.len() as f64).sqrt()
-    };
-    let speech: Vec<usize> = (0..f.fbank_frames / 2)
-        .filter(|&t| rms(2 * t) > 1e-4 && rms(2 * t + 1) > 1e-4)
-        .collect();
-    let rows = |d: &[f32]| -> Vec<f32> {
-        speech
-            .iter()
-            .flat_map(|&t| d[t * FEATURE_DIM..(t + 1) * FEATURE_DIM].to_vec())
-            .collect()
-    };
-    let (smax, srel) = diff(&rows(&f.data), &rows(&g.features));
-    println!(
-        "resampler vs soxr HQ: waveform max-abs {wmax:.3e} rel-L2 {wrel:.3e}; fbank all rows max-abs {fmax:.3e} \
-         rel-L2 {frel:.3e}; speech rows ({} of {}) max-abs {smax:.3e} rel-L2 {srel:.3e}",
-        speech.len(),
-        f.t
-    );
-    assert!(wrel < 5e-4, "waveform rel L2 {wrel}");
-    assert!(speech.len() * 10 > f.t * 8, "most rows are speech");
-    assert!(srel < 1e-2, "fbank rel L2 on speech rows {srel}");
+    assert!(rel <= 1e-7, "batch: rel L2 {rel:e}, max-abs {max:e}");
 }
 
 /// Frames are independent; the fast path (realfft, sparse mel, rayon) must equal the naive DFT reference.

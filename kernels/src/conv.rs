@@ -32,11 +32,32 @@ pub fn depthwise_conv1d_causal_cm(
     t: usize,
     k: usize,
 ) {
+    depthwise_conv1d_causal_cm_segments(y, x, w, c, t, k, &[t]);
+}
+
+/// [`depthwise_conv1d_causal_cm`] on several sequences packed side by side along time: `segments` are the
+/// lengths of consecutive column ranges of `[c, t]` (summing to t), and the causal window restarts at each
+/// segment's first column (its k-1 left zeros), so no value crosses a segment boundary. Each segment's output
+/// is bit-identical to running it alone: a column's sum is the same taps in the same order wherever it sits.
+pub fn depthwise_conv1d_causal_cm_segments(
+    y: &mut [f32], // [c, t]
+    x: &[f32],     // [c, t]
+    w: &[f32],     // [c, k] (PyTorch's [c, 1, k])
+    c: usize,
+    t: usize,
+    k: usize,
+    segments: &[usize], // lengths, Σ = t
+) {
     assert!(
         y.len() >= c * t && x.len() >= c * t,
         "depthwise_conv1d_causal_cm: x or y too small"
     );
     assert!(w.len() >= c * k, "depthwise_conv1d_causal_cm: weights too small");
+    assert_eq!(
+        segments.iter().sum::<usize>(),
+        t,
+        "depthwise_conv1d_causal_cm: segment lengths must sum to t"
+    );
     if t == 0 || c == 0 {
         return;
     }
@@ -45,12 +66,25 @@ pub fn depthwise_conv1d_causal_cm(
         y.fill(0.0);
         return;
     }
-    let t_pad = t.div_ceil(CM_BLOCK_T) * CM_BLOCK_T;
+    let longest = segments.iter().copied().max().unwrap_or(0);
+    let t_pad = longest.div_ceil(CM_BLOCK_T) * CM_BLOCK_T;
     let scratch = || (vec![0f32; t_pad + k - 1], vec![0f32; t_pad]);
     let block = |(i, (yb, xb)): (usize, (&mut [f32], &[f32])), (xp, yp): &mut (Vec<f32>, Vec<f32>)| {
         let ch0 = i * CM_ROWS_PER_TASK;
         for (r, (yr, xr)) in yb.chunks_exact_mut(t).zip(xb.chunks_exact(t)).enumerate() {
-            conv_row_cm(yr, xr, &w[(ch0 + r) * k..(ch0 + r + 1) * k], xp, yp);
+            let wr = &w[(ch0 + r) * k..(ch0 + r + 1) * k];
+            let mut s0 = 0;
+            for &len in segments {
+                let pad = len.div_ceil(CM_BLOCK_T) * CM_BLOCK_T;
+                conv_row_cm(
+                    &mut yr[s0..s0 + len],
+                    &xr[s0..s0 + len],
+                    wr,
+                    &mut xp[..pad + k - 1],
+                    &mut yp[..pad],
+                );
+                s0 += len;
+            }
         }
     };
     let per = CM_ROWS_PER_TASK * t;
@@ -90,6 +124,31 @@ fn conv_row_cm(y: &mut [f32], x: &[f32], w: &[f32], xp: &mut [f32], yp: &mut [f3
         }
     }
     y.copy_from_slice(&yp[..t]);
+}
+
+/// Scalar f64 reference for [`depthwise_conv1d_causal_cm_segments`]: each segment copied out and run alone
+/// through [`depthwise_conv1d_causal_cm_ref`].
+pub fn depthwise_conv1d_causal_cm_segments_ref(
+    y: &mut [f32], // [c, t]
+    x: &[f32],     // [c, t]
+    w: &[f32],     // [c, k]
+    c: usize,
+    t: usize,
+    k: usize,
+    segments: &[usize], // lengths, Σ = t
+) {
+    let mut s0 = 0;
+    for &len in segments {
+        let xs: Vec<f32> = (0..c)
+            .flat_map(|ch| x[ch * t + s0..ch * t + s0 + len].iter().copied())
+            .collect();
+        let mut ys = vec![0f32; c * len];
+        depthwise_conv1d_causal_cm_ref(&mut ys, &xs, w, c, len, k);
+        for ch in 0..c {
+            y[ch * t + s0..ch * t + s0 + len].copy_from_slice(&ys[ch * len..(ch + 1) * len]);
+        }
+        s0 += len;
+    }
 }
 
 /// Scalar f64 reference for [`depthwise_conv1d_causal_cm`].

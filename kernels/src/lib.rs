@@ -8,7 +8,9 @@
 //! a programming error in the engine, never a user-input path — the engine validates user data first).
 
 pub mod activation;
+pub mod alignedbuf;
 pub mod attention;
+pub mod bf16;
 pub mod conv;
 pub mod cpu;
 pub mod elementwise;

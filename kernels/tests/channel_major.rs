@@ -96,6 +96,40 @@ proptest! {
         }
     }
 
+    /// Packed segments: each segment's output is bit-identical to the kernel run on that segment alone (the
+    /// causal window restarts at every segment start), and the segmented reference agrees within the bound.
+    #[test]
+    fn depthwise_conv_cm_segments_match_alone(
+        segs in proptest::collection::vec(prop_oneof![0usize..5, 1usize..70], 1..6),
+        c in prop_oneof![1usize..20, 30usize..40],
+        k in prop_oneof![1usize..5, Just(31usize)],
+        seed in any::<u64>(),
+    ) {
+        let t: usize = segs.iter().sum();
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(c * t, -3.0, 3.0);
+        let w = rng.vec(c * k, -1.0, 1.0);
+        let mut got = vec![f32::NAN; c * t];
+        conv::depthwise_conv1d_causal_cm_segments(&mut got, &x, &w, c, t, k, &segs);
+        let mut want = vec![0f32; c * t];
+        conv::depthwise_conv1d_causal_cm_segments_ref(&mut want, &x, &w, c, t, k, &segs);
+        let mut s0 = 0;
+        for &len in &segs {
+            let xs: Vec<f32> = (0..c).flat_map(|ch| x[ch * t + s0..ch * t + s0 + len].to_vec()).collect();
+            let mut alone = vec![0f32; c * len];
+            conv::depthwise_conv1d_causal_cm(&mut alone, &xs, &w, c, len, k);
+            for ch in 0..c {
+                prop_assert_eq!(&got[ch * t + s0..ch * t + s0 + len], &alone[ch * len..(ch + 1) * len]);
+            }
+            s0 += len;
+        }
+        let xa: Vec<f32> = x.iter().map(|v| v.abs()).collect();
+        let wa: Vec<f32> = w.iter().map(|v| v.abs()).collect();
+        let mut mag = vec![0f32; c * t];
+        conv::depthwise_conv1d_causal_cm_segments_ref(&mut mag, &xa, &wa, c, t, k, &segs);
+        check_close("depthwise_conv_cm_segments", &got, &want, |i| (k as f32) * ULP * mag[i] + 1e-30).map_err(fail)?;
+    }
+
     #[test]
     fn linear_cm_matches_ref(
         n in 0usize..40,

@@ -224,35 +224,61 @@ pub fn log_mel_ref(out: &mut [f32], x: &[f32], frames: usize) {
     }
 }
 
-/// Per-mel-bin normalization over time, in place: `(x - mean) / sqrt(var_ddof1 + 1e-7)`.
+/// NumPy's float32 `pairwise_sum` (numpy/core/src/umath/loops_utils.h.src, 1.26): below 8 values a plain
+/// loop; up to 128, eight interleaved f32 accumulators combined as `((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7))`, then
+/// the remainder in order; above 128, split at `n/2` rounded down to a multiple of 8 and recurse.
+/// NumPy runs it for `add.reduce` along a contiguous axis, as `0 + pairwise_sum(all)`.
+/// a: [n]
+pub fn numpy_pairwise_sum(a: &[f32]) -> f32 {
+    let n = a.len();
+    if n < 8 {
+        a.iter().fold(0.0f32, |r, &v| r + v)
+    } else if n <= 128 {
+        let mut r: [f32; 8] = a[..8].try_into().expect("8 values");
+        let body = n - n % 8;
+        for c in a[8..body].chunks_exact(8) {
+            for (acc, &v) in r.iter_mut().zip(c) {
+                *acc += v;
+            }
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &a[body..] {
+            res += v;
+        }
+        res
+    } else {
+        let n2 = n / 2 - (n / 2) % 8;
+        numpy_pairwise_sum(&a[..n2]) + numpy_pairwise_sum(&a[n2..])
+    }
+}
+
+/// Per-mel-bin normalization over time, in place: `(x - mean) / sqrt(var_ddof1 + 1e-7)`, bit for bit as
+/// transformers 4.52.1 computes it with NumPy 1.26.
 ///
-/// Mirrors NumPy on the f32 `[F, 80]` array: `x.mean(0)` and `x.var(0, ddof=1)` reduce along the
-/// non-contiguous axis, i.e. a sequential f32 sum over frames per bin; the rest is f32 arithmetic too.
-/// Needs `frames >= 2` (ddof=1).
+/// HF's `x` is `spectrogram(..).T`: the transpose of a C-contiguous `[80, F]` array, so frames are the
+/// *contiguous* axis and `x.mean(0)` / `x.var(0, ddof=1)` reduce each bin with NumPy's float32 pairwise sum
+/// ([`numpy_pairwise_sum`]). `np.var` (`_methods._var`): `mean = sum(x) / n`, `d = x - mean`, `d = d * d`,
+/// `var = sum(d) / (n - 1)`, all f32; then `(x - mean) / sqrt(var + f32(1e-7))`. Needs `frames >= 2`.
 /// feats: [frames, 80]
 pub fn normalize_per_bin(feats: &mut [f32], frames: usize) {
     debug_assert_eq!(feats.len(), frames * N_MELS);
     let n = frames as f32;
+    let denom = frames.saturating_sub(1) as f32;
+    let mut col = vec![0.0f32; frames];
     let mut mean = [0.0f32; N_MELS];
-    for row in feats.chunks_exact(N_MELS) {
-        for (m, &v) in mean.iter_mut().zip(row) {
-            *m += v;
-        }
-    }
-    for m in &mut mean {
-        *m /= n;
-    }
-    let mut var = [0.0f32; N_MELS];
-    for row in feats.chunks_exact(N_MELS) {
-        for ((s, &v), &m) in var.iter_mut().zip(row).zip(&mean) {
-            let d = v - m;
-            *s += d * d;
-        }
-    }
-    let denom = (frames.saturating_sub(1)) as f32;
     let mut std_dev = [0.0f32; N_MELS];
-    for (d, &s) in std_dev.iter_mut().zip(&var) {
-        *d = (s / denom + 1e-7f32).sqrt();
+    for j in 0..N_MELS {
+        for (c, row) in col.iter_mut().zip(feats.chunks_exact(N_MELS)) {
+            *c = row[j];
+        }
+        let m = (0.0 + numpy_pairwise_sum(&col)) / n;
+        for c in col.iter_mut() {
+            let d = *c - m;
+            *c = d * d;
+        }
+        let var = (0.0 + numpy_pairwise_sum(&col)) / denom;
+        mean[j] = m;
+        std_dev[j] = (var + 1e-7f32).sqrt();
     }
     for row in feats.chunks_exact_mut(N_MELS) {
         for ((v, &m), &sd) in row.iter_mut().zip(&mean).zip(&std_dev) {
@@ -279,6 +305,22 @@ pub fn stack_frames(out: &mut [f32], mask: &mut [bool], feats: &[f32], frames: u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Expected values from NumPy 1.26.4 itself (`np.add.reduce` of the same float32 arrays); a sequential f32
+    /// sum gives 16777216 and 9458637 instead.
+    #[test]
+    fn pairwise_sum_is_numpys() {
+        let mut a = vec![1.0f32; 9];
+        a[0] = 16_777_216.0;
+        assert_eq!(numpy_pairwise_sum(&a), 16_777_224.0);
+        // 300 values: exercises the recursive split (n > 128) and the ragged tail.
+        let b: Vec<f32> = (0..300u32)
+            .map(|i| ((i * 7919 % 1000) as f64 / 7.0 + if i % 37 == 0 { 1_048_576.0 } else { 0.0 }) as f32)
+            .collect();
+        assert_eq!(numpy_pairwise_sum(&b), 9_458_634.0);
+        assert_eq!(numpy_pairwise_sum(&[]), 0.0);
+        assert_eq!(numpy_pairwise_sum(&[0.5, 0.25, 0.125]), 0.875);
+    }
 
     #[test]
     fn frame_count_rule() {

@@ -2,15 +2,15 @@
 //!
 //! - [`decode`]: symphonia; WAV (8/16/24/32-bit PCM, f32/f64, extensible), FLAC, MP3, OGG/Vorbis. Channels
 //!   are averaged (librosa's `to_mono`; HF's extractor would keep only the first channel).
-//! - [`resample`]: polyphase windowed sinc (rubato's filter, own f32x8 kernel), anything → 16 kHz
-//!   (librosa's `load(sr=16000)` uses soxr HQ).
+//! - [`soxr`]: libsoxr HQ exactly as librosa 0.11 runs it through python-soxr (`librosa.load(sr=16000)`),
+//!   bit-identical to librosa's output. libsoxr is LGPL-2.1 (README).
 //! - [`torchaudio_resample`]: `torchaudio.transforms.Resample` (Hann-windowed sinc), which IndexTTS2 applies to
 //!   the speaker prompt after loading it at 22.05 kHz ([`Preprocess::Indextts2SpeakerPrompt`]).
 //! - [`fbank`]: the log-mel features, per-bin normalization, stride-2 stacking and the mask.
 
 pub mod decode;
 pub mod fbank;
-pub mod resample;
+pub mod soxr;
 pub mod torchaudio_resample;
 
 pub use fbank::{FEATURE_DIM, N_MELS, PADDING_VALUE, SAMPLE_RATE, STRIDE};
@@ -58,6 +58,32 @@ pub fn load_audio(path: &Path) -> Result<Vec<f32>> {
     Preprocess::Direct16k.load(path)
 }
 
+/// Name given to in-memory audio in error messages (where a file would be named).
+pub const IN_MEMORY: &str = "<in-memory audio>";
+
+/// In-memory interleaved `[frames, channels]` samples at `sample_rate` → `[n]` mono 16 kHz samples, by the same
+/// steps [`load_audio`] takes after decoding (average of channels, then [`soxr::resample`]); a file and the
+/// same samples given here give the same result bit for bit. `source` names the input in errors.
+pub fn samples_to_16k(interleaved: &[f32], channels: usize, sample_rate: u32, source: &Path) -> Result<Vec<f32>> {
+    if channels == 0 || !interleaved.len().is_multiple_of(channels) {
+        return Err(Error::audio(
+            source,
+            format!(
+                "{} interleaved samples do not split into {channels} channel(s)",
+                interleaved.len()
+            ),
+        ));
+    }
+    mono_16k(interleaved, channels, sample_rate, source, "input")
+}
+
+/// Check finite, average the channels, resample to 16 kHz. `what` says in errors which signal was checked.
+fn mono_16k(interleaved: &[f32], channels: usize, sample_rate: u32, source: &Path, what: &str) -> Result<Vec<f32>> {
+    check_finite(interleaved, source, what)?;
+    let mono = decode::downmix(interleaved, channels);
+    soxr::resample(&mono, sample_rate, SAMPLE_RATE, source)
+}
+
 /// librosa's default `load` rate, at which IndexTTS2 reads the speaker prompt.
 pub const LIBROSA_DEFAULT_RATE: u32 = 22_050;
 /// IndexTTS2 keeps the first 15 s of the speaker prompt: `int(15 * 22050)` samples at 22.05 kHz.
@@ -66,7 +92,7 @@ pub const SPEAKER_PROMPT_SAMPLES: usize = 15 * LIBROSA_DEFAULT_RATE as usize;
 /// How a file becomes the 16 kHz mono signal the fbank reads: which IndexTTS2 input it mirrors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Preprocess {
-    /// `librosa.load(path, sr=16000)`: channels averaged, one soxr-HQ-like resample straight to 16 kHz.
+    /// `librosa.load(path, sr=16000)`: channels averaged, one soxr HQ resample straight to 16 kHz.
     /// IndexTTS2's emotion prompt and MaskGCT read audio this way. [`load_audio`].
     #[default]
     Direct16k,
@@ -79,6 +105,13 @@ impl Preprocess {
     /// Decode `path` and produce 16 kHz mono samples this way.
     pub fn load(self, path: &Path) -> Result<Vec<f32>> {
         self.to_16k(decode::decode_file_with(path, self.at_limit())?, path)
+    }
+
+    /// [`Preprocess::load`] for callers that keep only a prefix shorter than [`MAX_AUDIO_SECONDS`] (the CLI's
+    /// `--max-seconds`): a longer file is decoded up to the limit instead of refused. The cut itself is the
+    /// caller's, after resampling (as IndexTTS2 cuts its prompt), so the kept samples equal a full decode's.
+    pub fn load_prefix(self, path: &Path) -> Result<Vec<f32>> {
+        self.to_16k(decode::decode_file_with(path, decode::AtLimit::Stop)?, path)
     }
 
     /// [`Preprocess::load`] on a file's bytes held in memory; `source` names it (and hints the format).
@@ -97,11 +130,13 @@ impl Preprocess {
 
     /// Decoded audio → mono → 16 kHz, this way.
     fn to_16k(self, d: decode::Decoded, path: &Path) -> Result<Vec<f32>> {
-        check_finite(&d.interleaved, path, "decoded")?;
-        let mono = decode::downmix(&d.interleaved, d.channels);
         match self {
-            Preprocess::Direct16k => resample::resample(&mono, d.sample_rate, SAMPLE_RATE, path),
-            Preprocess::Indextts2SpeakerPrompt => speaker_prompt_from_mono(&mono, d.sample_rate, path),
+            Preprocess::Direct16k => mono_16k(&d.interleaved, d.channels, d.sample_rate, path, "decoded"),
+            Preprocess::Indextts2SpeakerPrompt => {
+                check_finite(&d.interleaved, path, "decoded")?;
+                let mono = decode::downmix(&d.interleaved, d.channels);
+                speaker_prompt_from_mono(&mono, d.sample_rate, path)
+            }
         }
     }
 }
@@ -112,8 +147,8 @@ impl Preprocess {
 /// audio = audio[:, :int(15 * sr)]                   # first 15 s
 /// audio_16k = torchaudio.transforms.Resample(sr, 16000)(audio)
 /// ```
-/// Here: decode → mean of channels → [`resample::resample`] to 22050 Hz (the soxr-like resampler; identity for
-/// 22.05 kHz files, as in librosa) → first [`SPEAKER_PROMPT_SAMPLES`] → [`torchaudio_resample`] to 16 kHz.
+/// Here: decode → mean of channels → [`soxr::resample`] to 22050 Hz (libsoxr HQ as librosa runs it; identity
+/// for 22.05 kHz files, as in librosa) → first [`SPEAKER_PROMPT_SAMPLES`] → [`torchaudio_resample`] to 16 kHz.
 /// Returns `[min(n22, 330750) · 320 / 441, rounded up]` samples at 16 kHz.
 pub fn load_indextts2_speaker_prompt(path: &Path) -> Result<Vec<f32>> {
     Preprocess::Indextts2SpeakerPrompt.load(path)
@@ -122,7 +157,7 @@ pub fn load_indextts2_speaker_prompt(path: &Path) -> Result<Vec<f32>> {
 /// [`load_indextts2_speaker_prompt`] after decoding: mono `samples` at `sample_rate` → 16 kHz. `source` names
 /// the input in errors.
 pub fn speaker_prompt_from_mono(samples: &[f32], sample_rate: u32, source: &Path) -> Result<Vec<f32>> {
-    let mut x = resample::resample(samples, sample_rate, LIBROSA_DEFAULT_RATE, source)?;
+    let mut x = soxr::resample(samples, sample_rate, LIBROSA_DEFAULT_RATE, source)?;
     x.truncate(SPEAKER_PROMPT_SAMPLES);
     torchaudio_resample::resample_torchaudio(&x, LIBROSA_DEFAULT_RATE, SAMPLE_RATE, source)
 }

@@ -6,12 +6,14 @@
 //! The score/softmax/V part runs in the fused kernel (`w2vbert_kernels::attention`), which never builds the
 //! `[T, T, head_dim]` tensor HF materializes: the 73-bucket product `q Eᵀ` gives every bias value.
 
+use super::pack::Pack;
 use super::primitives::Linear;
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 use w2vbert_kernels::attention::{relative_attention_cm, RelPosAttention};
+use w2vbert_kernels::bf16::Bf16Kernel;
 
 pub struct SelfAttention {
     pub linear_q: Linear,
@@ -45,8 +47,20 @@ impl SelfAttention {
         })
     }
 
-    /// h[d, t] += Attention(x[d, t]) (channel-major) with keys masked by `key_mask` [t] (true = valid).
-    /// `q`, `k`, `v`, `ctx` are [d, t] scratch.
+    pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
+        for l in [
+            &mut self.linear_q,
+            &mut self.linear_k,
+            &mut self.linear_v,
+            &mut self.linear_out,
+        ] {
+            l.to_bf16(kernel);
+        }
+    }
+
+    /// h[d, T] += Attention(x[d, T]) (channel-major) with keys masked by `key_mask` [T] (true = valid), T the
+    /// pack's total width: the projections run once over the pack, the attention itself within each segment
+    /// (a column offset with row stride T). `q`, `k`, `v`, `ctx` are [d, T] scratch.
     #[allow(clippy::too_many_arguments)]
     pub fn forward_residual(
         &self,
@@ -57,25 +71,28 @@ impl SelfAttention {
         ctx: &mut [f32],
         x: &[f32],
         key_mask: Option<&[bool]>,
-        t: usize,
+        pack: &Pack,
     ) {
+        let t = pack.total();
         self.linear_q.forward(q, x, t);
         self.linear_k.forward(k, x, t);
         self.linear_v.forward(v, x, t);
-        relative_attention_cm(
-            &self.kernel,
-            ctx,
-            t,
-            q,
-            t,
-            k,
-            t,
-            v,
-            t,
-            self.distance_embedding.data(),
-            key_mask,
-            t,
-        );
+        for (s0, len) in pack.ranges() {
+            relative_attention_cm(
+                &self.kernel,
+                &mut ctx[s0..],
+                t,
+                &q[s0..],
+                t,
+                &k[s0..],
+                t,
+                &v[s0..],
+                t,
+                self.distance_embedding.data(),
+                key_mask.map(|m| &m[s0..s0 + len]),
+                len,
+            );
+        }
         self.linear_out.forward_accumulate(h, ctx, t, 1.0);
     }
 }

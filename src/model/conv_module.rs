@@ -2,11 +2,13 @@
 //! conv (kernel k, k-1 zeros on the left) → depthwise_layer_norm → SiLU → pointwise_conv2 (d → d).
 //! transformers v4.52.1 modeling_wav2vec2_bert.py#L156 (forward at #L195).
 
+use super::pack::Pack;
 use super::primitives::{zero_masked_cols, LayerNorm, Linear};
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
+use w2vbert_kernels::bf16::Bf16Kernel;
 use w2vbert_kernels::{activation, conv};
 
 pub struct ConvolutionModule {
@@ -37,8 +39,14 @@ impl ConvolutionModule {
         })
     }
 
-    /// h[d, t] += ConvModule(h) (channel-major) with time steps masked by `mask` [t] zeroed after the first
-    /// LayerNorm. Scratch: `a`, `b` [d, t]; `wide` [2d, t].
+    pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
+        self.pointwise_conv1.to_bf16(kernel);
+        self.pointwise_conv2.to_bf16(kernel);
+    }
+
+    /// h[d, T] += ConvModule(h) (channel-major) with time steps masked by `mask` [T] zeroed after the first
+    /// LayerNorm; T is the pack's width and the causal depthwise conv restarts at every segment.
+    /// Scratch: `a`, `b` [d, T]; `wide` [2d, T].
     pub fn forward_residual(
         &self,
         h: &mut [f32],
@@ -46,8 +54,9 @@ impl ConvolutionModule {
         b: &mut [f32],
         wide: &mut [f32],
         mask: Option<&[bool]>,
-        t: usize,
+        pack: &Pack,
     ) {
+        let t = pack.total();
         let d = self.layer_norm.dim;
         self.layer_norm.forward(a, h, t);
         if let Some(m) = mask {
@@ -57,7 +66,7 @@ impl ConvolutionModule {
         // GLU over channels: value half = rows 0..d, gate half = rows d..2d, i.e. the two contiguous halves of
         // `wide` [2d, t], so it is one elementwise pass of d·t.
         activation::glu(a, wide, 1, d * t);
-        conv::depthwise_conv1d_causal_cm(b, a, self.depthwise.data(), d, t, self.kernel_size);
+        conv::depthwise_conv1d_causal_cm_segments(b, a, self.depthwise.data(), d, t, self.kernel_size, pack.lens());
         self.depthwise_layer_norm.forward_inplace(b, t);
         activation::silu_inplace(&mut b[..t * d]);
         self.pointwise_conv2.forward_accumulate(h, b, t, 1.0);

@@ -8,11 +8,14 @@
 
 use super::feature_projection::FeatureProjection;
 use super::layer::{EncoderLayer, Scratch};
-use super::primitives::{transpose, zero_masked_cols};
+use super::pack::Pack;
+use super::primitives::zero_masked_cols;
+use super::Precision;
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::{Error, Result};
 use crate::weights::Weights;
 use std::path::{Path, PathBuf};
+use w2vbert_kernels::attention::transpose_block;
 
 /// The files of a Hugging Face checkpoint directory.
 #[derive(Clone, Debug)]
@@ -54,6 +57,7 @@ pub struct Wav2Vec2BertModel {
     pub feature_projection: FeatureProjection,
     /// `encoder.layers[0..n]`, only as many as were asked for at load.
     pub layers: Vec<EncoderLayer>,
+    precision: Precision,
 }
 
 impl Wav2Vec2BertModel {
@@ -89,7 +93,35 @@ impl Wav2Vec2BertModel {
             config,
             feature_projection,
             layers,
+            precision: Precision::F32,
         })
+    }
+
+    /// Switch the encoder layers' projections to `precision` and return the precision in force. bf16 needs
+    /// AMX or AVX512-BF16: without either the model stays f32 and `Ok(Precision::F32)` says so (the caller
+    /// must tell the user). Switching back to f32 after bf16 is refused (the f32 weights are gone).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<Precision> {
+        match precision {
+            Precision::F32 if self.precision == Precision::Bf16 => Err(Error::Invalid(
+                "this model was converted to bf16; load it again for fp32".into(),
+            )),
+            Precision::F32 => Ok(Precision::F32),
+            Precision::Bf16 => match w2vbert_kernels::bf16::best_kernel() {
+                None => Ok(self.precision),
+                Some(kernel) => {
+                    for layer in &mut self.layers {
+                        layer.to_bf16(kernel);
+                    }
+                    self.precision = Precision::Bf16;
+                    Ok(Precision::Bf16)
+                }
+            },
+        }
+    }
+
+    /// The projections' arithmetic.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Deepest hidden state this instance can produce.
@@ -102,17 +134,35 @@ impl Wav2Vec2BertModel {
     /// encoder entry, masked as attention keys and zeroed before the depthwise conv — they are still computed and
     /// returned, like HF). Returns one `[t, hidden]` array per entry of `wanted`, in that order.
     pub fn forward(&self, features: &[f32], mask: &[bool], t: usize, wanted: &[usize]) -> Result<Vec<Vec<f32>>> {
-        let cfg = &self.config;
-        let (fin, d) = (cfg.feature_projection_input_dim, cfg.hidden_size);
-        if t == 0 {
-            return Err(Error::Invalid("no input frames".into()));
-        }
+        let fin = self.config.feature_projection_input_dim;
         if features.len() != t * fin || mask.len() != t {
             return Err(Error::Invalid(format!(
                 "input_features must be [{t}, {fin}] with a mask of {t} (got {} values and a mask of {})",
                 features.len(),
                 mask.len()
             )));
+        }
+        let mut out = self.forward_packed(&[(features, mask)], wanted)?;
+        Ok(out.pop().expect("one utterance in, one out"))
+    }
+
+    /// [`Self::forward`] on several utterances at once, packed side by side into one `[hidden, ΣT]` block (see
+    /// [`Pack`]): no padding, and each utterance's result is what `forward` gives it alone. `utterances` are
+    /// `(features [t_i, in], mask [t_i])`; returns, per utterance, one `[t_i, hidden]` array per entry of `wanted`.
+    pub fn forward_packed(&self, utterances: &[(&[f32], &[bool])], wanted: &[usize]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let cfg = &self.config;
+        let (fin, d) = (cfg.feature_projection_input_dim, cfg.hidden_size);
+        for (i, (f, m)) in utterances.iter().enumerate() {
+            if m.is_empty() {
+                return Err(Error::Invalid(format!("utterance {i}: no input frames")));
+            }
+            if f.len() != m.len() * fin {
+                return Err(Error::Invalid(format!(
+                    "utterance {i}: input_features must be [{t}, {fin}] for a mask of {t} (got {} values)",
+                    f.len(),
+                    t = m.len()
+                )));
+            }
         }
         if let Some(&k) = wanted.iter().find(|&&k| k > self.layers.len()) {
             return Err(Error::Invalid(format!(
@@ -121,44 +171,53 @@ impl Wav2Vec2BertModel {
                 cfg.num_hidden_layers
             )));
         }
+        if utterances.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pack = Pack::new(utterances.iter().map(|(_, m)| m.len()).collect());
+        let t = pack.total();
+        let mask: Vec<bool> = utterances.iter().flat_map(|(_, m)| m.iter().copied()).collect();
         let deepest = wanted.iter().copied().max().unwrap_or(0);
-        let key_mask = if mask.iter().all(|&m| m) { None } else { Some(mask) };
+        let key_mask = if mask.iter().all(|&m| m) { None } else { Some(&mask[..]) };
 
-        // Channel-major inside the encoder: h [d, t]. The [t, fin] input is transposed once here.
+        // Channel-major inside the encoder: h [d, T]. Each [t_i, fin] input is transposed into its columns.
         let mut h = vec![0.0f32; d * t];
         {
             let mut xt = vec![0.0f32; fin * t];
-            transpose(&mut xt, features, t, fin);
+            for ((f, _), (s0, len)) in utterances.iter().zip(pack.ranges()) {
+                transpose_block(&mut xt[s0..], t, f, fin, len, fin);
+            }
             let mut normed = vec![0.0f32; fin * t];
             self.feature_projection.forward(&mut h, &mut normed, &xt, t);
         }
-        zero_masked_cols(&mut h, mask, t);
+        zero_masked_cols(&mut h, &mask, t);
 
-        // Requested hidden states go back to time-major [t, d] on the way out.
-        let mut out: Vec<Option<Vec<f32>>> = vec![None; wanted.len()];
+        // Requested hidden states go back to time-major [t_i, d] on the way out.
+        let mut out: Vec<Vec<Option<Vec<f32>>>> = vec![vec![None; wanted.len()]; utterances.len()];
         let mut keep = |k: usize, h: &[f32]| {
-            if let Some(first) = wanted.iter().position(|&w| w == k) {
-                let mut hs = vec![0.0f32; t * d];
-                transpose(&mut hs, h, d, t);
-                for (slot, &w) in out.iter_mut().zip(wanted).skip(first + 1) {
-                    if w == k {
-                        *slot = Some(hs.clone());
-                    }
+            for (j, _) in wanted.iter().enumerate().filter(|(_, &w)| w == k) {
+                for (slot, (s0, len)) in out.iter_mut().zip(pack.ranges()) {
+                    let mut hs = vec![0.0f32; len * d];
+                    transpose_block(&mut hs, d, &h[s0..], t, d, len);
+                    slot[j] = Some(hs);
                 }
-                out[first] = Some(hs);
             }
         };
         keep(0, &h);
         if deepest > 0 {
             let mut scratch = Scratch::new(cfg, t);
             for (i, layer) in self.layers[..deepest].iter().enumerate() {
-                layer.forward(&mut h, &mut scratch, key_mask, t);
+                layer.forward(&mut h, &mut scratch, key_mask, &pack);
                 keep(i + 1, &h);
             }
         }
         Ok(out
             .into_iter()
-            .map(|o| o.expect("every wanted k ≤ deepest was kept"))
+            .map(|per| {
+                per.into_iter()
+                    .map(|o| o.expect("every wanted k ≤ deepest was kept"))
+                    .collect()
+            })
             .collect())
     }
 

@@ -5,7 +5,7 @@ use super::primitives::Linear;
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::weights::Weights;
-use w2vbert_kernels::activation;
+use w2vbert_kernels::bf16::Bf16Kernel;
 
 pub struct FeedForward {
     pub intermediate_dense: Linear,
@@ -21,12 +21,15 @@ impl FeedForward {
         })
     }
 
+    pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
+        self.intermediate_dense.to_bf16(kernel);
+        self.output_dense.to_bf16(kernel);
+    }
+
     /// h[d, t] += scale · FFN(x[d, t]) (channel-major) — the conformer's half-step residual (scale 0.5).
     /// `inter` [intermediate, t] is scratch.
     pub fn forward_residual(&self, h: &mut [f32], inter: &mut [f32], x: &[f32], t: usize, scale: f32) {
-        let f = self.intermediate_dense.out_dim;
-        self.intermediate_dense.forward(inter, x, t);
-        activation::silu_inplace(&mut inter[..t * f]);
+        self.intermediate_dense.forward_silu(inter, x, t);
         self.output_dense.forward_accumulate(h, inter, t, scale);
     }
 }

@@ -5,10 +5,12 @@
 use super::attention::SelfAttention;
 use super::conv_module::ConvolutionModule;
 use super::feed_forward::FeedForward;
+use super::pack::Pack;
 use super::primitives::LayerNorm;
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::weights::Weights;
+use w2vbert_kernels::bf16::Bf16Kernel;
 
 pub struct EncoderLayer {
     pub ffn1_layer_norm: LayerNorm,
@@ -62,18 +64,29 @@ impl EncoderLayer {
         })
     }
 
-    /// h[d, t] ← layer(h), channel-major. `mask` [t] (true = valid frame) masks attention keys and zeroes padded
-    /// time steps before the depthwise convolution; masked queries are still computed, as in HF.
-    pub fn forward(&self, h: &mut [f32], s: &mut Scratch, mask: Option<&[bool]>, t: usize) {
+    /// Every projection of the layer to bf16 (LayerNorms, the depthwise conv and the distance embedding stay
+    /// f32, as do the residual stream and attention).
+    pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
+        self.ffn1.to_bf16(kernel);
+        self.self_attn.to_bf16(kernel);
+        self.conv_module.to_bf16(kernel);
+        self.ffn2.to_bf16(kernel);
+    }
+
+    /// h[d, T] ← layer(h), channel-major, T = `pack.total()`. `mask` [T] (true = valid frame) masks attention
+    /// keys and zeroes padded time steps before the depthwise convolution; masked queries are still computed, as
+    /// in HF. Attention and the depthwise conv stay within each segment of the pack.
+    pub fn forward(&self, h: &mut [f32], s: &mut Scratch, mask: Option<&[bool]>, pack: &Pack) {
+        let t = pack.total();
         self.ffn1_layer_norm.forward(&mut s.x, h, t);
         self.ffn1.forward_residual(h, &mut s.inter, &s.x, t, 0.5);
 
         self.self_attn_layer_norm.forward(&mut s.x, h, t);
         self.self_attn
-            .forward_residual(h, &mut s.q, &mut s.k, &mut s.v, &mut s.ctx, &s.x, mask, t);
+            .forward_residual(h, &mut s.q, &mut s.k, &mut s.v, &mut s.ctx, &s.x, mask, pack);
 
         self.conv_module
-            .forward_residual(h, &mut s.x, &mut s.ctx, &mut s.inter, mask, t);
+            .forward_residual(h, &mut s.x, &mut s.ctx, &mut s.inter, mask, pack);
 
         self.ffn2_layer_norm.forward(&mut s.x, h, t);
         self.ffn2.forward_residual(h, &mut s.inter, &s.x, t, 0.5);

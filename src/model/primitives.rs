@@ -4,12 +4,20 @@
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use w2vbert_kernels::{gemm, norm};
+use w2vbert_kernels::bf16::{self, Bf16Kernel, Epilogue, PackedBf16};
+use w2vbert_kernels::{activation, gemm, norm};
+
+/// How a [`Linear`] holds its weight, and so which matmul it runs.
+enum LinearWeight {
+    /// f32 where the loader put it (usually the mmap): gemm reads it in place through strides.
+    F32(Tensor), // [out, in] (or [out, in, 1])
+    /// Rounded to bf16 and packed into AMX tiles once ([`Linear::to_bf16`]); x is rounded per call.
+    Bf16(PackedBf16, Bf16Kernel),
+}
 
 /// `y = x Wᵀ + b` with W stored `[out, in]` (a 1×1 Conv1d weight `[out, in, 1]` is the same matrix).
-/// The weight stays where the loader put it (usually the mmap): gemm reads it through strides.
 pub struct Linear {
-    weight: Tensor,       // [out, in] (or [out, in, 1])
+    weight: LinearWeight,
     bias: Option<Tensor>, // [out]
     pub in_dim: usize,
     pub out_dim: usize,
@@ -19,7 +27,7 @@ impl Linear {
     /// `prefix.weight` `[out, in]` and, when `bias`, `prefix.bias` `[out]`.
     pub fn load(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
         Ok(Linear {
-            weight: w.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?,
+            weight: LinearWeight::F32(w.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?),
             bias: if bias {
                 Some(w.get(&format!("{prefix}.bias"), &[out_dim])?)
             } else {
@@ -33,42 +41,75 @@ impl Linear {
     /// A 1×1 `nn.Conv1d` without bias: `prefix.weight` `[out, in, 1]`.
     pub fn load_pointwise_conv(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Self> {
         Ok(Linear {
-            weight: w.get(&format!("{prefix}.weight"), &[out_dim, in_dim, 1])?,
+            weight: LinearWeight::F32(w.get(&format!("{prefix}.weight"), &[out_dim, in_dim, 1])?),
             bias: None,
             in_dim,
             out_dim,
         })
     }
 
-    /// Channel-major: y[out, t] = W[out, in] · x[in, t] + b (one channel per row). W is gemm's row-major lhs
-    /// read in place and x its row-major rhs: the fastest layout gemm has, with no weight copy.
+    /// Hold the weight in bf16 from now on (packed for `kernel`); the f32 weight's pages are handed back to
+    /// the OS. Idempotent.
+    pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
+        if let LinearWeight::F32(w) = &self.weight {
+            w.populate();
+            let packed = match w.raw_bf16() {
+                Some(bits) => PackedBf16::from_bf16(bits, self.out_dim, self.in_dim),
+                None => PackedBf16::from_f32(w.data(), self.out_dim, self.in_dim),
+            };
+            w.release_pages();
+            self.weight = LinearWeight::Bf16(packed, kernel);
+        }
+    }
+
+    fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_ref().map(|b| b.data())
+    }
+
+    /// Channel-major: y[out, t] = W[out, in] · x[in, t] + b (one channel per row). In f32, W is gemm's
+    /// row-major lhs read in place and x its row-major rhs: the fastest layout gemm has, with no weight copy.
     pub fn forward(&self, y: &mut [f32], x: &[f32], t: usize) {
-        gemm::linear_cm(
-            y,
-            x,
-            self.weight.data(),
-            self.bias.as_ref().map(|b| b.data()),
-            self.out_dim,
-            self.in_dim,
-            t,
-            gemm::Threads::Rayon(0),
-        );
+        let threads = gemm::Threads::Rayon(0);
+        match &self.weight {
+            LinearWeight::F32(w) => gemm::linear_cm(y, x, w.data(), self.bias(), self.out_dim, self.in_dim, t, threads),
+            LinearWeight::Bf16(w, k) => bf16::linear_bf16_cm(*k, Epilogue::Store { y }, x, w, self.bias(), t, threads),
+        }
+    }
+
+    /// y[out, t] = SiLU(W · x[in, t] + b) (the feed-forward's first half; fused into the bf16 epilogue).
+    pub fn forward_silu(&self, y: &mut [f32], x: &[f32], t: usize) {
+        match &self.weight {
+            LinearWeight::F32(_) => {
+                self.forward(y, x, t);
+                activation::silu_inplace(&mut y[..self.out_dim * t]);
+            }
+            LinearWeight::Bf16(w, k) => {
+                let out = Epilogue::StoreSilu { y };
+                bf16::linear_bf16_cm(*k, out, x, w, self.bias(), t, gemm::Threads::Rayon(0))
+            }
+        }
     }
 
     /// h[out, t] += scale · (W · x[in, t] + b): the residual add and the conformer's ½ folded into the matmul
-    /// (gemm accumulates into h), so the product is never stored on its own.
+    /// (gemm accumulates into h; the bf16 path in its epilogue), so the product is never stored on its own.
     pub fn forward_accumulate(&self, h: &mut [f32], x: &[f32], t: usize, scale: f32) {
-        gemm::linear_cm_accumulate(
-            h,
-            x,
-            self.weight.data(),
-            self.bias.as_ref().map(|b| b.data()),
-            scale,
-            self.out_dim,
-            self.in_dim,
-            t,
-            gemm::Threads::Rayon(0),
-        );
+        let threads = gemm::Threads::Rayon(0);
+        match &self.weight {
+            LinearWeight::F32(w) => gemm::linear_cm_accumulate(
+                h,
+                x,
+                w.data(),
+                self.bias(),
+                scale,
+                self.out_dim,
+                self.in_dim,
+                t,
+                threads,
+            ),
+            LinearWeight::Bf16(w, k) => {
+                bf16::linear_bf16_cm(*k, Epilogue::Accumulate { h, scale }, x, w, self.bias(), t, threads)
+            }
+        }
     }
 }
 
@@ -114,10 +155,4 @@ pub fn zero_masked_cols(x: &mut [f32], mask: &[bool], t: usize) {
             }
         }
     }
-}
-
-/// `y[j, i] = x[i, j]`: `x` [rows, cols] row-major into `y` [cols, rows] (layout changes at the encoder's
-/// entry and exit only).
-pub fn transpose(y: &mut [f32], x: &[f32], rows: usize, cols: usize) {
-    w2vbert_kernels::attention::transpose_block(y, rows, x, cols, rows, cols);
 }

@@ -52,3 +52,20 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
     ab / (aa.sqrt() * bb.sqrt())
 }
+
+/// Rewrite the safetensors file `src` as f32 into `dst`: `edit(name, shape)` returns the shape to store the
+/// tensor's values under (the same one, or a wrong one), or None to drop the tensor.
+pub fn rewrite_weights(src: &Path, dst: &Path, edit: impl Fn(&str, &[usize]) -> Option<Vec<usize>>) {
+    let w = open(src);
+    let kept: Vec<(String, Vec<usize>, Vec<f32>)> = w
+        .names()
+        .into_iter()
+        .filter_map(|n| {
+            let t = w.get_any_shape(n).unwrap();
+            edit(n, t.shape()).map(|s| (n.to_string(), s, t.data().to_vec()))
+        })
+        .collect();
+    let views: Vec<(String, Vec<usize>, &[f32])> =
+        kept.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
+    w2vbert::output::write_safetensors(dst, &views).unwrap();
+}

@@ -1,0 +1,121 @@
+//! AVX512-BF16 microkernel (`vdpbf16ps`) over the packed layouts of [`super`]: 8 weight rows × 32 columns
+//! per register tile (16 f32 accumulators), weight pairs broadcast from the AMX-tile panel, x pairs loaded
+//! from the VNNI-packed block.
+
+use super::{COL_BLOCK, K_CHUNK};
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `acc[32, t_pad] (+)= W[panel rows, chunks c0..c1] · x[chunks c0..c1]` for one 32-row block.
+///
+/// # Safety
+/// AVX512-F/BW/BF16 available; `panel` is two row tiles of `chunks` AMX A-tiles (`2·chunks·512` values),
+/// `xp` the packed x with `chunks·16` pair rows per column block and `t_pad / 32` blocks, `acc` ≥ 32·t_pad.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub unsafe fn row_block(
+    acc: &mut [f32], // [32, t_pad]
+    panel: &[u16],   // [2][chunks][16][32]
+    xp: &[u16],      // [t_pad/16][chunks*16][16][2]
+    chunks: usize,
+    t_pad: usize,
+    c0: usize, // k chunks c0..c1 of this pass; c0 == 0 starts from zero, else adds to acc
+    c1: usize,
+) {
+    let pairs = chunks * 16;
+    debug_assert!(panel.len() >= 2 * chunks * 512 && acc.len() >= 32 * t_pad);
+    debug_assert!(xp.len() >= (t_pad / COL_BLOCK) * pairs * 64);
+    {
+        for jb in 0..t_pad / COL_BLOCK {
+            let xb = xp.as_ptr().add(jb * pairs * 64);
+            for g in 0..4 {
+                // Rows 8g..8g+8 of the block: row tile g/2, rows (g%2)·8.. inside it.
+                let wbase = panel.as_ptr().add((g / 2) * chunks * 512 + (g % 2) * 8 * K_CHUNK);
+                let ab = acc.as_mut_ptr().add(g * 8 * t_pad + jb * COL_BLOCK);
+                let mut a = [_mm512_setzero_ps(); 16];
+                if c0 > 0 {
+                    for r in 0..8 {
+                        a[2 * r] = _mm512_loadu_ps(ab.add(r * t_pad));
+                        a[2 * r + 1] = _mm512_loadu_ps(ab.add(r * t_pad + 16));
+                    }
+                }
+                for c in c0..c1 {
+                    let wc = wbase.add(c * 512);
+                    // Pair rows of the two 16-column tiles of block jb.
+                    let xc = xb.add(c * 16 * 32);
+                    for pp in 0..16 {
+                        let x0: __m512bh = std::mem::transmute(_mm512_loadu_si512(xc.add(pp * 32) as *const _));
+                        let x1: __m512bh =
+                            std::mem::transmute(_mm512_loadu_si512(xc.add(pairs * 32 + pp * 32) as *const _));
+                        for r in 0..8 {
+                            let wv: __m512bh = std::mem::transmute(_mm512_set1_epi32(
+                                (wc.add(r * K_CHUNK + pp * 2) as *const i32).read_unaligned(),
+                            ));
+                            a[2 * r] = _mm512_dpbf16_ps(a[2 * r], wv, x0);
+                            a[2 * r + 1] = _mm512_dpbf16_ps(a[2 * r + 1], wv, x1);
+                        }
+                    }
+                }
+                for r in 0..8 {
+                    _mm512_storeu_ps(ab.add(r * t_pad), a[2 * r]);
+                    _mm512_storeu_ps(ab.add(r * t_pad + 16), a[2 * r + 1]);
+                }
+            }
+        }
+    }
+}
+
+/// Pack one full 32-column block of x `[k, t]` (columns j0..j0+32) into the VNNI pair layout, rounding to
+/// bf16 (nearest even) with `vcvtne2ps2bf16`. Rows at and beyond k stay as they are (zero).
+///
+/// # Safety
+/// AVX512-F/BW/BF16 available; `j0 + 32 ≤ t`, `x.len() ≥ k·t`, `pairs ≥ ceil(k/2)`, `dst.len() ≥ pairs·64`
+/// (two column tiles of `pairs` rows).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub unsafe fn pack_x_block(dst: &mut [u16], x: &[f32], k: usize, t: usize, j0: usize, pairs: usize) {
+    assert!(j0 + COL_BLOCK <= t && x.len() >= k * t && pairs >= k.div_ceil(2) && dst.len() >= pairs * 64);
+    // Interleave [a0..a15 | b0..b15] into [a0 b0 a1 b1 ...].
+    let idx = _mm512_set_epi16(
+        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+        16, 0,
+    );
+    let xp = x.as_ptr();
+    for p in 0..k.div_ceil(2) {
+        let ra = xp.add(2 * p * t + j0);
+        for h in 0..2 {
+            let a = _mm512_loadu_ps(ra.add(16 * h));
+            let b = if 2 * p + 1 < k {
+                _mm512_loadu_ps(ra.add(t + 16 * h))
+            } else {
+                _mm512_setzero_ps()
+            };
+            let ab: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(b, a));
+            let v = _mm512_permutexvar_epi16(idx, ab);
+            _mm512_storeu_si512(dst.as_mut_ptr().add((h * pairs + p) * 32) as *mut _, v);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: &[u16], _: usize, _: usize, _: usize, _: usize) {
+    unreachable!("AVX512-BF16 is x86-64 only")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub unsafe fn pack_x_block(_: &mut [u16], _: &[f32], _: usize, _: usize, _: usize, _: usize) {
+    unreachable!("AVX512-BF16 is x86-64 only")
+}

@@ -1,0 +1,147 @@
+//! `bf16::linear_bf16_cm` (every microkernel this CPU has) against its f64 reference over awkward shapes,
+//! every epilogue, with and without bias; thread count must not change a single bit.
+//!
+//! Both sides multiply the same bf16-rounded operands; they differ only in f32 vs f64 summation, so the
+//! tolerance is 1e-5 · Σ|w||x| (+ the old value for the accumulate epilogue). A wrong index, a missed k chunk
+//! or a mis-packed pair is off by O(Σ|w||x|).
+
+mod common;
+
+use common::{check_close, Rng};
+use proptest::prelude::*;
+use w2vbert_kernels::bf16::{
+    bf16_from_f32, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_ref, Bf16Kernel, Epilogue, PackedBf16,
+};
+use w2vbert_kernels::gemm::Threads;
+
+const KERNELS: [Bf16Kernel; 2] = [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16];
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Store,
+    Silu,
+    Accumulate,
+}
+
+fn epilogue(kind: Kind, buf: &mut [f32]) -> Epilogue<'_> {
+    match kind {
+        Kind::Store => Epilogue::Store { y: buf },
+        Kind::Silu => Epilogue::StoreSilu { y: buf },
+        Kind::Accumulate => Epilogue::Accumulate { h: buf, scale: 0.5 },
+    }
+}
+
+/// Runs every available kernel on one case; `Err` names the kernel and the first bad element.
+fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64) -> Result<usize, String> {
+    let mut rng = Rng::new(seed);
+    let w = rng.vec(n * k, -1.0, 1.0);
+    let x = rng.vec(k * t, -2.0, 2.0);
+    let bias = rng.vec(n, -1.0, 1.0);
+    let old = rng.vec(n * t, -3.0, 3.0);
+    let packed = PackedBf16::from_f32(&w, n, k);
+    let b = with_bias.then_some(bias.as_slice());
+    let mut want = old.clone();
+    linear_bf16_cm_ref(epilogue(kind, &mut want), &x, &packed, b, t);
+    // Σ|w||x| per output element, on the bf16-rounded operands.
+    let mag: Vec<f32> = (0..n * t)
+        .map(|i| {
+            let (r, j) = (i / t.max(1), i % t.max(1));
+            (0..k).map(|c| (packed.get(r, c) * x[c * t + j]).abs()).sum::<f32>()
+        })
+        .collect();
+    let mut ran = 0;
+    for kernel in KERNELS.into_iter().filter(|k| k.available()) {
+        let mut got = old.clone();
+        linear_bf16_cm(kernel, epilogue(kind, &mut got), &x, &packed, b, t, Threads::Rayon(2));
+        check_close(&format!("{kernel:?} {kind:?} n{n} k{k} t{t}"), &got, &want, |i| {
+            1e-5 * mag[i] + 1e-6 * old[i].abs() + 1e-6
+        })?;
+        let mut single = old.clone();
+        linear_bf16_cm(kernel, epilogue(kind, &mut single), &x, &packed, b, t, Threads::Single);
+        if single.iter().zip(&got).any(|(a, b)| a.to_bits() != b.to_bits()) {
+            return Err(format!("{kernel:?} n{n} k{k} t{t}: 1 thread and 2 threads differ"));
+        }
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+#[test]
+fn bf16_rounding_is_nearest_even() {
+    for bits in [
+        0u32,
+        1,
+        0x7fff,
+        0x8000,
+        0x8001,
+        0x1_8000,
+        0x3f80_8000,
+        0x3f81_8000,
+        0x7f7f_ffff,
+    ] {
+        let x = f32::from_bits(bits);
+        let want = half::bf16::from_f32(x).to_bits();
+        assert_eq!(bf16_from_f32(x), want, "{bits:#x}");
+        assert_eq!(bf16_from_f32(-x), half::bf16::from_f32(-x).to_bits(), "-{bits:#x}");
+    }
+    assert!(bf16_to_f32(bf16_from_f32(f32::NAN)).is_nan());
+    let mut rng = Rng::new(7);
+    for _ in 0..100_000 {
+        let x = f32::from_bits(rng.next_u64() as u32);
+        if x.is_nan() {
+            continue;
+        }
+        assert_eq!(
+            bf16_from_f32(x),
+            half::bf16::from_f32(x).to_bits(),
+            "{:#x}",
+            x.to_bits()
+        );
+    }
+}
+
+#[test]
+fn model_shapes_and_awkward_sizes() {
+    let mut kernels_run = 0;
+    for &(n, k, t) in &[
+        (1, 1, 1),
+        (31, 33, 17),
+        (32, 32, 32),
+        (33, 63, 65),
+        (64, 160, 50),
+        (96, 1000, 31),
+        (128, 1024, 100),
+        (40, 2050, 33),
+    ] {
+        for kind in [Kind::Store, Kind::Silu, Kind::Accumulate] {
+            kernels_run = run_case(n, k, t, kind, true, (n * 31 + k * 7 + t) as u64).unwrap();
+        }
+        run_case(n, k, t, Kind::Store, false, 3).unwrap();
+    }
+    eprintln!("bf16 kernels checked on this CPU: {kernels_run}");
+}
+
+#[test]
+fn packing_keeps_every_weight() {
+    let (n, k) = (37, 70);
+    let w: Vec<f32> = (0..n * k).map(|i| i as f32 - 1000.0).collect();
+    let p = PackedBf16::from_f32(&w, n, k);
+    let h: Vec<u16> = w.iter().map(|&v| bf16_from_f32(v)).collect();
+    let q = PackedBf16::from_bf16(&h, n, k);
+    for r in 0..n {
+        for c in 0..k {
+            assert_eq!(p.get(r, c), bf16_to_f32(bf16_from_f32(w[r * k + c])));
+            assert_eq!(q.get(r, c), p.get(r, c));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn matches_reference(n in 1usize..80, k in 1usize..300, t in 1usize..90, kind in 0usize..3, bias: bool,
+                         seed: u64) {
+        let kind = [Kind::Store, Kind::Silu, Kind::Accumulate][kind];
+        run_case(n, k, t, kind, bias, seed).map_err(TestCaseError::fail)?;
+    }
+}

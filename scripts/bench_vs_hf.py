@@ -1,0 +1,593 @@
+"""Side-by-side benchmark (issue 8, item 1): `w2vbert-infer` against HF transformers (fp32 24 and 17 layers, bf16
+autocast 17), ONNX Runtime (fp32, 17-layer export) and OpenVINO (f32 and bf16, 17 layers), in one run, on the same
+seeded checkpoint and the same speech, with the same thread count everywhere.
+
+    cargo build --release
+    python scripts/bench_vs_hf.py --seconds 10,51 [--runs 5] [--engines cli,hf17,...] [--out FILE]
+    python scripts/bench_vs_hf.py --small --seconds 3,5      # 256-wide 24-layer checkpoint: checks the script
+
+Every engine runs in its own child process, so its peak RSS (ru_maxrss of the child, from wait4) is its own; this
+orchestrator imports no torch and stays small (its own peak is printed: a child's figure is the max of the two).
+Per engine and length: a warm-up call (its time and the load/compile time are reported apart), then the median of
+the remaining runs. The CLI is timed as a whole process (load + decode + fbank + 17 layers + write), `--runs`
+times after one warm-up; each peer is timed on the encoder alone with its model loaded, on the features of HF's
+SeamlessM4T extractor (timed apart, in its own row), `--peer-runs` times, fewer when `--peer-budget` seconds would
+be exceeded (the runs column says so). Parity is against HF fp32 cut to 17 layers, hidden_states[17]: the peers on
+the same HF features, the CLI end to end from the wav (its own fbank).
+
+Checkpoint: fullsize_parity.py's seeded full-size one (checkpoints/w2v-bert-2.0-random, made when missing), or
+`--small`'s, or any `--checkpoint DIR` (config.json, model.safetensors, wav2vec2bert_stats.safetensors).
+The ONNX export and the OpenVINO IR are made in their own child processes and cached under the work directory.
+"""
+import argparse
+import datetime
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from parity_stats import stats
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LAYER = 17
+# name: (row label, what is timed)
+ENGINES = {
+    "cli": ("`w2vbert-infer` fp32", "whole process"),
+    "cli-bf16": ("`w2vbert-infer --precision bf16`", "whole process"),
+    "hf24": ("HF fp32, 24 layers, hidden_states[17] (as IndexTTS2)", "encoder, loaded"),
+    "hf17": ("HF fp32 cut to 17 layers", "encoder, loaded"),
+    "hf17-bf16": ("HF bf16 autocast, cut to 17", "encoder, loaded"),
+    "ort": ("ONNX Runtime fp32, 17-layer export", "encoder, loaded"),
+    "ov-f32": ("OpenVINO f32, 17 layers", "encoder, compiled"),
+    "ov-bf16": ("OpenVINO bf16 hint, 17 layers", "encoder, compiled"),
+}
+SMALL = dict(hidden_size=256, num_attention_heads=4, intermediate_size=1024, num_hidden_layers=24)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Children. Each one is `python bench_vs_hf.py --worker KIND --spec FILE` and writes its result to spec["result"].
+# ----------------------------------------------------------------------------------------------------------------
+
+def vm_hwm_gb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    return None
+
+
+def timed_runs(call, runs, budget):
+    """Warm-up call, then min(runs, budget / warm-up time) timed calls (at least 1). Returns the warm-up time, the
+    timed runs and the last output."""
+    t = time.perf_counter()
+    out = call()
+    first = time.perf_counter() - t
+    n = max(1, min(runs, int(budget // max(first, 1e-9)))) if runs > 0 else 0
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        out = call()
+        times.append(time.perf_counter() - t)
+    return first, times, out
+
+
+def load_hf(ck, layers=None):
+    import torch  # noqa: F401
+    from transformers import Wav2Vec2BertModel
+
+    model = Wav2Vec2BertModel.from_pretrained(ck).eval()
+    if layers is not None:
+        if len(model.encoder.layers) < layers:
+            raise SystemExit(f"{ck}: the model has {len(model.encoder.layers)} layers, fewer than {layers}")
+        model.encoder.layers = model.encoder.layers[:layers]
+    return model
+
+
+def cut_module(ck):
+    """The HF model cut to 17 layers, returning last_hidden_state (= hidden_states[17]: this encoder has no final
+    norm, and the default config has no adapter), for the ONNX and OpenVINO exports."""
+    import torch
+
+    model = load_hf(ck, LAYER)
+    if model.config.add_adapter or model.config.use_intermediate_ffn_before_adapter:
+        raise SystemExit(f"{ck}: an adapter / intermediate ffn follows the encoder; last_hidden_state is not "
+                         f"hidden_states[{LAYER}]")
+
+    class Cut(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_features, attention_mask):
+            return self.m(input_features=input_features, attention_mask=attention_mask).last_hidden_state
+
+    return Cut(model).eval()
+
+
+def worker_prep(spec):
+    """Checkpoint (made when missing), speech of each length, HF extractor features (timed)."""
+    import torch
+    from transformers import Wav2Vec2BertConfig
+
+    import fullsize_parity as fp
+    import hf_reference as ref
+
+    torch.set_num_threads(spec["threads"])
+    ck = pathlib.Path(spec["checkpoint"]) if spec["checkpoint"] else fp.CK
+    if spec["make_checkpoint"]:
+        fp.make_checkpoint(ck, Wav2Vec2BertConfig(**spec["config"]) if spec["config"] else None)
+    fe = ref.extractor()
+    res = {"checkpoint": str(ck)}
+    for sec in spec["seconds"]:
+        wav_path, wav = fp.make_audio(sec, pathlib.Path(spec["work"]))
+        first, times, f = timed_runs(lambda: fe(wav, sampling_rate=16000, return_tensors="np"), 5, 1e9)
+        feats = pathlib.Path(spec["work"]) / f"features_{sec:g}s.npz"
+        np.savez(feats, input_features=f["input_features"], attention_mask=f["attention_mask"])
+        res[f"{sec:g}"] = {"wav": str(wav_path), "features": str(feats), "audio_s": len(wav) / 16000,
+                           "frames": int(f["input_features"].shape[1]), "extractor_first_s": first,
+                           "extractor_times": times, "masked_frames": int((f["attention_mask"] == 0).sum())}
+    return res
+
+
+def worker_hf(spec):
+    import torch
+
+    import hf_reference as ref
+
+    torch.set_num_threads(spec["threads"])
+    torch.set_num_interop_threads(1)
+    t = time.perf_counter()
+    model = load_hf(spec["checkpoint"], spec["layers"])
+    load = time.perf_counter() - t
+    f = np.load(spec["features"])
+    dtype = torch.bfloat16 if spec.get("bf16") else None
+    first, times, hs = timed_runs(lambda: ref.hidden_states(model, f["input_features"], f["attention_mask"], dtype),
+                                  spec["runs"], spec["budget"])
+    np.save(spec["output"], hs[LAYER][0].astype(np.float32))
+    return {"load_s": load, "first_s": first, "times": times, "vm_hwm_gb": vm_hwm_gb()}
+
+
+def worker_export_onnx(spec):
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    f = np.load(spec["features"])
+    t = time.perf_counter()
+    model = cut_module(spec["checkpoint"])
+    path = pathlib.Path(spec["path"])
+    tmp = path.with_name(path.stem + ".tmp.onnx")
+    with torch.inference_mode():
+        torch.onnx.export(
+            model, (torch.from_numpy(f["input_features"]), torch.from_numpy(f["attention_mask"])), str(tmp),
+            input_names=["input_features", "attention_mask"], output_names=["hidden_state_17"],
+            dynamic_axes={"input_features": {1: "T"}, "attention_mask": {1: "T"}, "hidden_state_17": {1: "T"}},
+            opset_version=17, dynamo=False,
+        )
+    tmp.rename(path)
+    return {"export_s": time.perf_counter() - t}
+
+
+def worker_ort(spec):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = spec["threads"]
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    t = time.perf_counter()
+    sess = ort.InferenceSession(spec["path"], so, providers=["CPUExecutionProvider"])
+    load = time.perf_counter() - t
+    f = np.load(spec["features"])
+    feed = {"input_features": f["input_features"], "attention_mask": f["attention_mask"]}
+    first, times, out = timed_runs(lambda: sess.run(None, feed)[0], spec["runs"], spec["budget"])
+    np.save(spec["output"], out[0].astype(np.float32))
+    return {"load_s": load, "first_s": first, "times": times, "vm_hwm_gb": vm_hwm_gb(),
+            "providers": sess.get_providers()}
+
+
+def worker_convert_ov(spec):
+    import openvino as ov
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    f = np.load(spec["features"])
+    t = time.perf_counter()
+    model = cut_module(spec["checkpoint"])
+    with torch.inference_mode():
+        m = ov.convert_model(model, example_input=(torch.from_numpy(f["input_features"]),
+                                                   torch.from_numpy(f["attention_mask"])))
+    path = pathlib.Path(spec["path"])
+    tmp = path.with_name(path.stem + ".tmp.xml")
+    ov.save_model(m, str(tmp), compress_to_fp16=False)  # keep f32 weights (save_model's default is f16)
+    tmp.with_suffix(".bin").rename(path.with_suffix(".bin"))
+    tmp.rename(path)
+    return {"export_s": time.perf_counter() - t}
+
+
+def worker_ov(spec):
+    import openvino as ov
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    f = np.load(spec["features"])
+    core = ov.Core()
+    t = time.perf_counter()
+    m = core.read_model(spec["path"])
+    # Static shapes for this length: OpenVINO's best case (the compile is in load_s).
+    m.reshape({m.inputs[0]: ov.PartialShape(list(f["input_features"].shape)),
+               m.inputs[1]: ov.PartialShape(list(f["attention_mask"].shape))})
+    want = ov.Type.bf16 if spec["precision"] == "bf16" else ov.Type.f32
+    cm = core.compile_model(m, "CPU", {
+        props.inference_num_threads(): spec["threads"],
+        hints.inference_precision(): want,
+        hints.performance_mode(): hints.PerformanceMode.LATENCY,
+        props.num_streams(): 1,
+    })
+    load = time.perf_counter() - t
+    got = str(cm.get_property(hints.inference_precision()))
+    req = cm.create_infer_request()
+    feed = {0: f["input_features"], 1: f["attention_mask"]}
+    first, times, out = timed_runs(lambda: req.infer(feed)[cm.output(0)].copy(), spec["runs"], spec["budget"])
+    np.save(spec["output"], out[0].astype(np.float32))
+    return {"load_s": load, "first_s": first, "times": times, "vm_hwm_gb": vm_hwm_gb(),
+            "precision_requested": str(want), "precision_compiled": got,
+            "threads_compiled": int(cm.get_property(props.inference_num_threads()))}
+
+
+WORKERS = {"prep": worker_prep, "hf": worker_hf, "export_onnx": worker_export_onnx, "ort": worker_ort,
+           "convert_ov": worker_convert_ov, "ov": worker_ov}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Orchestrator (numpy only).
+# ----------------------------------------------------------------------------------------------------------------
+
+def child_env(threads, extra=None):
+    env = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[k] = str(threads)
+    env.update(extra or {})
+    return env
+
+
+def spawn(cmd, env, capture=None):
+    """Run `cmd`, return (exit code, wall seconds, peak RSS GB of that child from wait4). With `capture` (a path
+    prefix), stdout/stderr go to files instead of the terminal."""
+    out = err = None
+    if capture:
+        out, err = open(f"{capture}.stdout", "w"), open(f"{capture}.stderr", "w")
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    for fh in (out, err):
+        if fh:
+            fh.close()
+    return p.returncode, wall, ru.ru_maxrss * 1024 / 1e9
+
+
+def exit_reason(code):
+    if code < 0:
+        return f"killed by signal {-code}" + (" (out of memory?)" if code == -9 else "")
+    return f"exit code {code}"
+
+
+def run_worker(kind, spec, work, threads, env_extra=None):
+    """Returns (result dict or None, peak RSS GB, failure reason or None)."""
+    spec_path = work / f"spec_{kind}_{spec.get('tag', '')}.json"
+    spec["result"] = str(spec_path.with_suffix(".result.json"))
+    pathlib.Path(spec["result"]).unlink(missing_ok=True)
+    spec_path.write_text(json.dumps(spec, indent=1))
+    code, _, peak = spawn([sys.executable, __file__, "--worker", kind, "--spec", str(spec_path)],
+                          child_env(threads, env_extra))
+    res = json.loads(pathlib.Path(spec["result"]).read_text()) if pathlib.Path(spec["result"]).exists() else {}
+    if code != 0 or "error" in res or not res:
+        why = f": {res['error']}" if "error" in res else ""
+        return None, peak, f"{kind} child failed ({exit_reason(code)}){why}"
+    return res, peak, None
+
+
+def cli_has_bf16(binary):
+    h = subprocess.run([str(binary), "--help"], capture_output=True, text=True).stdout
+    return "--precision" in h and "bf16" in h
+
+
+def run_cli(binary, ck, wav, out_dir, threads, runs, extra):
+    """Warm-up + `runs` whole-process runs; hidden_states[17] from the last one."""
+    from safetensors.numpy import load_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [str(binary), "--checkpoint", str(ck), "--layers", str(LAYER), "--threads", str(threads),
+           "--output-dir", str(out_dir), str(wav), "--verbose", *extra]
+    walls, peaks = [], []
+    out_file = out_dir / (pathlib.Path(wav).stem + ".safetensors")
+    for i in range(runs + 1):
+        # The CLI skips an input whose complete output exists (resumable corpus runs): every timed run must
+        # compute, so the previous run's output goes first.
+        out_file.unlink(missing_ok=True)
+        code, wall, peak = spawn(cmd, child_env(threads), capture=out_dir / "cli")
+        if code != 0:
+            msg = (out_dir / "cli.stderr").read_text().strip().splitlines()[-1:] or [""]
+            return None, f"CLI failed ({exit_reason(code)}): {msg[0]}"
+        walls.append(wall)
+        peaks.append(peak)
+    m = re.search(r"peak RSS ([0-9.]+)", (out_dir / "cli.stderr").read_text())
+    h17 = load_file(str(out_file))[f"hidden_states.{LAYER}"]
+    return {"load_s": None, "first_s": walls[0], "times": walls[1:], "peak_gb": max(peaks),
+            "self_reported_peak_gb": float(m.group(1)) if m else None, "cmd": " ".join(cmd), "h17": h17}, None
+
+
+def cache_key(ck):
+    st = (pathlib.Path(ck) / "model.safetensors").stat()
+    return hashlib.sha1(f"{pathlib.Path(ck).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:10]
+
+
+def export_once(kind, path, spec, work, threads, notes, env_extra=None):
+    """Make the ONNX / OpenVINO file when not cached; returns a failure reason or None."""
+    meta = path.with_name(path.name + ".meta.json")
+    if path.exists() and meta.exists():
+        m = json.loads(meta.read_text())
+        notes.append(f"{kind}: reused {path.name} (made in {m['export_s']:.1f} s, peak RSS {m['peak_gb']:.2f} GB)")
+        return None
+    print(f"== {kind} -> {path}", flush=True)
+    res, peak, err = run_worker(kind, dict(spec, path=str(path)), work, threads, env_extra)
+    if err:
+        return err
+    meta.write_text(json.dumps({"export_s": res["export_s"], "peak_gb": peak}))
+    notes.append(f"{kind}: {path.name} made in {res['export_s']:.1f} s this run (own process, peak RSS {peak:.2f} "
+                 f"GB); not in any row's time")
+    return None
+
+
+def machine():
+    model = next((ln.split(":", 1)[1].strip() for ln in subprocess.run(["lscpu"], capture_output=True,
+                  text=True).stdout.splitlines() if ln.startswith("Model name")), "?")
+    flags = set()
+    for ln in open("/proc/cpuinfo"):
+        if ln.startswith("flags"):
+            flags = set(ln.split(":", 1)[1].split())
+            break
+    mem = next((int(ln.split()[1]) / 1e6 for ln in open("/proc/meminfo") if ln.startswith("MemTotal")), 0)
+
+    def ver(p):
+        try:
+            return importlib.metadata.version(p)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                         text=True).stdout.strip()
+    return {
+        "cpu": model, "cores": os.cpu_count(), "mem_gb": round(mem, 1), "kernel": platform.release(),
+        "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
+        "amx": sorted(f for f in flags if f.startswith("amx")),
+        "versions": {p: ver(p) for p in ("torch", "transformers", "onnxruntime", "onnx", "openvino", "numpy")},
+        "python": platform.python_version(), "git": git, "load_avg_1min": os.getloadavg()[0],
+    }
+
+
+def fmt(x, spec=".2f", none="—"):
+    return none if x is None else format(x, spec)
+
+
+def table(rows, length, mach, threads, cli_fp32, cli_bf16):
+    out = [f"### {length['audio_s']:.1f} s of speech, T = {length['frames']} frames, {threads} threads",
+           "",
+           "| engine | timed | runs | median s | load/compile s | warm-up s | ours fp32 is | ours bf16 is | "
+           "peak RSS GB | rel L2 | max-abs | cosine | worst frame cos |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("skipped"):
+            out.append(f"| {r['label']} | skipped: {r['skipped'].replace('|', '/')} |" + " |" * 11)
+            continue
+        med = r["median"]
+        p = r.get("parity") or {}
+
+        def ratio(ours):
+            return "—" if (r["name"].startswith("cli") or ours is None or med is None) else f"{med / ours:.2f}×"
+
+        runs = f"{len(r['times'])}" + (f" (budget; asked {r['asked']})" if len(r["times"]) < r["asked"] else "")
+        out.append(
+            f"| {r['label']} | {r['timed']} | {runs} | {fmt(med, '.3f')} | {fmt(r.get('load_s'))} | "
+            f"{fmt(r.get('first_s'), '.3f')} | {ratio(cli_fp32)} | {ratio(cli_bf16)} | {fmt(r.get('peak_gb'))} | "
+            f"{fmt(p.get('rel_l2'), '.2e', 'ref')} | {fmt(p.get('max_abs'), '.2e', 'ref')} | "
+            f"{fmt(p.get('cosine'), '.7f', 'ref')} | {fmt(p.get('worst_frame_cosine'), '.6f', 'ref')} |")
+    ext = length["extractor_times"]
+    out.append(f"| HF SeamlessM4T extractor (not in the peers' times) | features from the wav in memory | {len(ext)} "
+               f"| {statistics.median(ext):.3f} | | {length['extractor_first_s']:.3f} | | | | | | | |")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--spec", help=argparse.SUPPRESS)
+    ap.add_argument("--seconds", default="10,51", help="speech lengths, comma-separated (default 10,51)")
+    ap.add_argument("--runs", type=int, default=5, help="timed CLI runs after a warm-up (default 5)")
+    ap.add_argument("--peer-runs", type=int, default=5, help="timed runs per peer after a warm-up (default 5)")
+    ap.add_argument("--peer-budget", type=float, default=150,
+                    help="seconds of timed runs per peer and length: fewer runs (at least 1) past it (default 150)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
+    ap.add_argument("--bin", type=pathlib.Path, default=ROOT / "target" / "release" / "w2vbert-infer")
+    ap.add_argument("--checkpoint", type=pathlib.Path, help="an existing checkpoint dir instead of a seeded one")
+    ap.add_argument("--small", action="store_true",
+                    help=f"a seeded small checkpoint ({SMALL}) in checkpoints/bench-small-random, to check the script")
+    ap.add_argument("--work", type=pathlib.Path, help="work dir (default out/bench_vs_hf[_small])")
+    ap.add_argument("--out", type=pathlib.Path, help="markdown table file (default <work>/table.md); JSON beside it")
+    args = ap.parse_args()
+
+    if args.worker:
+        spec = json.loads(pathlib.Path(args.spec).read_text())
+        try:
+            res = WORKERS[args.worker](spec)
+        except BaseException as e:  # the reason goes into the table row; the traceback to stderr
+            pathlib.Path(spec["result"]).write_text(json.dumps({"error": f"{type(e).__name__}: {e}"[:300]}))
+            raise
+        pathlib.Path(spec["result"]).write_text(json.dumps(res, indent=1))
+        return
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    bad = [e for e in engines if e not in ENGINES]
+    if bad:
+        ap.error(f"unknown engine(s) {bad}; choose from {','.join(ENGINES)}")
+    seconds = [float(s) for s in args.seconds.split(",")]
+    if args.small and args.checkpoint:
+        ap.error("--small and --checkpoint exclude each other")
+    if args.checkpoint:
+        ck, make_ck, cfg = args.checkpoint, False, None
+        for f in ("config.json", "model.safetensors", "wav2vec2bert_stats.safetensors"):
+            if not (ck / f).exists():
+                sys.exit(f"{ck / f}: missing (the CLI and the peers need config.json, model.safetensors and "
+                         f"wav2vec2bert_stats.safetensors)")
+    elif args.small:
+        ck, make_ck, cfg = ROOT / "checkpoints" / "bench-small-random", True, SMALL
+    else:
+        ck, make_ck, cfg = None, True, None  # fullsize_parity.py's seeded full-size checkpoint
+    work = (args.work or ROOT / "out" / ("bench_vs_hf_small" if args.small else "bench_vs_hf")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    out_md = args.out or work / "table.md"
+    threads = args.threads
+    mach = machine()
+    print(json.dumps(mach), flush=True)
+
+    # Which engines can run at all: a row with its reason otherwise, never a crash.
+    skip = {}
+    if any(e.startswith("cli") for e in engines) and not args.bin.exists():
+        for e in engines:
+            if e.startswith("cli"):
+                skip[e] = f"{args.bin} not found (cargo build --release, or --bin PATH)"
+    if "cli-bf16" in engines and "cli-bf16" not in skip and not cli_has_bf16(args.bin):
+        skip["cli-bf16"] = f"`{args.bin.name} --help` lists no `--precision bf16`"
+    for e, mod in (("ort", "onnxruntime"), ("ov-f32", "openvino"), ("ov-bf16", "openvino")):
+        if e in engines and importlib.util.find_spec(mod) is None:
+            skip[e] = f"python package {mod} not installed (pip install -r scripts/requirements-bench.txt)"
+    for e, why in skip.items():
+        print(f"skip {e}: {why}", flush=True)
+
+    print(f"== prep: checkpoint {ck or 'fullsize_parity.CK'}, speech {seconds} s", flush=True)
+    prep, _, err = run_worker("prep", {"checkpoint": ck and str(ck), "make_checkpoint": make_ck, "config": cfg,
+                                       "seconds": seconds, "work": str(work), "threads": threads}, work, threads)
+    if err:
+        sys.exit(err)
+    ck = pathlib.Path(prep.pop("checkpoint"))
+    key = cache_key(ck)
+    onnx_path, ov_path = work / f"cut{LAYER}_{key}.onnx", work / f"cut{LAYER}_{key}.xml"
+    notes, export_err = [], {}
+    report = {"machine": mach, "checkpoint": str(ck), "threads": threads, "lengths": {}}
+    md = ["## bench_vs_hf", "",
+          f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['mem_gb']} GB; avx512f "
+          f"{'yes' if mach['avx512f'] else 'no'}, avx512_bf16 {'yes' if mach['avx512_bf16'] else 'no'}, AMX "
+          f"{', '.join(mach['amx']) if mach['amx'] else 'no'}; {threads} threads everywhere. "
+          + ", ".join(f"{k} {v}" for k, v in mach["versions"].items())
+          + f", python {mach['python']}; repo {mach['git']}; checkpoint {ck.name}; "
+          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
+
+    for sec in seconds:
+        length = prep[f"{sec:g}"]
+        common = {"checkpoint": str(ck), "features": length["features"], "threads": threads,
+                  "runs": args.peer_runs, "budget": args.peer_budget, "tag": f"{sec:g}s"}
+        rows, outs = [], {}
+
+        def peer(name, kind, extra, env_extra=None):
+            print(f"== {name} @ {sec:g} s", flush=True)
+            spec = dict(common, **extra, output=str(work / f"h17_{name}_{sec:g}s.npy"), tag=f"{name}_{sec:g}s")
+            res, peak, err = run_worker(kind, spec, work, threads, env_extra)
+            if err:
+                return {"name": name, "skipped": err}
+            outs[name] = np.load(spec["output"])
+            return dict(res, name=name, peak_gb=peak, asked=args.peer_runs)
+
+        # The reference: HF fp32 cut to 17 layers (run even when not listed, then not shown).
+        ref_row = peer("hf17", "hf", {"layers": LAYER, **({} if "hf17" in engines else {"runs": 0})})
+        if ref_row.get("skipped"):
+            sys.exit(f"reference failed: {ref_row['skipped']}")
+        ref = outs["hf17"]
+        for name in engines:
+            if name in skip:
+                rows.append({"name": name, "skipped": skip[name]})
+                continue
+            if name == "hf17":
+                row = ref_row
+            elif name in ("cli", "cli-bf16"):
+                print(f"== {name} @ {sec:g} s", flush=True)
+                r, err = run_cli(args.bin, ck, length["wav"], work / f"{name}_{sec:g}s", threads, args.runs,
+                                 ["--precision", "bf16"] if name == "cli-bf16" else [])
+                if err:
+                    row = {"name": name, "skipped": err}
+                else:
+                    outs[name] = r.pop("h17")
+                    row = dict(r, name=name, asked=args.runs)
+            elif name == "hf24":
+                row = peer(name, "hf", {"layers": None})
+            elif name == "hf17-bf16":
+                row = peer(name, "hf", {"layers": LAYER, "bf16": True})
+            elif name == "ort":
+                if "ort" not in export_err:
+                    export_err["ort"] = export_once("export_onnx", onnx_path, common, work, threads, notes)
+                row = ({"name": name, "skipped": export_err["ort"]} if export_err["ort"]
+                       else peer(name, "ort", {"path": str(onnx_path)}))
+            else:  # ov-f32, ov-bf16
+                if "ov" not in export_err:
+                    # CI=true makes openvino's convert_model send no telemetry (openvino_telemetry's CI check).
+                    export_err["ov"] = export_once("convert_ov", ov_path, common, work, threads, notes,
+                                                   {"CI": "true"})
+                row = ({"name": name, "skipped": export_err["ov"]} if export_err["ov"]
+                       else peer(name, "ov", {"path": str(ov_path), "precision": name.split("-")[1]}))
+                if row.get("precision_compiled") and row["precision_compiled"] != row["precision_requested"]:
+                    notes.append(f"{name} @ {sec:g} s: asked {row['precision_requested']}, OpenVINO compiled "
+                                 f"{row['precision_compiled']}")
+            if not row.get("skipped"):
+                row["median"] = statistics.median(row["times"]) if row["times"] else None
+                row["parity"] = None if name == "hf17" else stats(outs[name], ref)
+            if row.get("skipped"):
+                print(f"skip {name} @ {sec:g} s: {row['skipped']}", flush=True)
+            rows.append(row)
+        for r in rows:
+            r["label"], r["timed"] = ENGINES[r["name"]]
+        med = {r["name"]: r.get("median") for r in rows}
+        md += table(rows, length, mach, threads, med.get("cli"), med.get("cli-bf16")) + [""]
+        report["lengths"][f"{sec:g}"] = {"prep": length, "rows": rows}
+
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    load_end = os.getloadavg()[0]
+    md += [
+        "Notes:",
+        f"- Times are medians of the timed runs after one warm-up (its time: warm-up column); `ours fp32 is` = "
+        f"peer median / CLI fp32 median (> 1: ours is faster), likewise for bf16. The CLI is the whole process "
+        f"(load + decode + fbank + {LAYER} layers + write of `--layers {LAYER}`), from the wav; the peers are the "
+        f"encoder alone, model loaded, on HF's extractor output (extractor timed in its own row, not in their "
+        f"times), so the ratios understate ours.",
+        "- load/compile: HF from_pretrained (+ cut); ORT session creation; OpenVINO read + static reshape + "
+        "compile. The ONNX export and OpenVINO conversion ran in their own processes (below).",
+        f"- Load average (1 min) at the start {mach['load_avg_1min']:.2f}, at the end {load_end:.2f}: other work on "
+        f"the machine skews every time above (not the parity).",
+        f"- Peak RSS: ru_maxrss of each engine's own child process (wait4; this orchestrator's own peak, "
+        f"{own_peak:.2f} GB, is a floor under every figure).",
+        f"- Parity: hidden_states[{LAYER}] against HF fp32 cut to {LAYER} layers on the same features; the peers "
+        f"on HF's extractor output, the CLI end to end from the wav with its own fbank (so its figure includes the "
+        f"front end's ~1e-6 difference). Worst frame cos = the lowest per-frame cosine.",
+        *[f"- {n}" for n in notes],
+    ]
+    text = "\n".join(md) + "\n"
+    print(text)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(text)
+    out_md.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {out_md} and {out_md.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+//! librosa's resampler: libsoxr, called exactly as python-soxr 1.1 calls it for
+//! `soxr.resample(x, in_rate, out_rate, quality="soxr_hq")`, then `librosa.util.fix_length` to
+//! `ceil(n · out_rate / in_rate)` samples, as `librosa.resample(res_type="soxr_hq")` (librosa 0.11) does.
+//!
+//! python-soxr (`csoxr_split_ch` / `csoxr_divide_proc` in `soxr_ext.cpp`):
+//! ```text
+//! io_spec      = soxr_io_spec(FLOAT32, FLOAT32)            # float32 in and out, scale 1, no dither flags
+//! quality_spec = soxr_quality_spec(SOXR_HQ, 0)             # SOXR_20_BITQ, linear phase, rolloff small
+//! soxr = soxr_create(in_rate, out_rate, channels, &err, &io_spec, &quality_spec, NULL)   # default runtime
+//! olen    = (size_t)(ilen * out_rate / in_rate + 1)
+//! div_len = (size_t)max(1000., 48000 * in_rate / out_rate)
+//! for idx in 0, div_len, ..: soxr_process(soxr, x + idx, min(div_len, ilen - idx), NULL, y + pos, olen - pos, &odone)
+//! soxr_process(soxr, NULL, 0, NULL, y + pos, olen - pos, &odone)   # flush
+//! ```
+//! librosa resamples mono (channels averaged first), so this takes one channel. libsoxr comes from the
+//! `media-soxr-sys` crate, which builds libsoxr 0.1.3 from source with CMake and its SIMD engines on, as
+//! python-soxr's wheels do: at HQ with float32 both run the `cr32s` engine (SSE pffft), and the output is
+//! bit-identical to librosa's (tests/resample_goldens.rs). libsoxr is LGPL-2.1: see the README.
+
+use crate::error::{Error, Result};
+use media_soxr_sys as sys;
+use std::ffi::CStr;
+use std::path::Path;
+
+/// Highest rate accepted on either side (libsoxr itself takes any positive rate; this bounds the buffers).
+pub const MAX_RATE: u32 = 1_536_000;
+
+/// libsoxr's message for a non-null `soxr_error_t`.
+fn message(err: sys::soxr_error_t) -> String {
+    // SAFETY: libsoxr's errors are static NUL-terminated strings.
+    unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned()
+}
+
+/// A libsoxr resampler, deleted on drop.
+struct Soxr(sys::soxr_t);
+
+impl Drop for Soxr {
+    fn drop(&mut self) {
+        // SAFETY: created by soxr_create, deleted once.
+        unsafe { sys::soxr_delete(self.0) }
+    }
+}
+
+impl Soxr {
+    /// `soxr_create(in, out, 1, &err, &io_spec(f32, f32), &quality_spec(SOXR_HQ, 0), NULL)`.
+    fn hq_mono_f32(from_rate: f64, to_rate: f64) -> std::result::Result<Self, String> {
+        // SAFETY: plain constructors of by-value specs; soxr_create copies what it needs from them.
+        unsafe {
+            let io = sys::soxr_io_spec(
+                sys::soxr_datatype_t::SOXR_FLOAT32_I,
+                sys::soxr_datatype_t::SOXR_FLOAT32_I,
+            );
+            // soxr.h: `#define SOXR_HQ SOXR_20_BITQ` (bindgen does not carry the alias).
+            let q = sys::soxr_quality_spec(sys::SOXR_20_BITQ as _, 0);
+            let mut err: sys::soxr_error_t = std::ptr::null();
+            let s = sys::soxr_create(from_rate, to_rate, 1, &mut err, &io, &q, std::ptr::null());
+            if !err.is_null() {
+                if !s.is_null() {
+                    sys::soxr_delete(s);
+                }
+                return Err(message(err));
+            }
+            if s.is_null() {
+                return Err("soxr_create returned no resampler".into());
+            }
+            Ok(Soxr(s))
+        }
+    }
+
+    /// `soxr_process` of `input` (`None`: end of input, flush) into `out`; returns the samples written.
+    fn process(&mut self, input: Option<&[f32]>, out: &mut [f32]) -> std::result::Result<usize, String> {
+        let (ip, ilen) = match input {
+            Some(x) => (x.as_ptr() as sys::soxr_in_t, x.len()),
+            None => (std::ptr::null(), 0),
+        };
+        let mut odone = 0usize;
+        // SAFETY: `ip` points to `ilen` f32 (or is null with 0 for the flush), `out` to `out.len()` writable
+        // f32; the resampler was created for one f32 channel.
+        let err = unsafe {
+            sys::soxr_process(
+                self.0,
+                ip,
+                ilen,
+                std::ptr::null_mut(),
+                out.as_mut_ptr() as sys::soxr_out_t,
+                out.len(),
+                &mut odone,
+            )
+        };
+        if err.is_null() {
+            Ok(odone)
+        } else {
+            Err(message(err))
+        }
+    }
+}
+
+/// `python-soxr.resample(x, from_rate, to_rate, quality="soxr_hq")` for mono float32: libsoxr's own output
+/// length (about `n · to / from`), before librosa's `fix_length`.
+/// x: [n] → [≈ n · to_rate / from_rate]
+pub fn soxr_hq(x: &[f32], from_rate: u32, to_rate: u32) -> std::result::Result<Vec<f32>, String> {
+    let (fr, tr) = (from_rate as f64, to_rate as f64);
+    let olen = (x.len() as f64 * tr / fr + 1.0) as usize;
+    let div_len = (1000f64).max(48000.0 * fr / tr) as usize;
+    let mut y = vec![0.0f32; olen];
+    let mut s = Soxr::hq_mono_f32(fr, tr)?;
+    let mut pos = 0;
+    for chunk in x.chunks(div_len) {
+        pos += s.process(Some(chunk), &mut y[pos..])?;
+    }
+    pos += s.process(None, &mut y[pos..])?;
+    y.truncate(pos);
+    Ok(y)
+}
+
+/// `librosa.resample(x, orig_sr=from_rate, target_sr=to_rate, res_type="soxr_hq")` on mono float32:
+/// [`soxr_hq`], then zero-padded or cut to `ceil(n · to_rate / from_rate)` (librosa's `fix_length`). The same
+/// rate returns `x` unchanged, as librosa does. `path` names the input in errors.
+/// x: [n] → [ceil(n · to_rate / from_rate)]
+pub fn resample(x: &[f32], from_rate: u32, to_rate: u32, path: &Path) -> Result<Vec<f32>> {
+    for (what, r) in [("input", from_rate), ("output", to_rate)] {
+        if r == 0 || r > MAX_RATE {
+            return Err(Error::audio(
+                path,
+                format!("{what} sample rate {r} Hz is outside 1..={MAX_RATE} Hz"),
+            ));
+        }
+    }
+    if from_rate == to_rate {
+        return Ok(x.to_vec());
+    }
+    // librosa: int(np.ceil(n * (float(target_sr) / orig_sr))).
+    let n_out = (x.len() as f64 * (to_rate as f64 / from_rate as f64)).ceil() as usize;
+    let mut y = soxr_hq(x, from_rate, to_rate)
+        .map_err(|e| Error::audio(path, format!("libsoxr {from_rate} -> {to_rate} Hz: {e}")))?;
+    y.resize(n_out, 0.0);
+    Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn length_is_librosas_ceil_and_same_rate_is_identity() {
+        let x = noise(12_345, 1);
+        for (from, to) in [
+            (44_100u32, 16_000u32),
+            (8_000, 16_000),
+            (22_050, 16_000),
+            (16_000, 22_050),
+        ] {
+            let y = resample(&x, from, to, Path::new("a.wav")).unwrap();
+            let want = (x.len() as f64 * (to as f64 / from as f64)).ceil() as usize;
+            assert_eq!(y.len(), want, "{from} -> {to}");
+            assert!(y.iter().all(|v| v.is_finite()));
+        }
+        assert_eq!(resample(&x, 16_000, 16_000, Path::new("a")).unwrap(), x);
+        assert!(resample(&[], 44_100, 16_000, Path::new("a")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_rates_are_errors_naming_the_file() {
+        for (from, to) in [(0u32, 16_000u32), (16_000, 0), (MAX_RATE + 1, 16_000)] {
+            let e = resample(&[0.0; 10], from, to, Path::new("dir/x.wav"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("dir/x.wav") && e.contains("sample rate"), "{e}");
+        }
+    }
+
+    #[test]
+    fn passband_sine_survives_with_the_right_amplitude_and_phase() {
+        // 1 kHz at 44.1 kHz → 16 kHz: soxr HQ is linear phase with its delay removed, so the output is the same
+        // sine sampled at 16 kHz (away from the edges), to ~1e-5.
+        let f = 1000.0f64;
+        let x: Vec<f32> = (0..44_100)
+            .map(|i| (0.5 * (2.0 * std::f64::consts::PI * f * i as f64 / 44_100.0).sin()) as f32)
+            .collect();
+        let y = resample(&x, 44_100, 16_000, Path::new("s")).unwrap();
+        let worst = (2000..14_000)
+            .map(|k| (y[k] as f64 - 0.5 * (2.0 * std::f64::consts::PI * f * k as f64 / 16_000.0).sin()).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-4, "worst {worst}");
+    }
+
+    #[test]
+    fn chunked_feeding_equals_one_shot() {
+        // python-soxr feeds `div_len` samples at a time; libsoxr's output must not depend on that.
+        let x = noise(100_000, 7);
+        let y = soxr_hq(&x, 48_000, 16_000).unwrap();
+        let mut s = Soxr::hq_mono_f32(48_000.0, 16_000.0).unwrap();
+        let mut z = vec![0.0f32; y.len() + 1];
+        let mut pos = s.process(Some(&x), &mut z).unwrap();
+        pos += s.process(None, &mut z[pos..]).unwrap();
+        z.truncate(pos);
+        assert_eq!(y, z);
+    }
+}

@@ -1,0 +1,87 @@
+//! A streaming `.safetensors` writer: the header is computed from the tensors' names, dtypes and shapes, then
+//! each tensor's bytes are produced by the caller and written one at a time, so only one tensor is ever in
+//! memory.
+//!
+//! Why not `safetensors::serialize_to_file`: it streams too, but pulls each tensor through the infallible
+//! `View::data()`, so a read or cast error in the middle of the file could not be reported as an error naming
+//! the tensor. The format is the crate's (8-byte LE header length, JSON header padded with spaces to a multiple
+//! of 8, data in header order without holes); files written here are re-read by `Weights::open`, whose parser
+//! checks exactly those rules, and loaded by the Python `safetensors` / transformers (see tests/convert.rs and
+//! the README).
+
+use crate::error::{Error, Result};
+use safetensors::Dtype;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+/// One tensor of the file to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutTensor {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+}
+
+impl OutTensor {
+    pub fn nbytes(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.size()
+    }
+}
+
+/// Writes `tensors` in the order given to a new file at `path` (fsynced before returning) and returns its size.
+/// `fill(i, buf)` must leave exactly tensor `i`'s little-endian bytes in `buf` (cleared by the callee).
+pub fn write_safetensors(
+    path: &Path,
+    metadata: &BTreeMap<String, String>,
+    tensors: &[OutTensor],
+    mut fill: impl FnMut(usize, &mut Vec<u8>) -> Result<()>,
+) -> Result<u64> {
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), serde_json::json!(metadata));
+    }
+    let mut offset = 0usize;
+    for t in tensors {
+        let end = offset + t.nbytes();
+        let dtype = serde_json::to_value(t.dtype)
+            .map_err(|e| Error::tensor(path, &t.name, format!("cannot name dtype {:?}: {e}", t.dtype)))?;
+        let entry = serde_json::json!({ "dtype": dtype, "shape": t.shape, "data_offsets": [offset, end] });
+        if header.insert(t.name.clone(), entry).is_some() || t.name == "__metadata__" {
+            return Err(Error::tensor(path, &t.name, "name given twice"));
+        }
+        offset = end;
+    }
+    let mut text = serde_json::to_string(&header)
+        .map_err(|e| Error::format(path, format!("cannot write the safetensors header: {e}")))?;
+    // The data section starts 8-aligned, so every f32 tensor (all sizes are multiples of 4) lands 4-aligned.
+    text.push_str(&" ".repeat((8 - text.len() % 8) % 8));
+
+    let io = |e: std::io::Error| Error::io(path, e);
+    let mut f = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
+    f.write_all(&(text.len() as u64).to_le_bytes()).map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    let mut buf = Vec::new();
+    for (i, t) in tensors.iter().enumerate() {
+        buf.clear();
+        fill(i, &mut buf)?;
+        if buf.len() != t.nbytes() {
+            return Err(Error::tensor(
+                path,
+                &t.name,
+                format!(
+                    "{} bytes produced for a {:?} {:?} tensor of {} bytes",
+                    buf.len(),
+                    t.dtype,
+                    t.shape,
+                    t.nbytes()
+                ),
+            ));
+        }
+        f.write_all(&buf).map_err(io)?;
+    }
+    let f = f.into_inner().map_err(|e| io(e.into_error()))?;
+    f.sync_all().map_err(io)?;
+    Ok(8 + text.len() as u64 + offset as u64)
+}

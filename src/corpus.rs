@@ -1,0 +1,295 @@
+//! Corpus runs: which files to process, where each output goes, and which share of them this task takes.
+//!
+//! **Inputs** are files, directories and manifests, expanded in this order into one list:
+//! - a file named directly → output `<stem>.<ext>` at the top of the output directory (two such files with the
+//!   same stem are refused before any work);
+//! - a directory → every audio file below it (extensions [`AUDIO_EXTENSIONS`], case-insensitive; hidden
+//!   entries — names starting with `.` — skipped; symlinks followed), sorted by path; output mirrors the tree:
+//!   `<path relative to the directory, extension replaced>`, so `a/x.wav` and `b/x.wav` never collide;
+//! - a manifest (`--manifest FILE`), in its line order. Either one path per line (relative paths resolve against
+//!   the manifest's folder), or fairseq's TSV (`wav2vec_manifest.py`): the root directory on the first line, then
+//!   `relative/path<TAB>num_samples` (resolved against the root; a relative root against the manifest's folder).
+//!   Outputs mirror the path relative to the root (TSV) or the manifest's folder (list); a path outside it
+//!   mirrors its absolute path (`/data/x.wav` → `data/x.<ext>`). Blank lines and lines starting with `#` are
+//!   skipped.
+//!
+//! **Shards** ([`shard`]): `--num-shards N --shard-index I` takes a deterministic part of that list, so every task
+//! of a Slurm array or Kubernetes Indexed Job given the same arguments sees the same list and the N parts cover
+//! it exactly once. Contiguous (default) follows fairseq's HuBERT feature dumper (`get_shard_range`):
+//! shard I is `round(n/N·I) .. round(n/N·(I+1))` with Python's round-half-to-even; strided takes items
+//! `I, I+N, I+2N, …` (better balanced when file lengths drift along the sorted list).
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+/// Extensions a directory scan picks up (what the decoder reads: symphonia's wav, flac, mp3, ogg/vorbis).
+pub const AUDIO_EXTENSIONS: &[&str] = &["wav", "wave", "flac", "mp3", "ogg", "oga"];
+
+/// One input file and where its output goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Input {
+    pub path: PathBuf,
+    /// Output path relative to the output directory, without extension.
+    pub rel: PathBuf,
+    /// Named directly on the command line (output `<stem>.<ext>`).
+    pub direct: bool,
+}
+
+impl Input {
+    /// `dir/rel.ext`.
+    pub fn output_path(&self, dir: &Path, ext: &str) -> PathBuf {
+        let mut name = self.rel.as_os_str().to_os_string();
+        name.push(".");
+        name.push(ext);
+        dir.join(name)
+    }
+}
+
+fn has_audio_extension(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
+}
+
+/// `p` without its extension.
+fn strip_ext(p: &Path) -> PathBuf {
+    p.with_extension("")
+}
+
+/// Lexically normalized `p` (`.` dropped, `x/..` folded); None if it climbs above its start.
+fn normalize(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// Where the output of `path` goes when it should mirror its place under `base`: the relative path if `path` is
+/// below `base`, else its absolute path without the root (never anything that could climb out of the output dir).
+fn mirror_rel(path: &Path, base: &Path) -> Result<PathBuf> {
+    let rel = path
+        .strip_prefix(base)
+        .ok()
+        .and_then(normalize)
+        .filter(|r| r.components().all(|c| matches!(c, Component::Normal(_))) && r.file_name().is_some());
+    let rel = match rel {
+        Some(r) => r,
+        None => {
+            let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+            let abs = normalize(&abs).unwrap_or(abs);
+            abs.components()
+                .filter(|c| matches!(c, Component::Normal(_)))
+                .collect::<PathBuf>()
+        }
+    };
+    Ok(strip_ext(&rel))
+}
+
+/// Every audio file below `dir`, sorted by path, each mirroring its place under `dir`.
+pub fn scan_dir(dir: &Path) -> Result<Vec<Input>> {
+    let mut out = Vec::new();
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            let p = e.path().unwrap_or(dir).to_path_buf();
+            Error::Invalid(format!("{}: cannot scan: {e}", p.display()))
+        })?;
+        if entry.file_type().is_file() && has_audio_extension(entry.path()) {
+            let path = entry.path().to_path_buf();
+            let rel = strip_ext(path.strip_prefix(dir).expect("walkdir yields paths below its root"));
+            out.push(Input {
+                path,
+                rel,
+                direct: false,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// The inputs a manifest lists (see the module docs for the two formats).
+pub fn read_manifest(manifest: &Path) -> Result<Vec<Input>> {
+    let text = std::fs::read_to_string(manifest).map_err(|e| Error::io(manifest, e))?;
+    let folder = manifest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    let Some(&(_, first)) = lines.first() else {
+        return Ok(Vec::new());
+    };
+    // fairseq TSV: a first line without a tab, every other line with one.
+    let tsv = !first.contains('\t') && lines.len() > 1 && lines[1..].iter().all(|(_, l)| l.contains('\t'));
+    let (base, entries) = if tsv {
+        (folder.join(first.trim()), &lines[1..])
+    } else {
+        (folder.to_path_buf(), &lines[..])
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for &(n, line) in entries {
+        let rel = if tsv {
+            let mut cols = line.split('\t');
+            let rel = cols.next().unwrap_or("");
+            if let Some(samples) = cols.next() {
+                if samples.trim().parse::<u64>().is_err() {
+                    return Err(Error::Invalid(format!(
+                        "{} line {n}: fairseq manifest line must be `relative/path<TAB>num_samples`, got {line:?}",
+                        manifest.display()
+                    )));
+                }
+            }
+            rel
+        } else {
+            line.trim()
+        };
+        if rel.is_empty() {
+            return Err(Error::Invalid(format!("{} line {n}: empty path", manifest.display())));
+        }
+        let path = base.join(rel);
+        let rel = mirror_rel(&path, &base)?;
+        out.push(Input {
+            path,
+            rel,
+            direct: false,
+        });
+    }
+    Ok(out)
+}
+
+/// Files, directories (expanded) and a manifest, in that order, as one list; refuses two inputs that would write
+/// the same output (e.g. `a.wav` and `a.flac` in one folder, or two files named directly with the same stem).
+pub fn collect(args: &[PathBuf], manifest: Option<&Path>) -> Result<Vec<Input>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            out.extend(scan_dir(a)?);
+        } else {
+            let stem = a
+                .file_stem()
+                .ok_or_else(|| Error::Invalid(format!("{}: input has no file name", a.display())))?;
+            out.push(Input {
+                path: a.clone(),
+                rel: PathBuf::from(stem),
+                direct: true,
+            });
+        }
+    }
+    if let Some(m) = manifest {
+        out.extend(read_manifest(m)?);
+    }
+    Ok(out)
+}
+
+/// Two inputs with the same output path (`dir/rel.ext`) are an error naming both, before any work.
+pub fn check_collisions(inputs: &[Input], dir: &Path, ext: &str) -> Result<()> {
+    let mut seen: HashMap<&Path, &Input> = HashMap::new();
+    for input in inputs {
+        if let Some(first) = seen.insert(&input.rel, input) {
+            let what = if first.direct && input.direct {
+                "same file stem"
+            } else {
+                "same output path"
+            };
+            return Err(Error::Invalid(format!(
+                "{} and {}: {what}, both would write {}",
+                first.path.display(),
+                input.path.display(),
+                input.output_path(dir, ext).display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How the input list is split into shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardMode {
+    /// fairseq's `get_shard_range`: consecutive runs of the list.
+    Contiguous,
+    /// Items `index, index + n, index + 2n, …`.
+    Strided,
+}
+
+/// fairseq `get_shard_range(tot, nshard, rank)`: `round(tot / nshard * rank) .. round(tot / nshard * (rank+1))`,
+/// with Python's round (half to even) on the same f64 values.
+pub fn shard_range(total: usize, num_shards: usize, index: usize) -> std::ops::Range<usize> {
+    let at = |r: usize| (total as f64 / num_shards as f64 * r as f64).round_ties_even() as usize;
+    at(index).min(total)..at(index + 1).min(total)
+}
+
+/// Indices into a list of `total` items that shard `index` of `num_shards` takes.
+pub fn shard(total: usize, num_shards: usize, index: usize, mode: ShardMode) -> Result<Vec<usize>> {
+    if num_shards == 0 || index >= num_shards {
+        return Err(Error::Invalid(format!(
+            "--shard-index {index} is out of range for --num-shards {num_shards} (0 ≤ index < shards)"
+        )));
+    }
+    Ok(match mode {
+        ShardMode::Contiguous => shard_range(total, num_shards, index).collect(),
+        ShardMode::Strided => (index..total).step_by(num_shards).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fairseq_shard_ranges() {
+        // Values from fairseq's get_shard_range in Python: tot=10, nshard=4 → 0..2, 2..5, 5..8, 8..10
+        // (2.5 rounds to 2, 7.5 to 8).
+        let r: Vec<_> = (0..4).map(|i| shard_range(10, 4, i)).collect();
+        assert_eq!(r, vec![0..2, 2..5, 5..8, 8..10]);
+        for total in 0..60 {
+            for n in 1..9 {
+                for mode in [ShardMode::Contiguous, ShardMode::Strided] {
+                    let mut all: Vec<usize> = (0..n).flat_map(|i| shard(total, n, i, mode).unwrap()).collect();
+                    all.sort();
+                    assert_eq!(
+                        all,
+                        (0..total).collect::<Vec<_>>(),
+                        "total {total}, {n} shards, {mode:?}"
+                    );
+                }
+            }
+        }
+        assert!(shard(5, 2, 2, ShardMode::Contiguous).is_err());
+        assert!(shard(5, 0, 0, ShardMode::Strided).is_err());
+    }
+
+    #[test]
+    fn mirror_never_climbs_out() {
+        let base = Path::new("/data/corpus");
+        assert_eq!(
+            mirror_rel(Path::new("/data/corpus/a/b.wav"), base).unwrap(),
+            PathBuf::from("a/b")
+        );
+        assert_eq!(
+            mirror_rel(Path::new("/data/corpus/../other/x.flac"), base).unwrap(),
+            PathBuf::from("data/other/x")
+        );
+        assert_eq!(
+            mirror_rel(Path::new("/elsewhere/y.wav"), base).unwrap(),
+            PathBuf::from("elsewhere/y")
+        );
+    }
+}

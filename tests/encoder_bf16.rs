@@ -1,0 +1,111 @@
+//! `Precision::Bf16` against Hugging Face fp32 goldens: how far bf16 weights and matmul inputs move each hidden
+//! state (bounded, printed), and that thread count changes no bit. Runs only where the CPU has a bf16 matmul
+//! (AMX or AVX512-BF16); elsewhere it checks that asking for bf16 leaves the model in f32 and says so.
+
+mod common;
+
+use common::*;
+use w2vbert::config::Wav2Vec2BertConfig;
+use w2vbert::kernels::bf16;
+use w2vbert::model::{Precision, Wav2Vec2BertModel};
+
+/// bf16 keeps 8 bits of mantissa: one rounding of every matmul input is ~2e-3 relative; through 3 layers of
+/// random weights HF's own `torch.autocast(bfloat16)` lands at ~1e-2. A wrong kernel is off by O(1).
+const TOL: f64 = 2.5e-2;
+
+fn model(dir: &std::path::Path, precision: Precision) -> (Wav2Vec2BertModel, Precision) {
+    let cfg = Wav2Vec2BertConfig::load(&dir.join("config.json")).unwrap();
+    let n = cfg.num_hidden_layers;
+    let w = open(&dir.join("model.safetensors"));
+    let mut m = Wav2Vec2BertModel::from_weights(cfg, &w, n).unwrap();
+    let got = m.set_precision(precision).unwrap();
+    (m, got)
+}
+
+#[test]
+fn bf16_hidden_states_stay_close_to_hf_fp32() {
+    let Some(kernel) = bf16::best_kernel() else {
+        let (_, got) = model(&fixture("encoder/h64"), Precision::Bf16);
+        assert_eq!(
+            got,
+            Precision::F32,
+            "no bf16 kernel on this CPU: the model must stay (and say it is) f32"
+        );
+        return;
+    };
+    println!("bf16 kernel: {}", kernel.name());
+    for (dir, golden) in [
+        (fixture("encoder/h64"), fixture("encoder/h64/golden.safetensors")),
+        (fixture("encoder/h24"), fixture("encoder/h24/golden.safetensors")),
+        (
+            repo().join("checkpoints/tiny-random"),
+            fixture("encoder/tiny-random/golden.safetensors"),
+        ),
+    ] {
+        let (m, got) = model(&dir, Precision::Bf16);
+        assert_eq!(got, Precision::Bf16);
+        assert_eq!(m.precision(), Precision::Bf16);
+        let golden = open(&golden);
+        for case in ["single_even", "single_odd"] {
+            let (feats, shape) = common::golden(&golden, &format!("{case}.input_features"));
+            let mask: Vec<bool> = common::golden(&golden, &format!("{case}.mask"))
+                .0
+                .iter()
+                .map(|&v| v != 0.0)
+                .collect();
+            let ks: Vec<usize> = (0..=m.max_hidden_state())
+                .filter(|k| golden.contains(&format!("{case}.hidden_states.{k}")))
+                .collect();
+            let ours = m.forward(&feats, &mask, shape[0], &ks).unwrap();
+            for (j, &k) in ks.iter().enumerate() {
+                let (want, _) = common::golden(&golden, &format!("{case}.hidden_states.{k}"));
+                let rel = rel_l2(&ours[j], &want);
+                println!(
+                    "  {:<40} {case:<12} hidden_states[{k:>2}] rel L2 {rel:.2e}",
+                    dir.display()
+                );
+                // hidden_states[0] is the feature projection, which stays f32.
+                let tol = if k == 0 { 1e-5 } else { TOL };
+                assert!(
+                    rel <= tol,
+                    "{}/{case}: hidden_states[{k}] rel L2 {rel:.3e} > {tol:e}",
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bf16_output_is_identical_for_any_thread_count() {
+    if bf16::best_kernel().is_none() {
+        return;
+    }
+    let (m, _) = model(&fixture("encoder/h64"), Precision::Bf16);
+    let golden = open(&fixture("encoder/h64/golden.safetensors"));
+    let (feats, shape) = common::golden(&golden, "single_even.input_features");
+    let t = 2100;
+    let feats: Vec<f32> = feats.iter().copied().cycle().take(t * shape[1]).collect();
+    let mask = vec![true; t];
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| m.forward(&feats, &mask, t, &[3]).unwrap())
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(
+            one == run(threads),
+            "bf16 hidden_states[3] differs between 1 and {threads} threads"
+        );
+    }
+}
+
+#[test]
+fn bf16_model_cannot_go_back_to_f32() {
+    if bf16::best_kernel().is_none() {
+        return;
+    }
+    let (mut m, _) = model(&fixture("encoder/h64"), Precision::Bf16);
+    let err = m.set_precision(Precision::F32).unwrap_err().to_string();
+    assert!(err.contains("bf16"), "{err}");
+}
