@@ -162,4 +162,30 @@ mod corpus_readers {
         assert!(e.contains("x.safetensors") && e.contains("do not match"), "{e}");
         entry_corpus::safetensors_check(&b);
     }
+
+    /// manifest: a line `..0` mirrors to `rel` = `..` (its "extension" `0` stripped). Not an escape: the output
+    /// is the file `...npy` inside the output directory (outputs are `rel` + `.ext` as a string). Pinned with
+    /// the output-inside-the-directory invariant.
+    #[test]
+    fn manifest_dotdot_zero_line() {
+        let b = std::fs::read(fuzz_dir().join("regressions/manifest/dotdot_zero_line")).unwrap();
+        entry_corpus::manifest(&b);
+        let (_d, p) = scratch("m.txt", b"..0\n");
+        let inputs = w2vbert::corpus::read_manifest(&p).unwrap();
+        assert_eq!(
+            inputs[0].output_path(Path::new("/out"), "npy"),
+            Path::new("/out/...npy")
+        );
+    }
+
+    /// npy: shape (7, 8, …, 8881, …, 0, 0, 0): zero values, but the product of the leading dimensions overflows.
+    /// Before the fix the reader accepted it through a wrapped product; now refused like any overflowing shape.
+    #[test]
+    fn npy_zero_dim_after_overflowing_prefix() {
+        let b = std::fs::read(fuzz_dir().join("regressions/npy/zero_dim_after_overflowing_prefix")).unwrap();
+        entry_corpus::npy(&b);
+        let (_d, p) = scratch("z.npy", &b);
+        assert!(w2vbert::output::check_npy(&p).is_err());
+        assert!(w2vbert::output::read_npy(&p).is_err());
+    }
 }
