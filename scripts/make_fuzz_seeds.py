@@ -85,6 +85,27 @@ def audio_seeds():
     put("audio", "0_8k.wav", bytes([0]) + wav_header(8000, 1, 16, 1, len(pcm8)) + pcm8)
 
 
+def corpus_seeds():
+    """Seeds of the corpus runner's readers: .npy and .safetensors outputs, manifests."""
+    import io
+    import numpy as np
+    from numpy.lib import format as npf
+
+    x = np.arange(12, dtype="<f4").reshape(3, 4) / 7
+    for name, arr, version in [("t3x4_v1.npy", x, (1, 0)), ("t3x4_v2.npy", x, (2, 0)),
+                               ("vec5_v1.npy", np.ones(5, "<f4"), (1, 0)), ("empty_0x4.npy", np.zeros((0, 4), "<f4"), (1, 0))]:
+        b = io.BytesIO()
+        npf.write_array(b, arr, version=version)
+        put("npy", name, b.getvalue())
+    put("safetensors_check", "hidden_states.safetensors",
+        save({"hidden_states.17": torch.arange(8.0).reshape(2, 4), "mask": torch.ones(2)}))
+    put("safetensors_check", "one.safetensors", save({"semantic": torch.zeros(3, 2)}))
+    put("manifest", "list.txt", b"a.wav\nsub/b.flac\n# comment\n\n../c.mp3\n/abs/d.ogg\n")
+    put("manifest", "fairseq.tsv", b"/data/LibriSpeech/dev-clean\n84/121123/84-121123-0000.flac\t46720\n"
+                                   b"84/121123/84-121123-0001.flac\t32000\n")
+    put("manifest", "fairseq_rel_root.tsv", b"audio\r\nx/y.wav\t16000\r\n./z.wav\t8000\r\n")
+
+
 if __name__ == "__main__":
     if SEEDS.exists():
         shutil.rmtree(SEEDS)
@@ -92,5 +113,6 @@ if __name__ == "__main__":
     config_seeds()
     stats_seeds()
     audio_seeds()
+    corpus_seeds()
     total = sum(p.stat().st_size for p in SEEDS.rglob("*") if p.is_file())
     print(f"{sum(1 for p in SEEDS.rglob('*') if p.is_file())} seeds, {total} bytes under {SEEDS}")

@@ -133,6 +133,10 @@ fn parse_npy_header(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, usize)> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
         .collect::<Result<Vec<_>>>()?;
+    // A shape whose byte count overflows would wrap the size checks below into agreeing with a short file.
+    if shape.iter().try_fold(4usize, |a, &d| a.checked_mul(d)).is_none() {
+        return Err(bad("shape overflows"));
+    }
     Ok((shape, start + hlen))
 }
 
@@ -203,10 +207,11 @@ pub fn check_safetensors(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
             return Err(bad(format!("{name}: dtype {dtype:?}, expected F32")));
         }
         let dims = |key: &str| -> Option<Vec<u64>> { v.get(key)?.as_array()?.iter().map(|x| x.as_u64()).collect() };
+        let nbytes = |shape: &[u64]| shape.iter().try_fold(4u64, |a, &d| a.checked_mul(d));
         let shape = dims("shape").ok_or_else(|| bad(format!("{name}: no shape")))?;
         let off = dims("data_offsets").filter(|o| o.len() == 2 && o[0] <= o[1]);
         let off = off.ok_or_else(|| bad(format!("{name}: bad data_offsets")))?;
-        if off[1] - off[0] != 4 * shape.iter().product::<u64>() {
+        if Some(off[1] - off[0]) != nbytes(&shape) {
             return Err(bad(format!(
                 "{name}: data_offsets {off:?} do not match shape {shape:?}"
             )));
@@ -222,7 +227,7 @@ pub fn check_safetensors(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
         }
         end = b;
     }
-    if len != 8 + n + end {
+    if (end as u128) + 8 + n as u128 != len as u128 {
         return Err(bad(format!("incomplete: {len} bytes, the header says {}", 8 + n + end)));
     }
     out.sort();

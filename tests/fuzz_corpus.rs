@@ -5,6 +5,8 @@
 
 #[path = "../fuzz/entry.rs"]
 mod entry;
+#[path = "../fuzz/entry_corpus.rs"]
+mod entry_corpus;
 
 use std::path::{Path, PathBuf};
 
@@ -109,5 +111,81 @@ mod regressions {
             .unwrap_err()
             .to_string();
         assert!(e.contains("c.flac"), "{e}");
+    }
+}
+
+/// The corpus runner's readers (fuzz/entry_corpus.rs): the `.npy` reader and completeness checks a resumed run
+/// trusts, and the manifest parser.
+mod corpus_readers {
+    use super::*;
+
+    #[test]
+    fn npy_corpus() {
+        assert!(replay("npy", entry_corpus::npy) >= 4);
+    }
+
+    #[test]
+    fn safetensors_check_corpus() {
+        assert!(replay("safetensors_check", entry_corpus::safetensors_check) >= 2);
+    }
+
+    #[test]
+    fn manifest_corpus() {
+        assert!(replay("manifest", entry_corpus::manifest) >= 3);
+    }
+
+    fn scratch(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        (dir, p)
+    }
+
+    /// npy: a 128-byte file whose header claims 2^62 f32 values: 4 · 2^62 wrapped to 0, so `check_npy` called it
+    /// complete (a resumed run would skip it) and `read_npy` returned 0 values for that shape. Now refused.
+    #[test]
+    fn npy_shape_2e62_wraps_size_check() {
+        let b = std::fs::read(fuzz_dir().join("regressions/npy/shape_2e62_wraps_size_check")).unwrap();
+        let (_d, p) = scratch("x.npy", &b);
+        let e = w2vbert::output::check_npy(&p).unwrap_err().to_string();
+        assert!(e.contains("x.npy") && e.contains("overflows"), "{e}");
+        assert!(w2vbert::output::read_npy(&p).is_err());
+        entry_corpus::npy(&b);
+    }
+
+    /// safetensors: the same wrap in `check_safetensors` (shape [2^62] F32 with data_offsets [0, 0]).
+    #[test]
+    fn safetensors_check_shape_2e62_wraps_size_check() {
+        let b = std::fs::read(fuzz_dir().join("regressions/safetensors_check/shape_2e62_wraps_size_check")).unwrap();
+        let (_d, p) = scratch("x.safetensors", &b);
+        let e = w2vbert::output::check_safetensors(&p).unwrap_err().to_string();
+        assert!(e.contains("x.safetensors") && e.contains("do not match"), "{e}");
+        entry_corpus::safetensors_check(&b);
+    }
+
+    /// manifest: a line `..0` mirrors to `rel` = `..` (its "extension" `0` stripped). Not an escape: the output
+    /// is the file `...npy` inside the output directory (outputs are `rel` + `.ext` as a string). Pinned with
+    /// the output-inside-the-directory invariant.
+    #[test]
+    fn manifest_dotdot_zero_line() {
+        let b = std::fs::read(fuzz_dir().join("regressions/manifest/dotdot_zero_line")).unwrap();
+        entry_corpus::manifest(&b);
+        let (_d, p) = scratch("m.txt", b"..0\n");
+        let inputs = w2vbert::corpus::read_manifest(&p).unwrap();
+        assert_eq!(
+            inputs[0].output_path(Path::new("/out"), "npy"),
+            Path::new("/out/...npy")
+        );
+    }
+
+    /// npy: shape (7, 8, …, 8881, …, 0, 0, 0): zero values, but the product of the leading dimensions overflows.
+    /// Before the fix the reader accepted it through a wrapped product; now refused like any overflowing shape.
+    #[test]
+    fn npy_zero_dim_after_overflowing_prefix() {
+        let b = std::fs::read(fuzz_dir().join("regressions/npy/zero_dim_after_overflowing_prefix")).unwrap();
+        entry_corpus::npy(&b);
+        let (_d, p) = scratch("z.npy", &b);
+        assert!(w2vbert::output::check_npy(&p).is_err());
+        assert!(w2vbert::output::read_npy(&p).is_err());
     }
 }

@@ -104,19 +104,19 @@ pub enum Preprocess {
 impl Preprocess {
     /// Decode `path` and produce 16 kHz mono samples this way.
     pub fn load(self, path: &Path) -> Result<Vec<f32>> {
-        self.from_decoded(decode::decode_file_with(path, self.at_limit())?, path)
+        self.to_16k(decode::decode_file_with(path, self.at_limit())?, path)
     }
 
     /// [`Preprocess::load`] for callers that keep only a prefix shorter than [`MAX_AUDIO_SECONDS`] (the CLI's
     /// `--max-seconds`): a longer file is decoded up to the limit instead of refused. The cut itself is the
     /// caller's, after resampling (as IndexTTS2 cuts its prompt), so the kept samples equal a full decode's.
     pub fn load_prefix(self, path: &Path) -> Result<Vec<f32>> {
-        self.from_decoded(decode::decode_file_with(path, decode::AtLimit::Stop)?, path)
+        self.to_16k(decode::decode_file_with(path, decode::AtLimit::Stop)?, path)
     }
 
     /// [`Preprocess::load`] on a file's bytes held in memory; `source` names it (and hints the format).
     pub fn load_bytes(self, bytes: Vec<u8>, source: &Path) -> Result<Vec<f32>> {
-        self.from_decoded(decode::decode_bytes_with(bytes, source, self.at_limit())?, source)
+        self.to_16k(decode::decode_bytes_with(bytes, source, self.at_limit())?, source)
     }
 
     /// Past [`MAX_AUDIO_SECONDS`]: the speaker prompt keeps only its first 15 s, so decoding just stops there;
@@ -129,7 +129,7 @@ impl Preprocess {
     }
 
     /// Decoded audio → mono → 16 kHz, this way.
-    fn from_decoded(self, d: decode::Decoded, path: &Path) -> Result<Vec<f32>> {
+    fn to_16k(self, d: decode::Decoded, path: &Path) -> Result<Vec<f32>> {
         match self {
             Preprocess::Direct16k => mono_16k(&d.interleaved, d.channels, d.sample_rate, path, "decoded"),
             Preprocess::Indextts2SpeakerPrompt => {
