@@ -132,7 +132,7 @@ proptest! {
 
     #[test]
     fn linear_cm_matches_ref(
-        n in 0usize..40,
+        n in prop_oneof![0usize..40, 250usize..600], // the latter: several of gemm::row_blocks' blocks
         k in 0usize..40,
         t in 0usize..40,
         (xoff, yoff, woff) in (0usize..4, 0usize..4, 0usize..4),
@@ -153,6 +153,9 @@ proptest! {
         let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
         linear_cm_ref(&mut mag, &abs(xs), &abs(ws), bias.map(abs).as_deref(), n, k, t);
         check_close("linear_cm", &got[yoff..], &want, |i| 1e-5 * mag[i] + 1e-30).map_err(fail)?;
+        let mut par = vec![f32::NAN; n * t];
+        linear_cm(&mut par, xs, ws, bias, n, k, t, Threads::Rayon(2));
+        prop_assert!(par.iter().zip(&got[yoff..]).all(|(a, b)| a.to_bits() == b.to_bits()), "threads change bits");
         // The transpose of the time-major linear on the transposed input.
         let mut tm = vec![0f32; t * n];
         linear(&mut tm, &transpose(xs, k, t), ws, bias, t, k, n, Threads::Single);
@@ -162,7 +165,7 @@ proptest! {
 
     #[test]
     fn linear_cm_accumulate_matches_ref(
-        n in 0usize..40,
+        n in prop_oneof![0usize..40, 250usize..600],
         k in 0usize..40,
         t in 0usize..40,
         (xoff, hoff) in (0usize..4, 0usize..4),
@@ -189,6 +192,9 @@ proptest! {
         check_close("linear_cm_accumulate", &got[hoff..], &want, |i| 1e-5 * (scale.abs() * mag[i] + h0[i].abs()) + 1e-30)
             .map_err(fail)?;
         prop_assert!(got[..hoff].iter().all(|v| v.is_nan()), "wrote before h");
+        let mut par = h0.clone();
+        linear_cm_accumulate(&mut par, xs, &w, bias, scale, n, k, t, Threads::Rayon(2));
+        prop_assert!(par.iter().zip(&got[hoff..]).all(|(a, b)| a.to_bits() == b.to_bits()), "threads change bits");
     }
 }
 
