@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use w2vbert_kernels::bf16::{linear_bf16_cm, Bf16Kernel, Epilogue, PackedBf16};
+use w2vbert_kernels::bf16::{bf16_from_f32, linear_bf16_cm, linear_bf16_rows_cm, Bf16Kernel, Epilogue, PackedBf16};
 use w2vbert_kernels::gemm::{linear, linear_cm, linear_ref, Threads};
 use w2vbert_kernels::{activation, conv, elementwise, norm, softmax};
 
@@ -188,28 +188,39 @@ fn bench_linear(c: &mut Criterion) {
                 b.iter(|| linear_cm(&mut y, black_box(&x), &w, Some(&bias), n, k, m, threads))
             });
         }
-        // bf16 weights packed once (as the model holds them), x rounded to bf16 per call, f32 accumulation.
+        // bf16 weights as the model holds them: packed once into tiles (x rounded to bf16 per call, f32
+        // accumulation), or row-major bf16 for WidenF32 (widened per row block, f32 gemm).
         let packed = PackedBf16::from_f32(&w, n, k);
-        for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16]
+        let bits: Vec<u16> = w.iter().map(|&v| bf16_from_f32(v)).collect();
+        for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16, Bf16Kernel::WidenF32]
             .into_iter()
             .filter(|k| k.available())
         {
             for (name, threads) in [("1thread", Threads::Single), ("2threads", Threads::Rayon(2))] {
                 let label = format!(
                     "bf16_{}_{name}",
-                    if kernel == Bf16Kernel::Amx { "amx" } else { "avx512" }
+                    match kernel {
+                        Bf16Kernel::Amx => "amx",
+                        Bf16Kernel::Avx512Bf16 => "avx512",
+                        Bf16Kernel::WidenF32 => "widen",
+                    }
                 );
                 g.bench_function(BenchmarkId::new(label, &id), |b| {
                     b.iter(|| {
                         let out = Epilogue::Store { y: &mut y };
-                        linear_bf16_cm(kernel, out, black_box(&x), &packed, Some(&bias), m, threads)
+                        if kernel.packs_tiles() {
+                            linear_bf16_cm(kernel, out, black_box(&x), &packed, Some(&bias), m, threads)
+                        } else {
+                            linear_bf16_rows_cm(out, black_box(&x), &bits, Some(&bias), n, k, m, threads)
+                        }
                     })
                 });
             }
         }
         if (k, n) == (1024, 4096) {
-            // The gemm crate directly, same operands and strides as the wrapper (bias pre-filled, then
-            // dst = 1·dst + 1·x·Wᵀ), to show the wrapper adds nothing.
+            // The gemm crate directly, same operands and strides as the time-major wrapper (bias pre-filled,
+            // then dst = 1·dst + 1·x·Wᵀ) in one call on gemm's own threads: what channel_major's row blocks
+            // are measured against.
             for (name, par) in [
                 ("gemm_direct_1thread", gemm::Parallelism::None),
                 ("gemm_direct_2threads", gemm::Parallelism::Rayon(2)),

@@ -1,6 +1,7 @@
-//! `Precision::Bf16` against Hugging Face fp32 goldens: how far bf16 weights and matmul inputs move each hidden
-//! state (bounded, printed), and that thread count changes no bit. Runs only where the CPU has a bf16 matmul
-//! (AMX or AVX512-BF16); elsewhere it checks that asking for bf16 leaves the model in f32 and says so.
+//! `Precision::Bf16` against Hugging Face fp32 goldens: how far bf16 weights (and, under the tile kernels, matmul
+//! inputs) move each hidden state (bounded, printed), and that thread count changes no bit. Runs with the bf16
+//! kernel `bf16::best_kernel` picks (AMX, AVX512-BF16 or WidenF32; `W2VBERT_BF16_KERNEL` forces one, as CI does
+//! for each); where the CPU has no AVX512-BF16 it checks that asking for bf16 leaves the model in f32 and says so.
 
 mod common;
 
@@ -108,4 +109,41 @@ fn bf16_model_cannot_go_back_to_f32() {
     let (mut m, _) = model(&fixture("encoder/h64"), Precision::Bf16);
     let err = m.set_precision(Precision::F32).unwrap_err().to_string();
     assert!(err.contains("bf16"), "{err}");
+}
+
+/// A bf16 checkpoint under the WidenF32 kernel: its projections are used from the mapping as stored and
+/// widened per row block, which must compute exactly (bit for bit) what the f32 path computes from the same
+/// bf16 weights widened at load. (Under a tile kernel x is rounded too, so only closeness holds: the test
+/// above.)
+#[test]
+fn bf16_checkpoint_under_widen_kernel_is_the_f32_path_bit_for_bit() {
+    use w2vbert::convert::{convert, ConvertOptions, OutDtype};
+    if bf16::best_kernel() != Some(bf16::Bf16Kernel::WidenF32) {
+        println!("bf16 kernel here is not WidenF32: nothing to check (CI reruns with W2VBERT_BF16_KERNEL=widen)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bf16");
+    let opts = ConvertOptions {
+        layers: 3,
+        dtype: OutDtype::Bf16,
+        ..ConvertOptions::default()
+    };
+    convert(&fixture("encoder/h64"), &dir, &opts).unwrap();
+    let (f32_model, p) = model(&dir, Precision::F32);
+    assert_eq!(p, Precision::F32);
+    let (bf16_model, p) = model(&dir, Precision::Bf16);
+    assert_eq!(p, Precision::Bf16);
+    let golden = open(&fixture("encoder/h64/golden.safetensors"));
+    let (feats, shape) = common::golden(&golden, "single_odd.input_features");
+    let mask = vec![true; shape[0]];
+    let want = f32_model.forward(&feats, &mask, shape[0], &[1, 2, 3]).unwrap();
+    let got = bf16_model.forward(&feats, &mask, shape[0], &[1, 2, 3]).unwrap();
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            g.iter().zip(w).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "hidden_states[{}] differs from the f32 path",
+            k + 1
+        );
+    }
 }

@@ -1,7 +1,8 @@
-//! `bf16::linear_bf16_cm` (every microkernel this CPU has) against its f64 reference over awkward shapes,
-//! every epilogue, with and without bias; thread count must not change a single bit.
+//! `bf16::linear_bf16_cm` (every tile microkernel this CPU has) and `bf16::linear_bf16_rows_cm` (WidenF32)
+//! against the f64 reference over awkward shapes, every epilogue, with and without bias; thread count must not
+//! change a single bit.
 //!
-//! Both sides multiply the same bf16-rounded operands; they differ only in f32 vs f64 summation, so the
+//! Both sides multiply the same operands (bf16-rounded x for the tile kernels, f32 x for WidenF32); they differ only in f32 vs f64 summation, so the
 //! tolerance is 1e-5 · Σ|w||x| (+ the old value for the accumulate epilogue). A wrong index, a missed k chunk
 //! or a mis-packed pair is off by O(Σ|w||x|).
 
@@ -10,11 +11,12 @@ mod common;
 use common::{check_close, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::bf16::{
-    bf16_from_f32, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_ref, Bf16Kernel, Epilogue, PackedBf16,
+    bf16_from_f32, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_ref, linear_bf16_rows_cm, Bf16Kernel, Epilogue,
+    PackedBf16,
 };
 use w2vbert_kernels::gemm::Threads;
 
-const KERNELS: [Bf16Kernel; 2] = [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16];
+const KERNELS: [Bf16Kernel; 3] = [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16, Bf16Kernel::WidenF32];
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -38,10 +40,14 @@ fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64
     let x = rng.vec(k * t, -2.0, 2.0);
     let bias = rng.vec(n, -1.0, 1.0);
     let old = rng.vec(n * t, -3.0, 3.0);
-    let packed = PackedBf16::from_f32(&w, n, k);
+    let bits: Vec<u16> = w.iter().map(|&v| bf16_from_f32(v)).collect();
+    let packed = PackedBf16::from_bf16(&bits, n, k);
     let b = with_bias.then_some(bias.as_slice());
-    let mut want = old.clone();
-    linear_bf16_cm_ref(epilogue(kind, &mut want), &x, &packed, b, t);
+    let want = [true, false].map(|round_x| {
+        let mut want = old.clone();
+        linear_bf16_cm_ref(epilogue(kind, &mut want), &x, &packed, b, t, round_x);
+        want
+    });
     // Σ|w||x| per output element, on the bf16-rounded operands.
     let mag: Vec<f32> = (0..n * t)
         .map(|i| {
@@ -50,14 +56,23 @@ fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64
         })
         .collect();
     let mut ran = 0;
+    let run = |kernel: Bf16Kernel, out: &mut [f32], threads| {
+        let out = epilogue(kind, out);
+        if kernel.packs_tiles() {
+            linear_bf16_cm(kernel, out, &x, &packed, b, t, threads)
+        } else {
+            linear_bf16_rows_cm(out, &x, &bits, b, n, k, t, threads)
+        }
+    };
     for kernel in KERNELS.into_iter().filter(|k| k.available()) {
         let mut got = old.clone();
-        linear_bf16_cm(kernel, epilogue(kind, &mut got), &x, &packed, b, t, Threads::Rayon(2));
-        check_close(&format!("{kernel:?} {kind:?} n{n} k{k} t{t}"), &got, &want, |i| {
+        run(kernel, &mut got, Threads::Rayon(2));
+        let want = &want[usize::from(!kernel.packs_tiles())];
+        check_close(&format!("{kernel:?} {kind:?} n{n} k{k} t{t}"), &got, want, |i| {
             1e-5 * mag[i] + 1e-6 * old[i].abs() + 1e-6
         })?;
         let mut single = old.clone();
-        linear_bf16_cm(kernel, epilogue(kind, &mut single), &x, &packed, b, t, Threads::Single);
+        run(kernel, &mut single, Threads::Single);
         if single.iter().zip(&got).any(|(a, b)| a.to_bits() != b.to_bits()) {
             return Err(format!("{kernel:?} n{n} k{k} t{t}: 1 thread and 2 threads differ"));
         }
@@ -112,6 +127,7 @@ fn model_shapes_and_awkward_sizes() {
         (96, 1000, 31),
         (128, 1024, 100),
         (40, 2050, 33),
+        (600, 70, 20), // several of the row blocks WidenF32 splits into
     ] {
         for kind in [Kind::Store, Kind::Silu, Kind::Accumulate] {
             kernels_run = run_case(n, k, t, kind, true, (n * 31 + k * 7 + t) as u64).unwrap();

@@ -132,7 +132,8 @@ impl PyExtractor {
     ///     semantic() is available and the stats are required.
     /// stats: mean/var safetensors for (h17 - mean) / sqrt(var); default <checkpoint>/wav2vec2bert_stats.safetensors.
     /// precision: "fp32" (default, faithful to transformers fp32) or "bf16" (projection weights in bf16, f32
-    ///     accumulation on AMX / AVX512-BF16; ~1e-2 relative L2 from fp32). On a CPU without either, bf16 runs
+    ///     accumulation; AMX, AVX512-BF16, or widened to f32 where vdpbf16ps is slow; ~1e-2 relative L2 from
+    ///     fp32; the README's table says which CPU gets what). On a CPU without AMX or AVX512-BF16, bf16 runs
     ///     fp32 with a RuntimeWarning; the `precision` property says which one is in force.
     /// threads: worker threads for this Extractor (default: rayon's global pool, all cores).
     #[new]

@@ -14,6 +14,7 @@ use super::Precision;
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::{Error, Result};
 use crate::weights::Weights;
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use w2vbert_kernels::attention::transpose_block;
 
@@ -86,7 +87,9 @@ impl Wav2Vec2BertModel {
             ""
         };
         let feature_projection = FeatureProjection::load(&config, w, &format!("{prefix}feature_projection."))?;
+        // In parallel: loading maps each projection's pages (primitives::populated), kernel time per page.
         let layers = (0..num_layers)
+            .into_par_iter()
             .map(|i| EncoderLayer::load(&config, w, &format!("{prefix}encoder.layers.{i}")))
             .collect::<Result<Vec<_>>>()?;
         Ok(Wav2Vec2BertModel {

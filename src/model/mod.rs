@@ -18,9 +18,10 @@ pub enum Precision {
     /// f32 throughout: the faithful path (matches transformers fp32), the default.
     #[default]
     F32,
-    /// Projection weights held in bf16 and activations rounded to bf16 at each matmul's input, f32
-    /// accumulation (AMX or AVX512-BF16). LayerNorm, softmax, attention, the depthwise conv, the residual
-    /// stream and the feature projection stay f32.
+    /// Projection weights held in bf16, f32 accumulation (AMX or AVX512-BF16: activations rounded to bf16 at
+    /// each matmul's input; or, where `vdpbf16ps` is slower than f32 FMAs, the bf16 weights widened per row
+    /// block into the f32 gemm). LayerNorm, softmax, attention, the depthwise conv, the residual stream and the
+    /// feature projection stay f32.
     Bf16,
 }
 

@@ -1,14 +1,21 @@
-//! bf16 matmul for channel-major linears: `y[n, t] = epilogue(W[n, k] · x[k, t])` with W held in bf16, packed
-//! once at load into AMX tiles, x rounded to bf16 when packed per call, and f32 accumulation.
+//! bf16 matmul for channel-major linears: `y[n, t] = epilogue(W[n, k] · x[k, t])` with W held in bf16 and
+//! f32 accumulation.
 //!
-//! Two microkernels read the same packed operands (one layout, two instruction sets), chosen at run time:
+//! Three kernels, chosen at run time ([`best_kernel`]):
 //! - [`Bf16Kernel::Amx`]: Intel AMX `tdpbf16ps` on 16×16 f32 tiles (Sapphire Rapids and later). Needs the
 //!   kernel's permission for the tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), asked once.
 //! - [`Bf16Kernel::Avx512Bf16`]: `vdpbf16ps` (AVX512-BF16: Zen 4, Cooper Lake, Sapphire Rapids).
+//! - [`Bf16Kernel::WidenF32`] ([`linear_bf16_rows_cm`], `widen.rs`): W kept row-major as stored, widened to f32
+//!   one row block at a time (exact) and multiplied by the f32 gemm, x not rounded. For cores that have
+//!   AVX512-BF16 but run `vdpbf16ps` slower than f32 FMAs (Intel without AMX: a quarter of the FMA's
+//!   instruction rate, so half its flops; [`dot_vs_fma`] measures it): bf16 then still halves the weights'
+//!   memory (and a bf16 checkpoint is used from its mapping without a copy), at the f32 path's speed.
 //!
-//! Both compute, per output element, pairwise bf16 products summed in f32 (inputs rounded to nearest even,
-//! like `torch.autocast`); they differ from each other and from [`linear_bf16_cm_ref`] (f64 sums of the same
-//! bf16 products) only in the f32 summation order.
+//! Amx and Avx512Bf16 read the same weights, packed once at load into AMX tiles ([`PackedBf16`]), and compute,
+//! per output element, pairwise products of bf16 values (x rounded to nearest even when packed, like
+//! `torch.autocast`) summed in f32; they differ from each other and from [`linear_bf16_cm_ref`] (f64 sums of
+//! the same bf16 products) only in the f32 summation order. WidenF32 multiplies the bf16 weights by the
+//! unrounded f32 x.
 //!
 //! Layouts (element = bf16 as `u16`):
 //! - weights [`PackedBf16`]: `[n_pad/16 row tiles][k_pad/32 chunks][16 rows][32]`, i.e. one contiguous 1 KiB
@@ -18,10 +25,14 @@
 //!   AMX B-tile (16 pair rows × 16 columns) is a contiguous 1 KiB. t padded to 32 with zeros.
 //!
 //! Work is split over 32-row blocks of W: each output element is computed by one task in a fixed order, so
-//! the result does not depend on the thread count.
+//! the result does not depend on the thread count (nor does WidenF32's, split like the f32 linears).
 
 mod amx;
 mod avx512;
+mod widen;
+
+pub use avx512::dot_vs_fma;
+pub use widen::{linear_bf16_rows_cm, widen};
 
 use crate::alignedbuf::AlignedBuf;
 use crate::gemm::Threads;
@@ -64,6 +75,7 @@ pub fn bf16_to_f32(h: u16) -> f32 {
 pub enum Bf16Kernel {
     Amx,
     Avx512Bf16,
+    WidenF32,
 }
 
 impl Bf16Kernel {
@@ -71,6 +83,7 @@ impl Bf16Kernel {
         match self {
             Bf16Kernel::Amx => "AMX (tdpbf16ps)",
             Bf16Kernel::Avx512Bf16 => "AVX512-BF16 (vdpbf16ps)",
+            Bf16Kernel::WidenF32 => "bf16 weights widened to f32, f32 FMA (gemm)",
         }
     }
 
@@ -79,31 +92,58 @@ impl Bf16Kernel {
         match self {
             Bf16Kernel::Amx => amx::available(),
             Bf16Kernel::Avx512Bf16 => avx512::available(),
+            Bf16Kernel::WidenF32 => true,
         }
+    }
+
+    /// Whether the kernel multiplies tiles of [`PackedBf16`] by x rounded to bf16 ([`linear_bf16_cm`]: Amx,
+    /// Avx512Bf16), or bf16 rows as stored by x as it is ([`linear_bf16_rows_cm`]: WidenF32).
+    pub fn packs_tiles(self) -> bool {
+        self != Bf16Kernel::WidenF32
     }
 }
 
-/// The fastest bf16 kernel this CPU runs (AMX, else AVX512-BF16), or `None`: then there is no bf16 path and
-/// callers must say so and run f32. `W2VBERT_BF16_KERNEL=avx512` forces the AVX512-BF16 kernel on an AMX
-/// machine (for comparison); the choice is reported by [`describe`].
+/// `vdpbf16ps` is taken over [`Bf16Kernel::WidenF32`] only when it delivers at least this many times the
+/// f32 FMA's flops ([`dot_vs_fma`]): the bf16 kernel reaches a smaller share of its peak than gemm.
+const DOT_OVER_FMA_MIN: f64 = 1.25;
+
+/// The fastest bf16 kernel this CPU runs, or `None`: then there is no bf16 path and callers must say so and
+/// run f32. AMX where present; else, on a core with AVX512-BF16, `vdpbf16ps` if it is fast here, otherwise
+/// [`Bf16Kernel::WidenF32`] (bf16 weights, f32 compute). `W2VBERT_BF16_KERNEL=amx|avx512|widen` forces one
+/// (for comparison; `None` if it cannot run here); the choice is reported by [`describe`].
 pub fn best_kernel() -> Option<Bf16Kernel> {
     static BEST: OnceLock<Option<Bf16Kernel>> = OnceLock::new();
     *BEST.get_or_init(|| {
-        let forced = std::env::var("W2VBERT_BF16_KERNEL").ok();
-        let order: &[Bf16Kernel] = match forced.as_deref() {
-            Some("avx512") => &[Bf16Kernel::Avx512Bf16],
-            Some("amx") => &[Bf16Kernel::Amx],
-            _ => &[Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16],
-        };
-        order.iter().copied().find(|k| k.available())
+        let pick = |k: Bf16Kernel| k.available().then_some(k);
+        match std::env::var("W2VBERT_BF16_KERNEL").ok().as_deref() {
+            Some("avx512") => pick(Bf16Kernel::Avx512Bf16),
+            Some("amx") => pick(Bf16Kernel::Amx),
+            Some("widen") => avx512::available().then_some(Bf16Kernel::WidenF32),
+            _ if amx::available() => Some(Bf16Kernel::Amx),
+            _ => avx512::dot_vs_fma().map(|r| {
+                if r >= DOT_OVER_FMA_MIN {
+                    Bf16Kernel::Avx512Bf16
+                } else {
+                    Bf16Kernel::WidenF32
+                }
+            }),
+        }
     })
 }
 
 /// One line for `--verbose`.
 pub fn describe() -> String {
-    match best_kernel() {
-        Some(k) => format!("bf16 matmul: {}", k.name()),
-        None => "bf16 matmul: unavailable (no AVX512-BF16 or AMX on this CPU)".into(),
+    let Some(k) = best_kernel() else {
+        return "bf16 matmul: unavailable (no AVX512-BF16 or AMX on this CPU)".into();
+    };
+    match (k, avx512::dot_vs_fma()) {
+        (Bf16Kernel::Amx, _) => format!("bf16 matmul: {}", k.name()),
+        (_, Some(r)) => format!(
+            "bf16 matmul: {} (vdpbf16ps delivers {r:.2}x the f32 FMA's flops on this core; \
+             the AVX512-BF16 kernel is taken from {DOT_OVER_FMA_MIN}x)",
+            k.name()
+        ),
+        (_, None) => format!("bf16 matmul: {}", k.name()),
     }
 }
 
@@ -242,8 +282,8 @@ pub fn linear_bf16_cm(
 ) {
     let (n, k) = (w.n, w.k);
     assert!(
-        kernel.available(),
-        "linear_bf16_cm: {} is not available on this CPU",
+        kernel.available() && kernel.packs_tiles(),
+        "linear_bf16_cm: {} is not a tile kernel available on this CPU",
         kernel.name()
     );
     assert!(x.len() >= k * t, "linear_bf16_cm: x too small");
@@ -275,6 +315,7 @@ pub fn linear_bf16_cm(
                     match kernel {
                         Bf16Kernel::Amx => amx::row_block(acc, panel, xp, chunks, t_pad, c0, c1),
                         Bf16Kernel::Avx512Bf16 => avx512::row_block(acc, panel, xp, chunks, t_pad, c0, c1),
+                        Bf16Kernel::WidenF32 => unreachable!("asserted above"),
                     }
                 }
                 if c1 == chunks {
@@ -327,13 +368,15 @@ pub(crate) fn epilogue(dst: &mut [f32], acc: &[f32], kind: Kind, bias: Option<&[
     }
 }
 
-/// Scalar reference for [`linear_bf16_cm`]: x rounded to bf16, products of the bf16 values summed in f64.
+/// Scalar reference for [`linear_bf16_cm`]: x rounded to bf16 when `round_x` (tile kernels; [`linear_bf16_rows_cm`] does not round x),
+/// products summed in f64.
 pub fn linear_bf16_cm_ref(
     out: Epilogue<'_>,
     x: &[f32], // [k, t]
     w: &PackedBf16,
     bias: Option<&[f32]>, // [n]
     t: usize,
+    round_x: bool,
 ) {
     let (n, k) = (w.n, w.k);
     let kind = out_kind(&out);
@@ -345,7 +388,9 @@ pub fn linear_bf16_cm_ref(
         for j in 0..t {
             let mut s = 0f64;
             for c in 0..k {
-                s += w.get(r, c) as f64 * bf16_to_f32(bf16_from_f32(x[c * t + j])) as f64;
+                let xv = x[c * t + j];
+                let xv = if round_x { bf16_to_f32(bf16_from_f32(xv)) } else { xv };
+                s += w.get(r, c) as f64 * xv as f64;
             }
             let v = s as f32 + bias.map_or(0.0, |b| b[r]);
             let d = &mut dst[r * t + j];

@@ -1,0 +1,62 @@
+//! [`Bf16Kernel::WidenF32`](super::Bf16Kernel::WidenF32): bf16 weights `[n, k]` kept row-major as stored (a
+//! bf16 checkpoint's mapping, or rounded once at load), widened to f32 one [`ROW_BLOCK`]-row block at a time
+//! into a per-thread buffer that stays in L2, and multiplied by the f32 gemm. x is not rounded; widening is
+//! exact, so the result is the f32 linear of the bf16-rounded weights.
+
+use super::{bf16_to_f32, Epilogue};
+use crate::alignedbuf::AlignedBuf;
+use crate::gemm::{self, row_blocks, Threads, ROW_BLOCK};
+use std::cell::RefCell;
+
+thread_local! {
+    /// One row block of W widened to f32 (`[ROW_BLOCK, k]`), reused across calls on the calling thread.
+    static WIDE: RefCell<AlignedBuf<f32>> = RefCell::new(AlignedBuf::zeroed(0));
+}
+
+/// `dst[i] = src[i]` widened from bf16 (exact). Written so that it vectorizes (a shift per lane).
+pub fn widen(dst: &mut [f32], src: &[u16]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = bf16_to_f32(s);
+    }
+}
+
+/// `epilogue(W · x + bias)` with W `[n, k]` bf16 row-major, x `[k, t]` f32, the result `[n, t]`, bias `[n]`.
+/// Parallel over gemm's row blocks; like the f32 linears, the result does not depend on the thread count.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_bf16_rows_cm(
+    out: Epilogue<'_>,
+    x: &[f32],            // [k, t]
+    w: &[u16],            // [n, k]
+    bias: Option<&[f32]>, // [n]
+    n: usize,
+    k: usize,
+    t: usize,
+    threads: Threads,
+) {
+    assert!(w.len() >= n * k, "linear_bf16_rows_cm: w too small");
+    assert!(x.len() >= k * t, "linear_bf16_rows_cm: x too small");
+    assert!(out.out_len() >= n * t, "linear_bf16_rows_cm: output too small");
+    assert!(bias.is_none_or(|b| b.len() >= n), "linear_bf16_rows_cm: bias too small");
+    let kind = super::out_kind(&out);
+    let dst = out.into_dst(n * t);
+    row_blocks(dst, n, t, threads, |r0, yb| {
+        let rows = yb.len() / t;
+        let b = bias.map(|b| &b[r0..r0 + rows]);
+        WIDE.with(|cell| {
+            let wide = &mut *cell.borrow_mut();
+            wide.grow(ROW_BLOCK * k);
+            let wide = &mut wide[..rows * k];
+            widen(wide, &w[r0 * k..(r0 + rows) * k]);
+            match kind {
+                super::Kind::Store => gemm::linear_cm(yb, x, wide, b, rows, k, t, Threads::Single),
+                super::Kind::StoreSilu => {
+                    gemm::linear_cm(yb, x, wide, b, rows, k, t, Threads::Single);
+                    crate::activation::silu_inplace(yb);
+                }
+                super::Kind::Accumulate(scale) => {
+                    gemm::linear_cm_accumulate(yb, x, wide, b, scale, rows, k, t, Threads::Single)
+                }
+            }
+        })
+    });
+}
