@@ -4,9 +4,11 @@
 //! The real-size layers use seeded random weights written to a temporary safetensors file at start-up (timing
 //! does not depend on the values). `cargo bench --bench encoder`.
 //!
-//! `W2VBERT_ENCODER_CPU=1 cargo bench --bench encoder -- cpu-only` instead prints the *CPU* time (all threads)
+//! `W2VBERT_ENCODER_CPU=1 cargo bench --bench encoder -- cpu-only` first prints the *CPU* time (all threads)
 //! of one forward at the real size, the minimum over rounds: on a machine shared with other jobs wall time
 //! mostly measures the neighbours, CPU time much less so (`W2VBERT_ENCODER_T=250,500,2600` sets the lengths).
+//! Then, per length, one layer's achieved GFLOP/s (the wall-time difference of the two forwards) against what the
+//! gemm crate alone reaches on that layer's ten matmuls, same shapes and threads, in the same run.
 
 use criterion::{criterion_group, Criterion, Throughput};
 use std::path::Path;
@@ -138,7 +140,7 @@ fn cpu_time_report() {
             best[i] = (best[i].0.min(c), best[i].1.min(w));
         }
     }
-    for (&(t, layers), (c, w)) in cases.iter().zip(best) {
+    for (&(t, layers), (c, w)) in cases.iter().zip(&best) {
         println!(
             "encoder cpu-time T={t} feature_projection + {layers} layer(s): {:.0} ms CPU, {:.0} ms wall ({} threads)",
             c * 1e3,
@@ -146,6 +148,70 @@ fn cpu_time_report() {
             rayon::current_num_threads()
         );
     }
+    // One layer = (feature projection + 2 layers) − (feature projection + 1 layer), against the gemm crate alone
+    // (one call per matmul on its own threads) on that layer's ten matmuls, in the same run.
+    for (i, &t) in ts.iter().enumerate() {
+        let layer = best[2 * i + 1].1 - best[2 * i].1;
+        let gemm = gemm_alone_seconds(t);
+        let d = 1024.0;
+        let mm_flops: f64 = LAYER_LINEARS.iter().map(|&(n, k)| 2.0 * (n * k * t) as f64).sum();
+        let layer_flops = mm_flops + 4.0 * (t * t) as f64 * d; // + QKᵀ and AV
+        println!(
+            "layer efficiency T={t}: one layer {:.1} ms wall = {:.0} GFLOP/s ({:.1} GFLOP); the gemm crate alone on its \
+             matmuls {:.1} ms = {:.0} GFLOP/s; layer / gemm GFLOP/s = {:.0} %",
+            layer * 1e3,
+            layer_flops / layer / 1e9,
+            layer_flops / 1e9,
+            gemm * 1e3,
+            mm_flops / gemm / 1e9,
+            100.0 * (layer_flops / layer) / (mm_flops / gemm)
+        );
+    }
+}
+
+/// `[out, in]` of one conformer layer's matmuls at the real size: FFN1 up/down, q, k, v, out, the conv module's
+/// pointwise conv1 (GLU: 2d) and conv2, FFN2 up/down.
+const LAYER_LINEARS: [(usize, usize); 10] = [
+    (4096, 1024),
+    (1024, 4096),
+    (1024, 1024),
+    (1024, 1024),
+    (1024, 1024),
+    (1024, 1024),
+    (2048, 1024),
+    (1024, 1024),
+    (4096, 1024),
+    (1024, 4096),
+];
+
+/// Wall time of the gemm crate alone (`gemm::matmul` on its own threads, one call per matmul) running one layer's
+/// matmuls on T columns, rotating through two layers' worth of weights as the two-layer model above does (so both
+/// see the same caches): the minimum over 5 rounds.
+fn gemm_alone_seconds(t: usize) -> f64 {
+    use w2vbert_kernels::gemm::{matmul, Threads};
+    let sets: Vec<Vec<Vec<f32>>> = (0..2)
+        .map(|l| {
+            LAYER_LINEARS
+                .iter()
+                .enumerate()
+                .map(|(j, &(n, k))| fill(n * k, (l * 16 + j) as u64 + 99, 0.05))
+                .collect()
+        })
+        .collect();
+    let x = fill(4096 * t, 5, 1.0);
+    let mut y = vec![0f32; 4096 * t];
+    let mut best = f64::INFINITY;
+    for _round in 0..5 {
+        for set in &sets {
+            let s = std::time::Instant::now();
+            for (&(n, k), w) in LAYER_LINEARS.iter().zip(set) {
+                // y[n, t] = W[n, k] · x[k, t], as the encoder's channel-major linears.
+                matmul(&mut y, t, w, k, 1, &x, t, 1, n, k, t, 1.0, false, Threads::Rayon(0));
+            }
+            best = best.min(s.elapsed().as_secs_f64());
+        }
+    }
+    best
 }
 
 criterion_group!(benches, encoder);

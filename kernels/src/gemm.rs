@@ -215,6 +215,24 @@ pub fn linear_cm(
     t: usize,
     threads: Threads,
 ) {
+    linear_cm_then(y, x, w, bias, n, k, t, threads, |_| {});
+}
+
+/// [`linear_cm`], then `post(y_block)` on each block of rows as soon as its gemm is done, on the same thread
+/// while the block is still in L2 (an elementwise activation: the feed-forward's SiLU). `post` must be
+/// elementwise for the result to be `post` over the whole output (as it is for any thread count).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_cm_then(
+    y: &mut [f32],        // [n, t]
+    x: &[f32],            // [k, t]
+    w: &[f32],            // [n, k]
+    bias: Option<&[f32]>, // [n]
+    n: usize,
+    k: usize,
+    t: usize,
+    threads: Threads,
+    post: impl Fn(&mut [f32]) + Sync,
+) {
     assert!(
         y.len() >= n * t && x.len() >= k * t && w.len() >= n * k,
         "linear_cm: slice too small"
@@ -245,6 +263,7 @@ pub fn linear_cm(
             bias.is_some(),
             Threads::Single,
         );
+        post(yb);
     });
 }
 

@@ -7,9 +7,9 @@ mod common;
 use common::{check_close, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::gemm::{
-    linear, linear_cm, linear_cm_accumulate, linear_cm_accumulate_ref, linear_cm_ref, Threads,
+    linear, linear_cm, linear_cm_accumulate, linear_cm_accumulate_ref, linear_cm_ref, linear_cm_then, Threads,
 };
-use w2vbert_kernels::{conv, norm};
+use w2vbert_kernels::{activation, conv, norm};
 
 /// One f32 ulp relative (2⁻²³).
 const ULP: f32 = f32::EPSILON;
@@ -161,6 +161,36 @@ proptest! {
         linear(&mut tm, &transpose(xs, k, t), ws, bias, t, k, n, Threads::Single);
         check_close("linear_cm vs linear", &got[yoff..], &transpose(&tm, t, n), |i| 1e-5 * mag[i] + 1e-30)
             .map_err(fail)?;
+    }
+
+    #[test]
+    fn linear_cm_then_is_post_over_the_whole_output(
+        n in prop_oneof![1usize..40, 250usize..600], // the latter: several of gemm::row_blocks' blocks
+        k in 1usize..40,
+        t in 1usize..40,
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(k * t, -2.0, 2.0);
+        let w = rng.vec(n * k, -1.0, 1.0);
+        let b = rng.vec(n, -1.0, 1.0);
+        let bias = with_bias.then_some(&b[..]);
+        let mut want = vec![0f32; n * t];
+        linear_cm(&mut want, &x, &w, bias, n, k, t, Threads::Single);
+        activation::silu_inplace(&mut want);
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let post = |yb: &mut [f32]| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            activation::silu_inplace(yb)
+        };
+        for threads in [1, 2] {
+            let mut got = vec![f32::NAN; n * t];
+            pool(threads).install(|| linear_cm_then(&mut got, &x, &w, bias, n, k, t, Threads::Rayon(0), post));
+            prop_assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads");
+        }
+        // Once per block of rows, per run.
+        prop_assert_eq!(calls.into_inner(), 2 * n.div_ceil(w2vbert_kernels::gemm::ROW_BLOCK));
     }
 
     #[test]

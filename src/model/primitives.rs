@@ -102,12 +102,13 @@ impl Linear {
         }
     }
 
-    /// y[out, t] = SiLU(W · x[in, t] + b) (the feed-forward's first half; fused into the bf16 epilogue).
+    /// y[out, t] = SiLU(W · x[in, t] + b) (the feed-forward's first half): applied per block of rows as it leaves
+    /// the matmul, in f32 and bf16 alike.
     pub fn forward_silu(&self, y: &mut [f32], x: &[f32], t: usize) {
         match &self.weight {
-            LinearWeight::F32(_) => {
-                self.forward(y, x, t);
-                activation::silu_inplace(&mut y[..self.out_dim * t]);
+            LinearWeight::F32(w) => {
+                let (n, k) = (self.out_dim, self.in_dim);
+                gemm::linear_cm_then(y, x, w.data(), self.bias(), n, k, t, THREADS, activation::silu_inplace)
             }
             _ => self.forward_bf16(Epilogue::StoreSilu { y }, x, t),
         }

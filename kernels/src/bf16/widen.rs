@@ -50,8 +50,8 @@ pub fn linear_bf16_rows_cm(
             match kind {
                 super::Kind::Store => gemm::linear_cm(yb, x, wide, b, rows, k, t, Threads::Single),
                 super::Kind::StoreSilu => {
-                    gemm::linear_cm(yb, x, wide, b, rows, k, t, Threads::Single);
-                    crate::activation::silu_inplace(yb);
+                    let silu = crate::activation::silu_inplace;
+                    gemm::linear_cm_then(yb, x, wide, b, rows, k, t, Threads::Single, silu)
                 }
                 super::Kind::Accumulate(scale) => {
                     gemm::linear_cm_accumulate(yb, x, wide, b, scale, rows, k, t, Threads::Single)
