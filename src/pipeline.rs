@@ -98,8 +98,7 @@ impl Extractor {
             )));
         }
         let weights = Weights::open(&ck.weights)?;
-        let mut model = Wav2Vec2BertModel::from_weights(config, &weights, request.layers_needed())?;
-        model.set_precision(precision)?;
+        let model = Wav2Vec2BertModel::from_weights_in(config, &weights, request.layers_needed(), precision)?;
         let stats = match request.normalized {
             None => None,
             Some(_) => {

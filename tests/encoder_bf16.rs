@@ -101,6 +101,26 @@ fn bf16_output_is_identical_for_any_thread_count() {
     }
 }
 
+/// Converting each layer as it loads (`from_weights_in`, what the pipeline does: the f32 weights are never all
+/// resident) computes exactly what converting after the load (`set_precision`) does.
+#[test]
+fn bf16_at_load_is_bf16_after_load_bit_for_bit() {
+    let dir = fixture("encoder/h64");
+    let cfg = Wav2Vec2BertConfig::load(&dir.join("config.json")).unwrap();
+    let n = cfg.num_hidden_layers;
+    let w = open(&dir.join("model.safetensors"));
+    let at_load = Wav2Vec2BertModel::from_weights_in(cfg, &w, n, Precision::Bf16).unwrap();
+    let (after, got) = model(&dir, Precision::Bf16);
+    assert_eq!(at_load.precision(), got, "both ways must end in the same precision");
+    let golden = open(&fixture("encoder/h64/golden.safetensors"));
+    let (feats, shape) = common::golden(&golden, "single_odd.input_features");
+    let mask = vec![true; shape[0]];
+    let all: Vec<usize> = (0..=n).collect();
+    let a = at_load.forward(&feats, &mask, shape[0], &all).unwrap();
+    let b = after.forward(&feats, &mask, shape[0], &all).unwrap();
+    assert!(a == b, "bf16 converted at load differs from bf16 converted after load");
+}
+
 #[test]
 fn bf16_model_cannot_go_back_to_f32() {
     if bf16::best_kernel().is_none() {

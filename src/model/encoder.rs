@@ -73,6 +73,19 @@ impl Wav2Vec2BertModel {
     /// Build from an already opened config and weights file. Accepts the bare model's names
     /// (`feature_projection.…`, `encoder.layers.…`) and those of a task head (`wav2vec2_bert.` prefix).
     pub fn from_weights(config: Wav2Vec2BertConfig, w: &Weights, num_layers: usize) -> Result<Self> {
+        Self::from_weights_in(config, w, num_layers, Precision::F32)
+    }
+
+    /// [`Self::from_weights`] with the projections in `precision` from the start: with bf16 each layer is
+    /// converted as soon as it is loaded, so the f32 weights of an f32 checkpoint are never all resident at once
+    /// (peak RSS ≈ the bf16 weights plus a layer or two of f32, instead of all of them). Without a bf16 kernel
+    /// on this CPU the model stays f32, as with [`Self::set_precision`]: check [`Self::precision`].
+    pub fn from_weights_in(
+        config: Wav2Vec2BertConfig,
+        w: &Weights,
+        num_layers: usize,
+        precision: Precision,
+    ) -> Result<Self> {
         if num_layers > config.num_hidden_layers {
             return Err(Error::Invalid(format!(
                 "{} layers requested but the checkpoint has num_hidden_layers = {}",
@@ -87,16 +100,30 @@ impl Wav2Vec2BertModel {
             ""
         };
         let feature_projection = FeatureProjection::load(&config, w, &format!("{prefix}feature_projection."))?;
+        let kernel = match precision {
+            Precision::F32 => None,
+            Precision::Bf16 => w2vbert_kernels::bf16::best_kernel(),
+        };
         // In parallel: loading maps each projection's pages (primitives::populated), kernel time per page.
         let layers = (0..num_layers)
             .into_par_iter()
-            .map(|i| EncoderLayer::load(&config, w, &format!("{prefix}encoder.layers.{i}")))
+            .map(|i| {
+                let mut layer = EncoderLayer::load(&config, w, &format!("{prefix}encoder.layers.{i}"))?;
+                if let Some(kernel) = kernel {
+                    layer.to_bf16(kernel);
+                }
+                Ok(layer)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Wav2Vec2BertModel {
             config,
             feature_projection,
             layers,
-            precision: Precision::F32,
+            precision: if kernel.is_some() {
+                Precision::Bf16
+            } else {
+                Precision::F32
+            },
         })
     }
 
