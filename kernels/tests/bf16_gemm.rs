@@ -11,8 +11,8 @@ mod common;
 use common::{check_close, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::bf16::{
-    bf16_from_f32, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_ref, linear_bf16_rows_cm, Bf16Kernel, Epilogue,
-    PackedBf16,
+    bf16_from_f32, bf16_from_f32_slice, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_ref, linear_bf16_rows_cm,
+    Bf16Kernel, Epilogue, PackedBf16,
 };
 use w2vbert_kernels::gemm::Threads;
 
@@ -112,6 +112,24 @@ fn bf16_rounding_is_nearest_even() {
             "{:#x}",
             x.to_bits()
         );
+    }
+}
+
+/// The slice form (what loading rounds weights with) is the scalar rounding at every index, NaN included and
+/// whatever the length modulo the vector width.
+#[test]
+fn bf16_slice_rounding_is_the_scalar_rounding() {
+    let mut rng = Rng::new(11);
+    for n in [0usize, 1, 7, 8, 15, 16, 17, 63, 64, 65, 1000] {
+        let mut src: Vec<f32> = (0..n).map(|_| f32::from_bits(rng.next_u64() as u32)).collect();
+        if n > 3 {
+            src[3] = f32::NAN;
+        }
+        let mut got = vec![0xdead_u16; n];
+        bf16_from_f32_slice(&mut got, &src);
+        for (i, (&g, &x)) in got.iter().zip(&src).enumerate() {
+            assert_eq!(g, bf16_from_f32(x), "n = {n}, index {i}, {:#x}", x.to_bits());
+        }
     }
 }
 

@@ -80,9 +80,14 @@ impl Linear {
             let weight = match (w.raw_bf16(), kernel.packs_tiles()) {
                 (Some(bits), _) => LinearWeight::Tiles(PackedBf16::from_bf16(bits, self.out_dim, self.in_dim), kernel),
                 (None, true) => LinearWeight::Tiles(PackedBf16::from_f32(w.data(), self.out_dim, self.in_dim), kernel),
-                (None, false) => LinearWeight::Rows(Bf16Rows::Owned(
-                    w.data().par_iter().map(|&v| bf16::bf16_from_f32(v)).collect(),
-                )),
+                (None, false) => {
+                    let mut bits = vec![0u16; w.data().len()];
+                    const CHUNK: usize = 1 << 16;
+                    bits.par_chunks_mut(CHUNK)
+                        .zip(w.data().par_chunks(CHUNK))
+                        .for_each(|(d, s)| bf16::bf16_from_f32_slice(d, s));
+                    LinearWeight::Rows(Bf16Rows::Owned(bits))
+                }
             };
             w.release_pages();
             weight

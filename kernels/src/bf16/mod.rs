@@ -64,6 +64,15 @@ pub fn bf16_from_f32(x: f32) -> u16 {
     (b.wrapping_add(round) >> 16) as u16
 }
 
+/// `dst[i] = bf16_from_f32(src[i])` over a slice: a branch-free loop the compiler vectorizes (rounding a
+/// checkpoint's weights at load).
+pub fn bf16_from_f32_slice(dst: &mut [u16] /* [n] */, src: &[f32] /* [n] */) {
+    assert_eq!(dst.len(), src.len(), "bf16_from_f32_slice: lengths differ");
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = bf16_from_f32(s);
+    }
+}
+
 /// bf16 → f32 (exact).
 #[inline]
 pub fn bf16_to_f32(h: u16) -> f32 {
