@@ -8,7 +8,7 @@
 //! of one forward at the real size, the minimum over rounds: on a machine shared with other jobs wall time
 //! mostly measures the neighbours, CPU time much less so (`W2VBERT_ENCODER_T=250,500,2600` sets the lengths).
 //! Then, per length, one layer's achieved GFLOP/s (the wall-time difference of the two forwards) against what the
-//! gemm crate alone reaches on that layer's ten matmuls, same shapes and threads, in the same run.
+//! gemm crate alone reaches on that layer's matmuls, same shapes and threads, in the same run.
 
 use criterion::{criterion_group, Criterion, Throughput};
 use std::path::Path;
@@ -149,13 +149,14 @@ fn cpu_time_report() {
         );
     }
     // One layer = (feature projection + 2 layers) − (feature projection + 1 layer), against the gemm crate alone
-    // (one call per matmul on its own threads) on that layer's ten matmuls, in the same run.
+    // (one call per matmul on its own threads) on that layer's matmuls, in the same run.
+    let cfg = Wav2Vec2BertConfig::default();
+    let linears = layer_linears(&cfg);
     for (i, &t) in ts.iter().enumerate() {
         let layer = best[2 * i + 1].1 - best[2 * i].1;
-        let gemm = gemm_alone_seconds(t);
-        let d = 1024.0;
-        let mm_flops: f64 = LAYER_LINEARS.iter().map(|&(n, k)| 2.0 * (n * k * t) as f64).sum();
-        let layer_flops = mm_flops + 4.0 * (t * t) as f64 * d; // + QKᵀ and AV
+        let gemm = gemm_alone_seconds(&linears, t);
+        let mm_flops: f64 = linears.iter().map(|&(n, k)| 2.0 * (n * k * t) as f64).sum();
+        let layer_flops = mm_flops + 4.0 * (t * t * cfg.hidden_size) as f64; // + QKᵀ and AV
         println!(
             "layer efficiency T={t}: one layer {:.1} ms wall = {:.0} GFLOP/s ({:.1} GFLOP); the gemm crate alone on its \
              matmuls {:.1} ms = {:.0} GFLOP/s; layer / gemm GFLOP/s = {:.0} %",
@@ -169,42 +170,43 @@ fn cpu_time_report() {
     }
 }
 
-/// `[out, in]` of one conformer layer's matmuls at the real size: FFN1 up/down, q, k, v, out, the conv module's
-/// pointwise conv1 (GLU: 2d) and conv2, FFN2 up/down.
-const LAYER_LINEARS: [(usize, usize); 10] = [
-    (4096, 1024),
-    (1024, 4096),
-    (1024, 1024),
-    (1024, 1024),
-    (1024, 1024),
-    (1024, 1024),
-    (2048, 1024),
-    (1024, 1024),
-    (4096, 1024),
-    (1024, 4096),
-];
+/// `[out, in]` of one conformer layer's matmuls at the real size, from the checkpoint inventory: both FFNs' two
+/// denses, q, k, v, out and the conv module's two pointwise convs (the projections `Linear` runs).
+fn layer_linears(cfg: &Wav2Vec2BertConfig) -> Vec<(usize, usize)> {
+    layer_tensors(cfg, 0)
+        .into_iter()
+        .filter(|(name, _)| {
+            name.ends_with(".weight")
+                && [".intermediate_dense.", ".output_dense.", ".linear_", ".pointwise_conv"]
+                    .iter()
+                    .any(|m| name.contains(m))
+        })
+        .map(|(_, shape)| (shape[0], shape[1]))
+        .collect()
+}
 
 /// Wall time of the gemm crate alone (`gemm::matmul` on its own threads, one call per matmul) running one layer's
 /// matmuls on T columns, rotating through two layers' worth of weights as the two-layer model above does (so both
 /// see the same caches): the minimum over 5 rounds.
-fn gemm_alone_seconds(t: usize) -> f64 {
+fn gemm_alone_seconds(linears: &[(usize, usize)], t: usize) -> f64 {
     use w2vbert_kernels::gemm::{matmul, Threads};
     let sets: Vec<Vec<Vec<f32>>> = (0..2)
         .map(|l| {
-            LAYER_LINEARS
+            linears
                 .iter()
                 .enumerate()
                 .map(|(j, &(n, k))| fill(n * k, (l * 16 + j) as u64 + 99, 0.05))
                 .collect()
         })
         .collect();
-    let x = fill(4096 * t, 5, 1.0);
-    let mut y = vec![0f32; 4096 * t];
+    let widest = linears.iter().map(|&(n, k)| n.max(k)).max().unwrap_or(0);
+    let x = fill(widest * t, 5, 1.0);
+    let mut y = vec![0f32; widest * t];
     let mut best = f64::INFINITY;
     for _round in 0..5 {
         for set in &sets {
             let s = std::time::Instant::now();
-            for (&(n, k), w) in LAYER_LINEARS.iter().zip(set) {
+            for (&(n, k), w) in linears.iter().zip(set) {
                 // y[n, t] = W[n, k] · x[k, t], as the encoder's channel-major linears.
                 matmul(&mut y, t, w, k, 1, &x, t, 1, n, k, t, 1.0, false, Threads::Rayon(0));
             }

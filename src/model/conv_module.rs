@@ -3,15 +3,13 @@
 //! transformers v4.52.1 modeling_wav2vec2_bert.py#L156 (forward at #L195).
 
 use super::pack::Pack;
-use super::primitives::{zero_masked_cols, LayerNorm, Linear};
+use super::primitives::{zero_masked_cols, LayerNorm, Linear, THREADS};
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use rayon::prelude::*;
 use w2vbert_kernels::bf16::Bf16Kernel;
-use w2vbert_kernels::gemm::ROW_BLOCK;
-use w2vbert_kernels::{activation, conv};
+use w2vbert_kernels::{activation, conv, gemm};
 
 pub struct ConvolutionModule {
     pub layer_norm: LayerNorm,
@@ -70,10 +68,8 @@ impl ConvolutionModule {
         activation::glu(a, wide, 1, d * t);
         conv::depthwise_conv1d_causal_cm_segments(b, a, self.depthwise.data(), d, t, self.kernel_size, pack.lens());
         self.depthwise_layer_norm.forward_inplace(b, t);
-        // Elementwise, so split across the pool (on one thread it is a measurable serial step at T ≈ 500).
-        b[..t * d]
-            .par_chunks_mut((ROW_BLOCK * t).max(1))
-            .for_each(activation::silu_inplace);
+        // Elementwise, so over the pool's row blocks (on one thread it is a measurable serial step at T ≈ 500).
+        gemm::row_blocks(b, d, t, THREADS, |_, rows| activation::silu_inplace(rows));
         self.pointwise_conv2.forward_accumulate(h, b, t, 1.0);
     }
 }

@@ -151,7 +151,7 @@ fn populated(t: Tensor) -> Tensor {
 }
 
 /// The projections use the whole rayon pool (the caller's `--threads`).
-const THREADS: gemm::Threads = gemm::Threads::Rayon(0);
+pub(super) const THREADS: gemm::Threads = gemm::Threads::Rayon(0);
 
 /// `nn.LayerNorm(dim, eps)`: biased variance, affine.
 pub struct LayerNorm {
