@@ -76,10 +76,11 @@ impl Wav2Vec2BertModel {
         Self::from_weights_in(config, w, num_layers, Precision::F32)
     }
 
-    /// [`Self::from_weights`] with the projections in `precision` from the start: with bf16 each layer is
-    /// converted as soon as it is loaded, so the f32 weights of an f32 checkpoint are never all resident at once
-    /// (peak RSS ≈ the bf16 weights plus a layer or two of f32, instead of all of them). Without a bf16 kernel
-    /// on this CPU the model stays f32, as with [`Self::set_precision`]: check [`Self::precision`].
+    /// [`Self::from_weights`] with the projections in `precision`, the one way to choose it (a model does not
+    /// change precision once built). With bf16 each layer is converted as soon as it is loaded, so the f32
+    /// weights of an f32 checkpoint are never all resident at once (peak RSS ≈ the bf16 weights plus a layer or
+    /// two of f32, instead of all of them). bf16 needs a bf16 kernel on this CPU (`bf16::best_kernel`); without
+    /// one the model stays f32 and [`Self::precision`] says so: the caller must tell the user.
     pub fn from_weights_in(
         config: Wav2Vec2BertConfig,
         w: &Weights,
@@ -125,28 +126,6 @@ impl Wav2Vec2BertModel {
                 Precision::F32
             },
         })
-    }
-
-    /// Switch the encoder layers' projections to `precision` and return the precision in force. bf16 needs
-    /// AMX or AVX512-BF16: without either the model stays f32 and `Ok(Precision::F32)` says so (the caller
-    /// must tell the user). Switching back to f32 after bf16 is refused (the f32 weights are gone).
-    pub fn set_precision(&mut self, precision: Precision) -> Result<Precision> {
-        match precision {
-            Precision::F32 if self.precision == Precision::Bf16 => Err(Error::Invalid(
-                "this model was converted to bf16; load it again for fp32".into(),
-            )),
-            Precision::F32 => Ok(Precision::F32),
-            Precision::Bf16 => match w2vbert_kernels::bf16::best_kernel() {
-                None => Ok(self.precision),
-                Some(kernel) => {
-                    for layer in &mut self.layers {
-                        layer.to_bf16(kernel);
-                    }
-                    self.precision = Precision::Bf16;
-                    Ok(Precision::Bf16)
-                }
-            },
-        }
     }
 
     /// The projections' arithmetic.
