@@ -28,14 +28,18 @@ use crate::model::inventory::{feature_projection_tensors, layer_tensors};
 use crate::model::Checkpoint;
 use crate::pipeline::{DEFAULT_STATS_FILE, SEMANTIC_LAYER};
 use crate::stats::SemanticStats;
-use crate::weights::{widen_bf16, widen_f16, Weights};
+use crate::weights::Weights;
 use safetensors::Dtype;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+mod cast;
+mod out_dir;
 mod safetensors_out;
+use cast::cast;
+use out_dir::{check_output, write_file_synced, TempDir};
 use safetensors_out::{write_safetensors, OutTensor};
 
 /// Storage dtype of the converted weights.
@@ -414,196 +418,4 @@ fn rewrite_config(text: &str, path: &Path, opts: &ConvertOptions) -> Result<Stri
     let back = Wav2Vec2BertConfig::from_json_str(&out, path)?;
     debug_assert_eq!(back.num_hidden_layers, opts.layers);
     Ok(out)
-}
-
-/// What is at the output path now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Existing {
-    Nothing,
-    /// An empty directory, or (with `--force`) a previous checkpoint: replaced as a whole.
-    Directory,
-}
-
-fn check_output(src: &Path, out_dir: &Path, force: bool) -> Result<Existing> {
-    let meta = match std::fs::symlink_metadata(out_dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Nothing),
-        Err(e) => return Err(Error::io(out_dir, e)),
-        Ok(m) => m,
-    };
-    if !meta.is_dir() {
-        return Err(Error::Invalid(format!(
-            "convert: output {} exists and is not a directory",
-            out_dir.display()
-        )));
-    }
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same(src, out_dir) {
-        return Err(Error::Invalid(format!(
-            "convert: output {} is the source checkpoint; write to another directory",
-            out_dir.display()
-        )));
-    }
-    let mut ours = Vec::new();
-    for entry in std::fs::read_dir(out_dir).map_err(|e| Error::io(out_dir, e))? {
-        let entry = entry.map_err(|e| Error::io(out_dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !CHECKPOINT_FILES.contains(&name.as_str()) {
-            return Err(Error::Invalid(format!(
-                "convert: output {} holds `{name}`, which is not part of a converted checkpoint; refusing to \
-                 replace it (choose a new or empty directory)",
-                out_dir.display()
-            )));
-        }
-        ours.push(name);
-    }
-    if !ours.is_empty() && !force {
-        ours.sort();
-        return Err(Error::Invalid(format!(
-            "convert: output {} already holds a checkpoint ({}); pass --force to replace it",
-            out_dir.display(),
-            ours.join(", ")
-        )));
-    }
-    Ok(Existing::Directory)
-}
-
-/// A directory removed on drop unless committed.
-struct TempDir {
-    path: PathBuf,
-    committed: bool,
-}
-
-impl TempDir {
-    fn create(path: PathBuf) -> Result<Self> {
-        // A leftover from a killed run of the same pid would be stale: start afresh.
-        if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        }
-        std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(TempDir { path, committed: false })
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Renames the finished directory to `dest`. An existing `dest` (empty, or a checkpoint with `--force`) is
-    /// first moved aside and removed only after the new one is in place.
-    fn commit(mut self, dest: &Path, existing: Existing) -> Result<()> {
-        sync_dir(&self.path)?;
-        match existing {
-            Existing::Nothing => std::fs::rename(&self.path, dest).map_err(|e| Error::io(dest, e))?,
-            Existing::Directory => {
-                let mut old_name = self.path.file_name().expect("named by convert()").to_os_string();
-                old_name.push(".old");
-                let old = self.path.with_file_name(old_name);
-                std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
-                if let Err(e) = std::fs::rename(&self.path, dest) {
-                    // Put the previous checkpoint back; the new one is dropped with the temp dir.
-                    let _ = std::fs::rename(&old, dest);
-                    return Err(Error::io(dest, e));
-                }
-                std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-            }
-        }
-        self.committed = true;
-        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(dir, e))
-}
-
-fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = BufWriter::new(File::create(path).map_err(|e| Error::io(path, e))?);
-    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    let f = f.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
-    f.sync_all().map_err(|e| Error::io(path, e))
-}
-
-/// `src` (little-endian `from` values) into `out` as `to`. Returns how many non-zero values became zero; a finite
-/// value that overflows the target is an error (message without the tensor name; the caller adds it).
-fn cast(from: Dtype, src: &[u8], to: OutDtype, out: &mut Vec<u8>) -> std::result::Result<u64, String> {
-    out.clear();
-    if from == to.dtype() {
-        out.extend_from_slice(src);
-        return Ok(0);
-    }
-    let wide: Vec<f32> = match from {
-        Dtype::F32 => src
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => widen_f16(src),
-        Dtype::BF16 => widen_bf16(src),
-        other => return Err(format!("dtype {other:?} cannot be converted")),
-    };
-    match to {
-        OutDtype::F32 => {
-            out.reserve(wide.len() * 4);
-            out.extend(wide.iter().flat_map(|v| v.to_le_bytes()));
-            Ok(0)
-        }
-        OutDtype::F16 => narrow(&wide, out, F16_BITS, |x| half::f16::from_f32(x).to_bits()),
-        OutDtype::Bf16 => narrow(&wide, out, BF16_BITS, |x| half::bf16::from_f32(x).to_bits()),
-    }
-}
-
-/// A 16-bit float format: its name and exponent / mantissa masks.
-struct Bits16 {
-    name: &'static str,
-    exp: u16,
-    man: u16,
-}
-
-const F16_BITS: Bits16 = Bits16 {
-    name: "f16 (largest finite 65504)",
-    exp: 0x7c00,
-    man: 0x03ff,
-};
-
-const BF16_BITS: Bits16 = Bits16 {
-    name: "bf16",
-    exp: 0x7f80,
-    man: 0x007f,
-};
-
-/// Rounds every value with `to_bits` (round to nearest, ties to even) into `out` as little-endian bits.
-fn narrow(
-    wide: &[f32],
-    out: &mut Vec<u8>,
-    fmt: Bits16,
-    to_bits: impl Fn(f32) -> u16,
-) -> std::result::Result<u64, String> {
-    out.reserve(wide.len() * 2);
-    let mut flushed = 0u64;
-    for (i, &x) in wide.iter().enumerate() {
-        let b = to_bits(x);
-        // Exponent all ones, mantissa zero: ±inf, from a finite value only by overflow.
-        if b & fmt.exp == fmt.exp && b & fmt.man == 0 && x.is_finite() {
-            return Err(format!("value {x:e} at index {i} overflows {}", fmt.name));
-        }
-        if b & 0x7fff == 0 && x != 0.0 {
-            flushed += 1;
-        }
-        out.extend_from_slice(&b.to_le_bytes());
-    }
-    Ok(flushed)
 }
