@@ -1,6 +1,7 @@
 //! Channel-major linears at the encoder's shapes: one gemm call on gemm's own threads vs
-//! [`gemm::linear_cm`]'s row blocks (one single-threaded gemm per 256-row block), interleaved, weights
-//! rotated through more matrices than the L3 holds (as in a forward pass). Median GFLOP/s of each.
+//! [`gemm::linear_cm`]'s row blocks (one single-threaded gemm per block of `gemm::block_rows` rows, one block per
+//! thread), interleaved, weights rotated through more matrices than the L3 holds (as in a forward pass). Median
+//! GFLOP/s of each.
 //!
 //! `cargo run --release -p w2vbert-kernels --example row_blocks [threads]`
 

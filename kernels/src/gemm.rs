@@ -172,38 +172,64 @@ pub fn linear_ref(
     }
 }
 
-/// Rows of W (and of y) per task in the channel-major linears.
-pub const ROW_BLOCK: usize = 256;
+/// Rows of W (and of y) per task in the channel-major linears: `n` split evenly over the threads, one block
+/// each. Every block is one single-threaded gemm call, and each call packs all of x once (gemm's packed lhs),
+/// so fewer, taller blocks pack x fewer times: at 10 s on 2 vCPUs, one block per thread ran the whole process
+/// 4 % faster than fixed 256-row blocks (16 A/B pairs; 256-row blocks packed x up to 16 times per linear).
+///
+/// The result does not depend on the split, hence not on the thread count: gemm sums each output element over
+/// k in an order fixed by k and the cache sizes alone (its `kc` blocks; every microkernel accumulates k in
+/// order), whatever the number of rows it is given, as long as the split never moves a call onto gemm's paths
+/// for tiny operands, whose sums are ordered differently: at most 64 rows and 64 columns (`kc` capped at 512),
+/// or one row or one column (gemv). So n is cut into at most n / [`MIN_BLOCK_ROWS`] blocks (and at most 64), which
+/// leaves every block, the last included, more than 64 rows (n < 256 is one block for any thread count), and a
+/// single column (t = 1, gemv whatever the split) is one block. Tested: 1 to 4 threads bit-identical, depths
+/// past 512 and 1024 included.
+pub fn block_rows(n: usize, t: usize, threads: Threads) -> usize {
+    let threads = match threads {
+        Threads::Single => 1,
+        Threads::Rayon(0) => rayon::current_num_threads(),
+        Threads::Rayon(p) => p,
+    };
+    let parts = if t <= 1 {
+        1
+    } else {
+        threads.min(n / MIN_BLOCK_ROWS).clamp(1, 64)
+    };
+    n.div_ceil(parts).max(1)
+}
 
-/// Calls `f(r0, y_block)` for each block of [`ROW_BLOCK`] rows of `y[n, t]` (`y_block` = rows `r0..`), on the
-/// rayon pool when `threads` is `Rayon`, in order otherwise. The blocks do not depend on the thread count, so
-/// neither does the result. Measured on 2 cores at T = 250..750: one single-threaded gemm per 256-row block
-/// (each thread packs only its own weight rows) runs the encoder's shapes 3-12 % faster than one gemm call
-/// with gemm's own threads (`cargo run --release -p w2vbert-kernels --example row_blocks`).
+/// Smallest block [`block_rows`] makes (see there).
+pub const MIN_BLOCK_ROWS: usize = 128;
+
+/// Calls `f(r0, y_block)` for each block of `rows` rows of `y[n, t]` (`y_block` = rows `r0..`, the last block
+/// shorter), on the rayon pool when `threads` is `Rayon`, in order otherwise.
 pub fn row_blocks(
     y: &mut [f32], /* [n, t] */
     n: usize,
     t: usize,
+    rows: usize,
     threads: Threads,
     f: impl Fn(usize, &mut [f32]) + Sync,
 ) {
     if n == 0 || t == 0 {
         return;
     }
-    let blocks = y[..n * t].chunks_mut(ROW_BLOCK * t).enumerate();
+    assert!(rows > 0, "row_blocks: zero rows per block");
+    let blocks = y[..n * t].chunks_mut(rows * t).enumerate();
     match threads {
-        Threads::Single => blocks.for_each(|(b, yb)| f(b * ROW_BLOCK, yb)),
+        Threads::Single => blocks.for_each(|(b, yb)| f(b * rows, yb)),
         Threads::Rayon(_) => y[..n * t]
-            .par_chunks_mut(ROW_BLOCK * t)
+            .par_chunks_mut(rows * t)
             .enumerate()
-            .for_each(|(b, yb)| f(b * ROW_BLOCK, yb)),
+            .for_each(|(b, yb)| f(b * rows, yb)),
     }
 }
 
 /// Channel-major PyTorch Linear: `y[n, t] = w[n, k] · x[k, t] + bias[n]` (i.e. `yᵀ = W xᵀ + b` with the
 /// activations stored one channel per row). `w` is the checkpoint's `[out, in]` matrix read in place as the
 /// row-major lhs and `x` is a row-major rhs: the layout gemm runs fastest (no strided packing on either side).
-/// Parallel over [`row_blocks`].
+/// Parallel over [`row_blocks`] of [`block_rows`].
 #[allow(clippy::too_many_arguments)]
 pub fn linear_cm(
     y: &mut [f32],        // [n, t]
@@ -240,7 +266,7 @@ pub fn linear_cm_then(
     if let Some(b) = bias {
         assert!(b.len() >= n, "linear_cm: bias too small");
     }
-    row_blocks(y, n, t, threads, |r0, yb| {
+    row_blocks(y, n, t, block_rows(n, t, threads), threads, |r0, yb| {
         let rows = yb.len() / t;
         if let Some(b) = bias {
             for (row, &bv) in yb.chunks_exact_mut(t).zip(&b[r0..]) {
@@ -269,7 +295,8 @@ pub fn linear_cm_then(
 
 /// Channel-major Linear accumulated into a residual: `h[n, t] += scale · (w[n, k] · x[k, t] + bias[n])`. The
 /// residual add and the conformer's ½ ride on gemm's accumulate, so the product is never stored on its own;
-/// `scale·bias` is added to `h` with one rounding (an FMA) before the product. Parallel over [`row_blocks`].
+/// `scale·bias` is added to `h` with one rounding (an FMA) before the product. Parallel over [`row_blocks`] of
+/// [`block_rows`].
 #[allow(clippy::too_many_arguments)]
 pub fn linear_cm_accumulate(
     h: &mut [f32],        // [n, t]
@@ -289,7 +316,7 @@ pub fn linear_cm_accumulate(
     if let Some(b) = bias {
         assert!(b.len() >= n, "linear_cm_accumulate: bias too small");
     }
-    row_blocks(h, n, t, threads, |r0, hb| {
+    row_blocks(h, n, t, block_rows(n, t, threads), threads, |r0, hb| {
         let rows = hb.len() / t;
         if let Some(b) = bias {
             for (row, &bv) in hb.chunks_exact_mut(t).zip(&b[r0..]) {

@@ -7,7 +7,8 @@ mod common;
 use common::{check_close, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::gemm::{
-    linear, linear_cm, linear_cm_accumulate, linear_cm_accumulate_ref, linear_cm_ref, linear_cm_then, Threads,
+    block_rows, linear, linear_cm, linear_cm_accumulate, linear_cm_accumulate_ref, linear_cm_ref, linear_cm_then,
+    Threads, MIN_BLOCK_ROWS,
 };
 use w2vbert_kernels::{activation, conv, norm};
 
@@ -189,8 +190,12 @@ proptest! {
             pool(threads).install(|| linear_cm_then(&mut got, &x, &w, bias, n, k, t, Threads::Rayon(0), post));
             prop_assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads");
         }
-        // Once per block of rows, per run.
-        prop_assert_eq!(calls.into_inner(), 2 * n.div_ceil(w2vbert_kernels::gemm::ROW_BLOCK));
+        // Once per block of rows, per run: one block on 1 thread; on 2, one per thread unless that would cut
+        // blocks below MIN_BLOCK_ROWS or t is a single column.
+        let blocks = |p| n.div_ceil(block_rows(n, t, Threads::Rayon(p)));
+        prop_assert_eq!(blocks(1), 1);
+        prop_assert_eq!(blocks(2), if t > 1 && n >= 2 * MIN_BLOCK_ROWS { 2 } else { 1 });
+        prop_assert_eq!(calls.into_inner(), blocks(1) + blocks(2));
     }
 
     #[test]
@@ -225,6 +230,42 @@ proptest! {
         let mut par = h0.clone();
         linear_cm_accumulate(&mut par, xs, &w, bias, scale, n, k, t, Threads::Rayon(2));
         prop_assert!(par.iter().zip(&got[hoff..]).all(|(a, b)| a.to_bits() == b.to_bits()), "threads change bits");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The linears split W's rows one block per thread ([`block_rows`]), so the split changes with the pool; the
+    /// bits must not. Depths past gemm's 512-deep `kc` blocks (two and three blocks, even and ragged), widths
+    /// around its 64-wide tiles, row counts around `MIN_BLOCK_ROWS`.
+    #[test]
+    fn linears_are_bit_identical_for_1_to_4_threads(
+        n in prop_oneof![1usize..140, 250usize..600],
+        k in prop_oneof![1usize..64, 500usize..560, 1000usize..1100],
+        t in prop_oneof![1usize..5, 60usize..70],
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(k * t, -1.0, 1.0);
+        let w = rng.vec(n * k, -1.0, 1.0);
+        let b = rng.vec(n, -1.0, 1.0);
+        let h0 = rng.vec(n * t, -4.0, 4.0);
+        let run = |threads: usize| {
+            pool(threads).install(|| {
+                let mut y = vec![0f32; n * t];
+                linear_cm(&mut y, &x, &w, Some(&b), n, k, t, Threads::Rayon(0));
+                let mut h = h0.clone();
+                linear_cm_accumulate(&mut h, &x, &w, Some(&b), 0.5, n, k, t, Threads::Rayon(0));
+                (y, h)
+            })
+        };
+        let (y1, h1) = run(1);
+        for threads in 2..=4 {
+            let (y, h) = run(threads);
+            prop_assert!(y.iter().zip(&y1).all(|(a, b)| a.to_bits() == b.to_bits()), "linear_cm, {threads} threads");
+            prop_assert!(h.iter().zip(&h1).all(|(a, b)| a.to_bits() == b.to_bits()), "accumulate, {threads} threads");
+        }
     }
 }
 

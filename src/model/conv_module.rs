@@ -69,7 +69,9 @@ impl ConvolutionModule {
         conv::depthwise_conv1d_causal_cm_segments(b, a, self.depthwise.data(), d, t, self.kernel_size, pack.lens());
         self.depthwise_layer_norm.forward_inplace(b, t);
         // Elementwise, so over the pool's row blocks (on one thread it is a measurable serial step at T ≈ 500).
-        gemm::row_blocks(b, d, t, THREADS, |_, rows| activation::silu_inplace(rows));
+        gemm::row_blocks(b, d, t, gemm::block_rows(d, t, THREADS), THREADS, |_, rows| {
+            activation::silu_inplace(rows)
+        });
         self.pointwise_conv2.forward_accumulate(h, b, t, 1.0);
     }
 }

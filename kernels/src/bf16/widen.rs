@@ -1,15 +1,19 @@
 //! [`Bf16Kernel::WidenF32`](super::Bf16Kernel::WidenF32): bf16 weights `[n, k]` kept row-major as stored (a
-//! bf16 checkpoint's mapping, or rounded once at load), widened to f32 one [`ROW_BLOCK`]-row block at a time
+//! bf16 checkpoint's mapping, or rounded once at load), widened to f32 one [`WIDEN_ROWS`]-row block at a time
 //! into a per-thread buffer that stays in L2, and multiplied by the f32 gemm. x is not rounded; widening is
 //! exact, so the result is the f32 linear of the bf16-rounded weights.
 
 use super::{bf16_to_f32, Epilogue};
 use crate::alignedbuf::AlignedBuf;
-use crate::gemm::{self, row_blocks, Threads, ROW_BLOCK};
+use crate::gemm::{self, row_blocks, Threads};
+
+/// Rows of W widened per task: `[256, k]` f32 is 1 MiB at k = 1024 (4 MiB at 4096), within reach of L2, where
+/// the gemm that follows reads it.
+const WIDEN_ROWS: usize = 256;
 use std::cell::RefCell;
 
 thread_local! {
-    /// One row block of W widened to f32 (`[ROW_BLOCK, k]`), reused across calls on the calling thread.
+    /// One row block of W widened to f32 (`[WIDEN_ROWS, k]`), reused across calls on the calling thread.
     static WIDE: RefCell<AlignedBuf<f32>> = RefCell::new(AlignedBuf::zeroed(0));
 }
 
@@ -39,12 +43,12 @@ pub fn linear_bf16_rows_cm(
     assert!(bias.is_none_or(|b| b.len() >= n), "linear_bf16_rows_cm: bias too small");
     let kind = super::out_kind(&out);
     let dst = out.into_dst(n * t);
-    row_blocks(dst, n, t, threads, |r0, yb| {
+    row_blocks(dst, n, t, WIDEN_ROWS, threads, |r0, yb| {
         let rows = yb.len() / t;
         let b = bias.map(|b| &b[r0..r0 + rows]);
         WIDE.with(|cell| {
             let wide = &mut *cell.borrow_mut();
-            wide.grow(ROW_BLOCK * k);
+            wide.grow(WIDEN_ROWS * k);
             let wide = &mut wide[..rows * k];
             widen(wide, &w[r0 * k..(r0 + rows) * k]);
             match kind {
