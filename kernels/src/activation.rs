@@ -49,15 +49,23 @@ pub fn glu(
     }
     for (yr, xr) in y[..rows * c].chunks_exact_mut(c).zip(x.chunks_exact(2 * c)) {
         let (a, g) = xr.split_at(c);
-        let body = c - c % LANES;
-        for j in (0..body).step_by(LANES) {
-            store8(&mut yr[j..], gate(load8(&a[j..]), load8(&g[j..])));
-        }
-        if body < c {
-            // Tail through the same vector arithmetic (padding a = 0, g = 0 gives 0, harmless).
-            let v = gate(load_partial(&a[body..], 0.0), load_partial(&g[body..], 0.0));
-            store_partial(&mut yr[body..], v);
-        }
+        gated(yr, a, g);
+    }
+}
+
+/// `y[j] = a[j] · σ(g[j])`: GLU on its two halves given apart (`y, a, g: [n]`), so a caller can split the work
+/// anywhere; every element is computed exactly as [`glu`] computes it.
+pub fn gated(y: &mut [f32], a: &[f32], g: &[f32]) {
+    let n = y.len();
+    assert!(a.len() >= n && g.len() >= n, "gated: a or g shorter than y");
+    let body = n - n % LANES;
+    for j in (0..body).step_by(LANES) {
+        store8(&mut y[j..], gate(load8(&a[j..]), load8(&g[j..])));
+    }
+    if body < n {
+        // Tail through the same vector arithmetic (padding a = 0, g = 0 gives 0, harmless).
+        let v = gate(load_partial(&a[body..n], 0.0), load_partial(&g[body..n], 0.0));
+        store_partial(&mut y[body..], v);
     }
 }
 

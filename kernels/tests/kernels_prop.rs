@@ -83,6 +83,24 @@ proptest! {
         prop_assert!(got[..yoff].iter().all(|v| v.is_nan()), "glu wrote before y");
     }
 
+    /// `gated` on any sub-range of the two halves is what `glu` computes there, bit for bit (the conv module
+    /// splits GLU into row blocks).
+    #[test]
+    fn gated_on_any_span_is_glu(
+        c in 1usize..80,
+        (from, len) in (0usize..80, 0usize..80),
+        seed in any::<u64>(),
+    ) {
+        let (from, len) = (from.min(c - 1), len.min(c - from.min(c - 1)));
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(2 * c, -20.0, 20.0);
+        let mut whole = vec![0f32; c];
+        activation::glu(&mut whole, &x, 1, c);
+        let mut part = vec![f32::NAN; len];
+        activation::gated(&mut part, &x[from..c], &x[c + from..]);
+        prop_assert!(part.iter().zip(&whole[from..]).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
     #[test]
     fn softmax_matches_ref(
         rows in 0usize..5,
