@@ -202,9 +202,22 @@ pub fn block_rows(n: usize, t: usize, threads: Threads) -> usize {
 /// Smallest block [`block_rows`] makes (see there).
 pub const MIN_BLOCK_ROWS: usize = 128;
 
-/// Calls `f(r0, y_block)` for each block of `rows` rows of `y[n, t]` (`y_block` = rows `r0..`, the last block
-/// shorter), on the rayon pool when `threads` is `Rayon`, in order otherwise.
+/// Calls `f(r0, y_block)` for each block of [`block_rows`] rows of `y[n, t]` (`y_block` = rows `r0..`), on the
+/// rayon pool when `threads` is `Rayon`, in order otherwise: the split of the channel-major linears, and of any
+/// row-wise pass over `[n, t]`.
 pub fn row_blocks(
+    y: &mut [f32], /* [n, t] */
+    n: usize,
+    t: usize,
+    threads: Threads,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    row_blocks_of(y, n, t, block_rows(n, t, threads), threads, f);
+}
+
+/// [`row_blocks`] with an explicit block height `rows` (the last block shorter), for a caller whose blocks are
+/// sized by something else (the WidenF32 kernel's L2-resident widened weights).
+pub fn row_blocks_of(
     y: &mut [f32], /* [n, t] */
     n: usize,
     t: usize,
@@ -229,7 +242,7 @@ pub fn row_blocks(
 /// Channel-major PyTorch Linear: `y[n, t] = w[n, k] · x[k, t] + bias[n]` (i.e. `yᵀ = W xᵀ + b` with the
 /// activations stored one channel per row). `w` is the checkpoint's `[out, in]` matrix read in place as the
 /// row-major lhs and `x` is a row-major rhs: the layout gemm runs fastest (no strided packing on either side).
-/// Parallel over [`row_blocks`] of [`block_rows`].
+/// Parallel over [`row_blocks`].
 #[allow(clippy::too_many_arguments)]
 pub fn linear_cm(
     y: &mut [f32],        // [n, t]
@@ -266,7 +279,7 @@ pub fn linear_cm_then(
     if let Some(b) = bias {
         assert!(b.len() >= n, "linear_cm: bias too small");
     }
-    row_blocks(y, n, t, block_rows(n, t, threads), threads, |r0, yb| {
+    row_blocks(y, n, t, threads, |r0, yb| {
         let rows = yb.len() / t;
         if let Some(b) = bias {
             for (row, &bv) in yb.chunks_exact_mut(t).zip(&b[r0..]) {
@@ -295,8 +308,7 @@ pub fn linear_cm_then(
 
 /// Channel-major Linear accumulated into a residual: `h[n, t] += scale · (w[n, k] · x[k, t] + bias[n])`. The
 /// residual add and the conformer's ½ ride on gemm's accumulate, so the product is never stored on its own;
-/// `scale·bias` is added to `h` with one rounding (an FMA) before the product. Parallel over [`row_blocks`] of
-/// [`block_rows`].
+/// `scale·bias` is added to `h` with one rounding (an FMA) before the product. Parallel over [`row_blocks`].
 #[allow(clippy::too_many_arguments)]
 pub fn linear_cm_accumulate(
     h: &mut [f32],        // [n, t]
@@ -316,7 +328,7 @@ pub fn linear_cm_accumulate(
     if let Some(b) = bias {
         assert!(b.len() >= n, "linear_cm_accumulate: bias too small");
     }
-    row_blocks(h, n, t, block_rows(n, t, threads), threads, |r0, hb| {
+    row_blocks(h, n, t, threads, |r0, hb| {
         let rows = hb.len() / t;
         if let Some(b) = bias {
             for (row, &bv) in hb.chunks_exact_mut(t).zip(&b[r0..]) {

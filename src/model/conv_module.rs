@@ -66,23 +66,14 @@ impl ConvolutionModule {
         // GLU over channels: value half = rows 0..d, gate half = rows d..2d, i.e. the two contiguous halves of
         // `wide` [2d, t]: one elementwise pass of d·t, over the pool's row blocks.
         let (value, gate) = wide[..2 * d * t].split_at(d * t);
-        gemm::row_blocks(
-            &mut a[..d * t],
-            d,
-            t,
-            gemm::block_rows(d, t, THREADS),
-            THREADS,
-            |r0, rows| {
-                let span = r0 * t..r0 * t + rows.len();
-                activation::gated(rows, &value[span.clone()], &gate[span]);
-            },
-        );
+        gemm::row_blocks(&mut a[..d * t], d, t, THREADS, |r0, rows| {
+            let span = r0 * t..r0 * t + rows.len();
+            activation::gated(rows, &value[span.clone()], &gate[span]);
+        });
         conv::depthwise_conv1d_causal_cm_segments(b, a, self.depthwise.data(), d, t, self.kernel_size, pack.lens());
         self.depthwise_layer_norm.forward_inplace(b, t);
         // Elementwise, so over the pool's row blocks (on one thread it is a measurable serial step at T ≈ 500).
-        gemm::row_blocks(b, d, t, gemm::block_rows(d, t, THREADS), THREADS, |_, rows| {
-            activation::silu_inplace(rows)
-        });
+        gemm::row_blocks(b, d, t, THREADS, |_, rows| activation::silu_inplace(rows));
         self.pointwise_conv2.forward_accumulate(h, b, t, 1.0);
     }
 }

@@ -5,12 +5,12 @@
 
 use super::{bf16_to_f32, Epilogue};
 use crate::alignedbuf::AlignedBuf;
-use crate::gemm::{self, row_blocks, Threads};
+use crate::gemm::{self, row_blocks_of, Threads};
+use std::cell::RefCell;
 
 /// Rows of W widened per task: `[256, k]` f32 is 1 MiB at k = 1024 (4 MiB at 4096), within reach of L2, where
 /// the gemm that follows reads it.
 const WIDEN_ROWS: usize = 256;
-use std::cell::RefCell;
 
 thread_local! {
     /// One row block of W widened to f32 (`[WIDEN_ROWS, k]`), reused across calls on the calling thread.
@@ -43,7 +43,7 @@ pub fn linear_bf16_rows_cm(
     assert!(bias.is_none_or(|b| b.len() >= n), "linear_bf16_rows_cm: bias too small");
     let kind = super::out_kind(&out);
     let dst = out.into_dst(n * t);
-    row_blocks(dst, n, t, WIDEN_ROWS, threads, |r0, yb| {
+    row_blocks_of(dst, n, t, WIDEN_ROWS, threads, |r0, yb| {
         let rows = yb.len() / t;
         let b = bias.map(|b| &b[r0..r0 + rows]);
         WIDE.with(|cell| {
