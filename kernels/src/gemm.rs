@@ -212,23 +212,10 @@ pub fn row_blocks(
     threads: Threads,
     f: impl Fn(usize, &mut [f32]) + Sync,
 ) {
-    row_blocks_of(y, n, t, block_rows(n, t, threads), threads, f);
-}
-
-/// [`row_blocks`] with an explicit block height `rows` (the last block shorter), for a caller whose blocks are
-/// sized by something else (the WidenF32 kernel's L2-resident widened weights).
-pub fn row_blocks_of(
-    y: &mut [f32], /* [n, t] */
-    n: usize,
-    t: usize,
-    rows: usize,
-    threads: Threads,
-    f: impl Fn(usize, &mut [f32]) + Sync,
-) {
     if n == 0 || t == 0 {
         return;
     }
-    assert!(rows > 0, "row_blocks: zero rows per block");
+    let rows = block_rows(n, t, threads);
     let blocks = y[..n * t].chunks_mut(rows * t).enumerate();
     match threads {
         Threads::Single => blocks.for_each(|(b, yb)| f(b * rows, yb)),
@@ -237,6 +224,21 @@ pub fn row_blocks_of(
             .enumerate()
             .for_each(|(b, yb)| f(b * rows, yb)),
     }
+}
+
+/// Seeds a block of output rows `yb` `[rows, t]` with the bias `[rows]` before gemm adds `scale · W·x` to it:
+/// `y = b` for a store, `h = scale·b + h` (one rounding, an FMA) for a residual (`residual_scale`). Returns
+/// whether gemm must add to what `yb` holds (false: a store without bias, which gemm overwrites).
+pub fn seed_bias(yb: &mut [f32], bias: Option<&[f32]>, t: usize, residual_scale: Option<f32>) -> bool {
+    if let Some(b) = bias {
+        for (row, &bv) in yb.chunks_exact_mut(t.max(1)).zip(b) {
+            match residual_scale {
+                Some(s) => row.iter_mut().for_each(|v| *v = bv.mul_add(s, *v)),
+                None => row.fill(bv),
+            }
+        }
+    }
+    bias.is_some() || residual_scale.is_some()
 }
 
 /// Channel-major PyTorch Linear: `y[n, t] = w[n, k] · x[k, t] + bias[n]` (i.e. `yᵀ = W xᵀ + b` with the
@@ -281,11 +283,7 @@ pub fn linear_cm_then(
     }
     row_blocks(y, n, t, threads, |r0, yb| {
         let rows = yb.len() / t;
-        if let Some(b) = bias {
-            for (row, &bv) in yb.chunks_exact_mut(t).zip(&b[r0..]) {
-                row.fill(bv);
-            }
-        }
+        let add = seed_bias(yb, bias.map(|b| &b[r0..]), t, None);
         matmul(
             yb,
             t,
@@ -299,7 +297,7 @@ pub fn linear_cm_then(
             k,
             t,
             1.0,
-            bias.is_some(),
+            add,
             Threads::Single,
         );
         post(yb);
@@ -330,13 +328,7 @@ pub fn linear_cm_accumulate(
     }
     row_blocks(h, n, t, threads, |r0, hb| {
         let rows = hb.len() / t;
-        if let Some(b) = bias {
-            for (row, &bv) in hb.chunks_exact_mut(t).zip(&b[r0..]) {
-                for v in row {
-                    *v = bv.mul_add(scale, *v);
-                }
-            }
-        }
+        seed_bias(hb, bias.map(|b| &b[r0..]), t, Some(scale));
         matmul(
             hb,
             t,

@@ -10,11 +10,12 @@ mod common;
 
 use common::{check_close, Rng};
 use proptest::prelude::*;
+use w2vbert_kernels::activation;
 use w2vbert_kernels::bf16::{
     bf16_from_f32, bf16_from_f32_slice, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_ref, linear_bf16_rows_cm,
     Bf16Kernel, Epilogue, PackedBf16,
 };
-use w2vbert_kernels::gemm::Threads;
+use w2vbert_kernels::gemm::{linear_cm, linear_cm_accumulate, linear_cm_then, Threads};
 
 const KERNELS: [Bf16Kernel; 3] = [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16, Bf16Kernel::WidenF32];
 
@@ -145,7 +146,8 @@ fn model_shapes_and_awkward_sizes() {
         (96, 1000, 31),
         (128, 1024, 100),
         (40, 2050, 33),
-        (600, 70, 20), // several of the row blocks WidenF32 splits into
+        (600, 70, 20),   // WidenF32: two row blocks on one thread
+        (1100, 1030, 9), // WidenF32: three row blocks, three depth blocks
     ] {
         for kind in [Kind::Store, Kind::Silu, Kind::Accumulate] {
             kernels_run = run_case(n, k, t, kind, true, (n * 31 + k * 7 + t) as u64).unwrap();
@@ -153,6 +155,69 @@ fn model_shapes_and_awkward_sizes() {
         run_case(n, k, t, Kind::Store, false, 3).unwrap();
     }
     eprintln!("bf16 kernels checked on this CPU: {kernels_run}");
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("rayon pool")
+}
+
+/// WidenF32 widens W one `[≤ 512, ≤ 512]` block at a time and runs one gemm call per depth block, in the depth
+/// blocks gemm itself uses: that must be exactly the f32 linear (one call over all of k) on the widened weights,
+/// for every epilogue, at depths past 512 (the model's 1024 and 4096, and uneven ones), row counts that split
+/// into several blocks, and any thread count.
+#[test]
+fn widen_kernel_is_the_f32_linear_bit_for_bit() {
+    for &(n, k, t) in &[
+        (1024, 1024, 50),
+        (1100, 4096, 33),
+        (600, 1100, 17),
+        (130, 2050, 70),
+        (70, 513, 9),
+        (64, 600, 64), // gemm's small-size path: depth blocks of 512, then 88
+        (300, 1500, 2),
+        (1200, 700, 1), // one column: gemv, all of k at once
+        (5, 3, 4),
+    ] {
+        let mut rng = Rng::new((n * 13 + k * 5 + t) as u64);
+        let w = rng.vec(n * k, -1.0, 1.0);
+        let x = rng.vec(k * t, -2.0, 2.0);
+        let bias = rng.vec(n, -1.0, 1.0);
+        let old = rng.vec(n * t, -3.0, 3.0);
+        let mut bits = vec![0u16; n * k];
+        bf16_from_f32_slice(&mut bits, &w);
+        let wide: Vec<f32> = bits.iter().map(|&b| bf16_to_f32(b)).collect();
+        for (kind, b) in [
+            (Kind::Store, Some(bias.as_slice())),
+            (Kind::Store, None),
+            (Kind::Silu, Some(bias.as_slice())),
+            (Kind::Accumulate, Some(bias.as_slice())),
+            (Kind::Accumulate, None),
+        ] {
+            let mut want = old.clone();
+            let th = Threads::Rayon(0);
+            pool(2).install(|| match kind {
+                Kind::Store => linear_cm(&mut want, &x, &wide, b, n, k, t, th),
+                Kind::Silu => linear_cm_then(&mut want, &x, &wide, b, n, k, t, th, activation::silu_inplace),
+                Kind::Accumulate => linear_cm_accumulate(&mut want, &x, &wide, b, 0.5, n, k, t, th),
+            });
+            for threads in [1, 2, 3] {
+                let mut got = old.clone();
+                pool(threads).install(|| linear_bf16_rows_cm(epilogue(kind, &mut got), &x, &bits, b, n, k, t, th));
+                let bad = got.iter().zip(&want).position(|(g, w)| g.to_bits() != w.to_bits());
+                assert!(
+                    bad.is_none(),
+                    "n{n} k{k} t{t} {kind:?} bias {} on {threads} threads: element {} is {} where the f32 linear gives {}",
+                    b.is_some(),
+                    bad.unwrap(),
+                    got[bad.unwrap()],
+                    want[bad.unwrap()]
+                );
+            }
+        }
+    }
 }
 
 #[test]
