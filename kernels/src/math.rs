@@ -58,6 +58,36 @@ pub fn exp_f32x8(x: f32x8) -> f32x8 {
     x.is_nan().blend(x, y)
 }
 
+/// [`exp_f32x8`] on sixteen lanes with AVX-512 F (a zmm register): the same operations in the same order on
+/// every lane, so each result is bit for bit the one `exp_f32x8` gives (tested); on AVX-512 cores it halves the
+/// instructions of the exp-heavy loops (attention's softmax, SiLU).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn exp_f32x16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let s = _mm512_set1_ps;
+    // vmaxps/vminps return the second operand for a NaN lane, as fast_max/fast_min do; NaN is restored below.
+    let xc = _mm512_min_ps(_mm512_max_ps(x, s(X_MIN)), s(X_MAX));
+    let nf = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(xc, s(LOG2_E)));
+    let r = _mm512_fnmadd_ps(nf, s(LN2_HI), xc);
+    let r = _mm512_fnmadd_ps(nf, s(LN2_LO), r);
+    let mut p = s(P0);
+    p = _mm512_fmadd_ps(p, r, s(P1));
+    p = _mm512_fmadd_ps(p, r, s(P2));
+    p = _mm512_fmadd_ps(p, r, s(P3));
+    p = _mm512_fmadd_ps(p, r, s(P4));
+    p = _mm512_fmadd_ps(p, r, s(P5));
+    let e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), s(1.0));
+    // nf is an integer in [-151, 129]: the conversion is exact (round_int's NaN and overflow fix-ups never apply).
+    let n = _mm512_cvtps_epi32(nf);
+    let n1 = _mm512_srai_epi32::<1>(n);
+    let n2 = _mm512_sub_epi32(n, n1);
+    let pow2i = |n| _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n, _mm512_set1_epi32(127))));
+    let y = _mm512_mul_ps(_mm512_mul_ps(e, pow2i(n1)), pow2i(n2));
+    _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), y, x)
+}
+
 /// Scalar e^x with exactly the lane arithmetic of [`exp_f32x8`] (same result bit for bit).
 #[inline]
 pub fn exp_f32(x: f32) -> f32 {
@@ -122,5 +152,68 @@ pub(crate) fn map_inplace(x: &mut [f32], f: impl Fn(f32x8) -> f32x8) {
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
         store_partial(tail, f(load_partial(tail, 0.0)));
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// [`exp_f32x16`] is [`exp_f32x8`] bit for bit: special values, the clamp and overflow edges, subnormal
+    /// results, a sweep of bit patterns over the whole range, and a dense sweep of [-105, 90].
+    #[test]
+    fn exp_f32x16_is_exp_f32x8_bit_for_bit() {
+        if !crate::cpu::has_avx512f() {
+            eprintln!("no AVX-512 F on this CPU: exp_f32x16 is never called here");
+            return;
+        }
+        let mut xs = vec![
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            88.72,
+            88.73,
+            89.0,
+            89.5,
+            -87.3,
+            -103.9,
+            -104.0,
+            -104.5,
+            -150.0,
+            1e-30,
+            -1e-30,
+            f32::MAX,
+            f32::MIN,
+        ];
+        let mut bits = 0u32;
+        while let Some(b) = bits.checked_add(65_521) {
+            xs.push(f32::from_bits(b));
+            bits = b;
+        }
+        // Densely over the range where results are finite and non-zero.
+        xs.extend((0..200_000).map(|i| -105.0 + i as f32 * 0.000_975_3));
+        for chunk in xs.chunks(16) {
+            let mut a = [0f32; 16];
+            a[..chunk.len()].copy_from_slice(chunk);
+            let mut wide16 = [0f32; 16];
+            // SAFETY: AVX-512 F checked above; 16 f32 each way.
+            unsafe {
+                use std::arch::x86_64::*;
+                _mm512_storeu_ps(wide16.as_mut_ptr(), exp_f32x16(_mm512_loadu_ps(a.as_ptr())));
+            }
+            for (h, half) in a.chunks(8).enumerate() {
+                let lanes: [f32; 8] = half.try_into().unwrap();
+                let want = exp_f32x8(f32x8::from(lanes)).to_array();
+                for (l, w) in want.iter().enumerate() {
+                    let got = wide16[h * 8 + l];
+                    assert_eq!(got.to_bits(), w.to_bits(), "exp({}) = {got} vs {w}", lanes[l]);
+                }
+            }
+        }
     }
 }
