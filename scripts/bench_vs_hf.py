@@ -67,9 +67,13 @@ def vm_hwm_gb():
     return None
 
 
-def timed_runs(call, runs, budget):
+PAIR_TOKEN = "@@bench_vs_hf:paired-cli-run@@"
+
+
+def timed_runs(call, runs, budget, paired=False):
     """Warm-up call, then min(runs, budget / warm-up time) timed calls (at least 1). Returns the warm-up time, the
-    timed runs and the last output."""
+    timed runs and the last output. `paired`: after each timed call, hand the machine to the orchestrator (a token
+    line on stdout, then wait for a line on stdin) so that it runs the CLI once between this engine's runs."""
     t = time.perf_counter()
     out = call()
     first = time.perf_counter() - t
@@ -79,6 +83,9 @@ def timed_runs(call, runs, budget):
         t = time.perf_counter()
         out = call()
         times.append(time.perf_counter() - t)
+        if paired:
+            print(PAIR_TOKEN, flush=True)
+            sys.stdin.readline()
     return first, times, out
 
 
@@ -153,7 +160,7 @@ def worker_hf(spec):
     f = np.load(spec["features"])
     dtype = torch.bfloat16 if spec.get("bf16") else None
     first, times, hs = timed_runs(lambda: ref.hidden_states(model, f["input_features"], f["attention_mask"], dtype),
-                                  spec["runs"], spec["budget"])
+                                  spec["runs"], spec["budget"], spec.get("paired", False))
     np.save(spec["output"], hs[LAYER][0].astype(np.float32))
     return {"load_s": load, "first_s": first, "times": times, "vm_hwm_gb": vm_hwm_gb()}
 
@@ -191,7 +198,8 @@ def worker_ort(spec):
     load = time.perf_counter() - t
     f = np.load(spec["features"])
     feed = {"input_features": f["input_features"], "attention_mask": f["attention_mask"]}
-    first, times, out = timed_runs(lambda: sess.run(None, feed)[0], spec["runs"], spec["budget"])
+    first, times, out = timed_runs(lambda: sess.run(None, feed)[0], spec["runs"], spec["budget"],
+                                   spec.get("paired", False))
     np.save(spec["output"], out[0].astype(np.float32))
     return {"load_s": load, "first_s": first, "times": times, "vm_hwm_gb": vm_hwm_gb(),
             "providers": sess.get_providers()}
@@ -239,7 +247,8 @@ def worker_ov(spec):
     got = str(cm.get_property(hints.inference_precision()))
     req = cm.create_infer_request()
     feed = {0: f["input_features"], 1: f["attention_mask"]}
-    first, times, out = timed_runs(lambda: req.infer(feed)[cm.output(0)].copy(), spec["runs"], spec["budget"])
+    first, times, out = timed_runs(lambda: req.infer(feed)[cm.output(0)].copy(), spec["runs"], spec["budget"],
+                                   spec.get("paired", False))
     np.save(spec["output"], out[0].astype(np.float32))
     return {"load_s": load, "first_s": first, "times": times, "vm_hwm_gb": vm_hwm_gb(),
             "precision_requested": str(want), "precision_compiled": got,
@@ -285,14 +294,35 @@ def exit_reason(code):
     return f"exit code {code}"
 
 
-def run_worker(kind, spec, work, threads, env_extra=None):
-    """Returns (result dict or None, peak RSS GB, failure reason or None)."""
+def spawn_paired(cmd, env, between):
+    """`spawn` for a worker in paired mode: each time it prints PAIR_TOKEN, `between()` runs (the worker waits,
+    idle), then the worker is let go. Its other stdout lines are passed through."""
+    p = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    for line in p.stdout:
+        if line.strip() == PAIR_TOKEN:
+            between()
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        else:
+            sys.stdout.write(line)
+    p.stdin.close()
+    _, status, ru = os.wait4(p.pid, 0)
+    return os.waitstatus_to_exitcode(status), None, ru.ru_maxrss * 1024 / 1e9
+
+
+def run_worker(kind, spec, work, threads, env_extra=None, between=None):
+    """Returns (result dict or None, peak RSS GB, failure reason or None). With `between`, the worker runs paired:
+    `between()` after each of its timed runs (see timed_runs)."""
     spec_path = work / f"spec_{kind}_{spec.get('tag', '')}.json"
     spec["result"] = str(spec_path.with_suffix(".result.json"))
+    spec["paired"] = between is not None
     pathlib.Path(spec["result"]).unlink(missing_ok=True)
     spec_path.write_text(json.dumps(spec, indent=1))
-    code, _, peak = spawn([sys.executable, __file__, "--worker", kind, "--spec", str(spec_path)],
-                          child_env(threads, env_extra))
+    cmd = [sys.executable, __file__, "--worker", kind, "--spec", str(spec_path)]
+    if between is None:
+        code, _, peak = spawn(cmd, child_env(threads, env_extra))
+    else:
+        code, _, peak = spawn_paired(cmd, child_env(threads, env_extra), between)
     res = json.loads(pathlib.Path(spec["result"]).read_text()) if pathlib.Path(spec["result"]).exists() else {}
     if code != 0 or "error" in res or not res:
         why = f": {res['error']}" if "error" in res else ""
@@ -305,13 +335,28 @@ def cli_has_bf16(binary):
     return "--precision" in h and "bf16" in h
 
 
+def cli_cmd(binary, ck, wav, out_dir, threads, extra):
+    return [str(binary), "--checkpoint", str(ck), "--layers", str(LAYER), "--threads", str(threads),
+            "--output-dir", str(out_dir), str(wav), "--verbose", *extra]
+
+
+def cli_once(binary, ck, wav, out_dir, threads):
+    """One whole-process fp32 CLI run between two runs of a peer (paired mode); its wall time, or None if it
+    failed. A short pause first lets the paused peer's thread pool go idle (OpenMP workers spin a while)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / (pathlib.Path(wav).stem + ".safetensors")).unlink(missing_ok=True)
+    time.sleep(0.3)
+    code, wall, _ = spawn(cli_cmd(binary, ck, wav, out_dir, threads, []), child_env(threads),
+                          capture=out_dir / "cli")
+    return wall if code == 0 else None
+
+
 def run_cli(binary, ck, wav, out_dir, threads, runs, extra):
     """Warm-up + `runs` whole-process runs; hidden_states[17] from the last one."""
     from safetensors.numpy import load_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [str(binary), "--checkpoint", str(ck), "--layers", str(LAYER), "--threads", str(threads),
-           "--output-dir", str(out_dir), str(wav), "--verbose", *extra]
+    cmd = cli_cmd(binary, ck, wav, out_dir, threads, extra)
     walls, peaks = [], []
     out_file = out_dir / (pathlib.Path(wav).stem + ".safetensors")
     for i in range(runs + 1):
@@ -401,15 +446,23 @@ def fmt(x, spec=".2f", none="—"):
     return none if x is None else format(x, spec)
 
 
+def paired(r):
+    """`1.07× (5; CLI 1.80 s)`: the median over pairs of (peer run / the CLI fp32 run right after it)."""
+    if "pair_ratio" not in r:
+        return ""
+    return (f"{r['pair_ratio']:.2f}× ({len(r['paired_cli_times'])}; CLI "
+            f"{statistics.median(r['paired_cli_times']):.2f} s)")
+
+
 def table(rows, length, mach, threads, cli_fp32, cli_bf16):
     out = [f"### {length['audio_s']:.1f} s of speech, T = {length['frames']} frames, {threads} threads",
            "",
-           "| engine | timed | runs | median s | load/compile s | warm-up s | ours fp32 is | ours bf16 is | "
-           "peak RSS GB | rel L2 | max-abs | cosine | worst frame cos |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| engine | timed | runs | median s | load/compile s | warm-up s | ours fp32 is | ours fp32 is, paired "
+           "runs | ours bf16 is | peak RSS GB | rel L2 | max-abs | cosine | worst frame cos |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("skipped"):
-            out.append(f"| {r['label']} | skipped: {r['skipped'].replace('|', '/')} |" + " |" * 11)
+            out.append(f"| {r['label']} | skipped: {r['skipped'].replace('|', '/')} |" + " |" * 12)
             continue
         med = r["median"]
         p = r.get("parity") or {}
@@ -420,12 +473,13 @@ def table(rows, length, mach, threads, cli_fp32, cli_bf16):
         runs = f"{len(r['times'])}" + (f" (budget; asked {r['asked']})" if len(r["times"]) < r["asked"] else "")
         out.append(
             f"| {r['label']} | {r['timed']} | {runs} | {fmt(med, '.3f')} | {fmt(r.get('load_s'))} | "
-            f"{fmt(r.get('first_s'), '.3f')} | {ratio(cli_fp32)} | {ratio(cli_bf16)} | {fmt(r.get('peak_gb'))} | "
+            f"{fmt(r.get('first_s'), '.3f')} | {ratio(cli_fp32)} | {paired(r)} | {ratio(cli_bf16)} | "
+            f"{fmt(r.get('peak_gb'))} | "
             f"{fmt(p.get('rel_l2'), '.2e', 'ref')} | {fmt(p.get('max_abs'), '.2e', 'ref')} | "
             f"{fmt(p.get('cosine'), '.7f', 'ref')} | {fmt(p.get('worst_frame_cosine'), '.6f', 'ref')} |")
     ext = length["extractor_times"]
     out.append(f"| HF SeamlessM4T extractor (not in the peers' times) | features from the wav in memory | {len(ext)} "
-               f"| {statistics.median(ext):.3f} | | {length['extractor_first_s']:.3f} | | | | | | | |")
+               f"| {statistics.median(ext):.3f} | | {length['extractor_first_s']:.3f} | | | | | | | | |")
     return out
 
 
@@ -439,6 +493,8 @@ def main():
     ap.add_argument("--peer-budget", type=float, default=150,
                     help="seconds of timed runs per peer and length: fewer runs (at least 1) past it (default 150)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-pair", action="store_true",
+                    help="do not run the fp32 CLI once between each two timed runs of every peer")
     ap.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
     ap.add_argument("--bin", type=pathlib.Path, default=ROOT / "target" / "release" / "w2vbert-infer")
     ap.add_argument("--checkpoint", type=pathlib.Path, help="an existing checkpoint dir instead of a seeded one")
@@ -521,14 +577,24 @@ def main():
                   "runs": args.peer_runs, "budget": args.peer_budget, "tag": f"{sec:g}s"}
         rows, outs = [], {}
 
+        pair = not args.no_pair and "cli" in engines and "cli" not in skip
+
         def peer(name, kind, extra, env_extra=None):
-            print(f"== {name} @ {sec:g} s", flush=True)
+            print(f"== {name} @ {sec:g} s" + (" (paired with CLI fp32 runs)" if pair else ""), flush=True)
             spec = dict(common, **extra, output=str(work / f"h17_{name}_{sec:g}s.npy"), tag=f"{name}_{sec:g}s")
-            res, peak, err = run_worker(kind, spec, work, threads, env_extra)
+            paired = []
+            between = (lambda: paired.append(cli_once(args.bin, ck, length["wav"], work / f"cli-paired_{sec:g}s",
+                                                      threads))) if pair else None
+            res, peak, err = run_worker(kind, spec, work, threads, env_extra, between)
             if err:
                 return {"name": name, "skipped": err}
             outs[name] = np.load(spec["output"])
-            return dict(res, name=name, peak_gb=peak, asked=args.peer_runs)
+            row = dict(res, name=name, peak_gb=peak, asked=args.peer_runs)
+            pairs = [(t, c) for t, c in zip(res["times"], paired) if c]
+            if pairs:
+                row["paired_cli_times"] = [c for _, c in pairs]
+                row["pair_ratio"] = statistics.median(t / c for t, c in pairs)
+            return row
 
         # The reference: HF fp32 cut to 17 layers (run even when not listed, then not shown).
         ref_row = peer("hf17", "hf", {"layers": LAYER, **({} if "hf17" in engines else {"runs": 0})})
@@ -601,6 +667,10 @@ def main():
         f"(load + decode + fbank + {LAYER} layers + write of `--layers {LAYER}`), from the wav; the peers are the "
         f"encoder alone, model loaded, on HF's extractor output (extractor timed in its own row, not in their "
         f"times), so the ratios understate ours.",
+        "- `ours fp32 is, paired runs`: the host drifts between one engine's block of runs and the next, so each "
+        "peer's timed runs alternate with whole-process fp32 CLI runs (the peer's process waits, idle, while the "
+        "CLI runs once after each of its runs; `--no-pair` turns this off). The column is the median over those "
+        "pairs of peer time / CLI time, with the number of pairs and the median of those CLI runs.",
         "- load/compile: HF from_pretrained (+ cut); ORT session creation; OpenVINO read + static reshape + "
         "compile. The ONNX export and OpenVINO conversion ran in their own processes (below).",
         f"- Load average (1 min) at the start {mach['load_avg_1min']:.2f}, at the end {load_end:.2f}: other work on "
