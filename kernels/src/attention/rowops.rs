@@ -40,7 +40,7 @@ pub fn max_of_ref(x: &[f32] /* [n] */) -> f32 {
 /// `x[j] = exp(x[j] - m)` in place; returns `Σ_j x[j]` (after the update). `x[j] = -∞` gives 0.
 ///
 /// Eight lanes at a time ([`exp_f32x8`]) into one f32x8 sum; on AVX-512 cores sixteen at a time
-/// ([`exp16_sub_sum`]), with the same exp and the same order of additions, so the result is the same bit for
+/// (`exp16_sub_sum`), with the same exp and the same order of additions, so the result is the same bit for
 /// bit either way.
 pub fn exp_sub_sum(x: &mut [f32] /* [n] */, m: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]

@@ -6,10 +6,12 @@
 //!   kernel's permission for the tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), asked once.
 //! - [`Bf16Kernel::Avx512Bf16`]: `vdpbf16ps` (AVX512-BF16: Zen 4, Cooper Lake, Sapphire Rapids).
 //! - [`Bf16Kernel::WidenF32`] ([`linear_bf16_rows_cm`], `widen.rs`): W kept row-major as stored, widened to f32
-//!   one row block at a time (exact) and multiplied by the f32 gemm, x not rounded. For cores that have
+//!   one L2-sized block at a time (exact) and multiplied by the f32 gemm, x not rounded. For cores that have
 //!   AVX512-BF16 but run `vdpbf16ps` slower than f32 FMAs (Intel without AMX: a quarter of the FMA's
 //!   instruction rate, so half its flops; [`dot_vs_fma`] measures it): bf16 then still halves the weights'
-//!   memory (and a bf16 checkpoint is used from its mapping without a copy), at the f32 path's speed.
+//!   memory (and a bf16 checkpoint is used from its mapping without a copy), at close to the f32 path's speed
+//!   (a bf16 checkpoint ran 10 s of speech ~7 % slower than fp32 in 8 interleaved pairs: the widening reads
+//!   the weights from memory outside the microkernel, where the f32 path's reads overlap its FMAs).
 //!
 //! Amx and Avx512Bf16 read the same weights, packed once at load into AMX tiles ([`PackedBf16`]), and compute,
 //! per output element, pairwise products of bf16 values (x rounded to nearest even when packed, like

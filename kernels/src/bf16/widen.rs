@@ -51,7 +51,7 @@ fn gemm_depth_block(rows: usize, k: usize, t: usize) -> usize {
 
 /// `epilogue(W · x + bias)` with W `[n, k]` bf16 row-major, x `[k, t]` f32, the result `[n, t]`, bias `[n]`.
 /// Split over the threads like the f32 linears ([`gemm::row_blocks`]), each thread's rows cut into equal
-/// blocks of at most [`ROWS`] (t > 1). Every such block has more than 64 rows whatever the thread count (when
+/// blocks of at most `ROWS` (t > 1). Every such block has more than 64 rows whatever the thread count (when
 /// n does), and a single column is gemv for any rows, so each block's depth blocks, and the result, do not
 /// depend on the thread count.
 #[allow(clippy::too_many_arguments)]
