@@ -6,7 +6,7 @@
 //! cargo bench --bench attention -- --warm-up-time 1 --measurement-time 3            # all timings
 //! cargo bench --bench attention -- fused --warm-up-time 1 --measurement-time 3      # one group
 //! W2VBERT_ATTN_MEMORY=1 cargo bench --bench attention -- memory-only                # the memory figures
-//! W2VBERT_ATTN_TUNE=1 cargo bench --bench attention -- tune-only                    # block sizes, CPU time
+//! W2VBERT_ATTN_TUNE=1 cargo bench --bench attention -- tune-only                    # block sizes, both layouts, CPU time
 //! W2VBERT_ATTN_LAYOUT=1 cargo bench --bench attention -- layout-only                # time- vs channel-major, CPU time
 //! ```
 //! The naive reference is timed at T = 250 and 750 only: at T = 3000 one call takes over a minute
@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use w2vbert_kernels::attention::{
-    relative_attention, relative_attention_blocked, relative_attention_cm, relative_attention_naive, AttnBlocks,
-    RelPosAttention,
+    relative_attention, relative_attention_blocked, relative_attention_cm, relative_attention_naive,
+    relative_attention_strided, AttnBlocks, RelPosAttention, Strides,
 };
 
 /// System allocator that tracks live bytes and their high-water mark (across all threads).
@@ -138,11 +138,19 @@ impl Inputs {
         }
     }
 
-    /// The same buffer read channel-major: q, k, v are consecutive `[d, t]` blocks of `[3d, t]`, output `[d, t]`.
-    fn fused_cm(&mut self) {
+    /// The same buffer read channel-major (the encoder's layout): q, k, v are consecutive `[d, t]` blocks of
+    /// `[3d, t]`, output `[d, t]`. `Some(blocks)` overrides the default block sizes.
+    fn fused_cm(&mut self, blocks: Option<AttnBlocks>) {
         let (d, t, x) = (CFG.width(), self.t, &self.qkv);
         let (q, k, v) = (&x[..], &x[d * t..], &x[2 * d * t..]);
-        relative_attention_cm(&CFG, &mut self.out, t, q, t, k, t, v, t, &self.emb, None, t);
+        match blocks {
+            None => relative_attention_cm(&CFG, &mut self.out, t, q, t, k, t, v, t, &self.emb, None, t),
+            Some(b) => {
+                let cm = Strides::channel_major;
+                let out = &mut self.out;
+                relative_attention_strided(&CFG, b, out, cm(t), q, cm(t), k, cm(t), v, cm(t), &self.emb, None, t)
+            }
+        }
     }
 
     fn naive(&mut self) {
@@ -206,7 +214,7 @@ fn bench_fused(c: &mut Criterion) {
         let mut x = Inputs::new(t);
         g.throughput(Throughput::Elements(macs(t)));
         g.bench_function(BenchmarkId::from_parameter(t), |b| b.iter(|| x.fused(None)));
-        g.bench_function(BenchmarkId::new("channel_major", t), |b| b.iter(|| x.fused_cm()));
+        g.bench_function(BenchmarkId::new("channel_major", t), |b| b.iter(|| x.fused_cm(None)));
     }
     g.finish();
 }
@@ -262,26 +270,34 @@ fn cpu_seconds() -> f64 {
     f.iter().sum::<f64>() / 100.0
 }
 
-/// Block-size sweep in *CPU* time per call: on a machine shared with other jobs wall time mostly measures
-/// the neighbours, CPU time much less so. Configurations are interleaved over rounds; the minimum is kept.
+/// Block-size sweep in *CPU* time per call, for both layouts (channel-major is what the encoder runs;
+/// time-major transposes each key tile, so it favours other blocks): on a machine shared with other jobs wall
+/// time mostly measures the neighbours, CPU time much less so. Configurations are interleaved over rounds; the
+/// minimum is kept.
 fn cpu_time_sweep() {
-    for t in [750, 3000] {
-        let mut x = Inputs::new(t);
-        let calls = if t <= 750 { 20 } else { 2 };
-        let mut best = vec![f64::INFINITY; BLOCK_SWEEP.len()];
-        for _round in 0..3 {
-            for (b, &(bq, bk)) in BLOCK_SWEEP.iter().enumerate() {
-                let blocks = Some(AttnBlocks { q: bq, k: bk });
-                x.fused(blocks);
-                let c0 = cpu_seconds();
-                for _ in 0..calls {
-                    x.fused(blocks);
+    for (layout, cm) in [("channel-major", true), ("time-major", false)] {
+        for t in [750, 3000] {
+            let mut x = Inputs::new(t);
+            let calls = if t <= 750 { 20 } else { 2 };
+            let mut best = vec![f64::INFINITY; BLOCK_SWEEP.len()];
+            for _round in 0..3 {
+                for (b, &(bq, bk)) in BLOCK_SWEEP.iter().enumerate() {
+                    let blocks = Some(AttnBlocks { q: bq, k: bk });
+                    let call = |x: &mut Inputs| if cm { x.fused_cm(blocks) } else { x.fused(blocks) };
+                    call(&mut x);
+                    let c0 = cpu_seconds();
+                    for _ in 0..calls {
+                        call(&mut x);
+                    }
+                    best[b] = best[b].min((cpu_seconds() - c0) / calls as f64);
                 }
-                best[b] = best[b].min((cpu_seconds() - c0) / calls as f64);
             }
-        }
-        for ((bq, bk), s) in BLOCK_SWEEP.iter().zip(best) {
-            println!("cpu-time sweep T={t} blocks {bq}x{bk}: {:.1} ms CPU per call", s * 1e3);
+            for ((bq, bk), s) in BLOCK_SWEEP.iter().zip(best) {
+                println!(
+                    "cpu-time sweep {layout} T={t} blocks {bq}x{bk}: {:.1} ms CPU per call",
+                    s * 1e3
+                );
+            }
         }
     }
 }
@@ -294,7 +310,7 @@ fn cpu_time_layouts() {
         let mut best = [f64::INFINITY; 2];
         for _round in 0..3 {
             for (b, slot) in best.iter_mut().enumerate() {
-                let call = |x: &mut Inputs| if b == 0 { x.fused(None) } else { x.fused_cm() };
+                let call = |x: &mut Inputs| if b == 0 { x.fused(None) } else { x.fused_cm(None) };
                 call(&mut x);
                 let c0 = cpu_seconds();
                 for _ in 0..calls {

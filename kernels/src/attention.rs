@@ -74,6 +74,9 @@ pub struct AttnBlocks {
 /// (Zen 4), 16 heads × 64: 64×256 … 256×512 lie within ~15% of each other; Bq = 128 re-reads and re-transposes
 /// each head's keys half as often as 64 and was ~10% faster, while still giving 2·16 tasks at T = 250 (256
 /// would be ~5% faster again at T = 3000 but halves the tasks). Bk = 256 keeps the score tile at 128 KiB.
+/// Re-checked on the no-AMX Xeon for the channel-major kernel the encoder runs (the sweep now covers both
+/// layouts): 256×512 took 12 % less CPU than 128×256 at T = 3000 in the kernel alone, but the whole CLI at 51 s
+/// measured 0.994 (4 of 8 interleaved pairs), and 256×256 1.030 (3 of 8): no change.
 pub const DEFAULT_BLOCKS: AttnBlocks = AttnBlocks { q: 128, k: 256 };
 
 /// Where element (time i, channel c) of a q/k/v/out buffer lives: index `i·ts + c·cs`.
