@@ -76,7 +76,8 @@ pub struct AttnBlocks {
 /// would be ~5% faster again at T = 3000 but halves the tasks). Bk = 256 keeps the score tile at 128 KiB.
 /// Re-checked on the no-AMX Xeon for the channel-major kernel the encoder runs (the sweep now covers both
 /// layouts): 256×512 took 12 % less CPU than 128×256 at T = 3000 in the kernel alone, but the whole CLI at 51 s
-/// measured 0.994 (4 of 8 interleaved pairs), and 256×256 1.030 (3 of 8): no change.
+/// measured 0.994 and 0.988 (4 of 8 and 9 of 16 interleaved pairs: ~1 %, and not bit-identical, since Bk sets
+/// the online softmax's sums), and 256×256 1.030 (3 of 8): no change.
 pub const DEFAULT_BLOCKS: AttnBlocks = AttnBlocks { q: 128, k: 256 };
 
 /// Where element (time i, channel c) of a q/k/v/out buffer lives: index `i·ts + c·cs`.
