@@ -282,27 +282,7 @@ pub fn linear_cm_then(
     if let Some(b) = bias {
         assert!(b.len() >= n, "linear_cm: bias too small");
     }
-    row_blocks(y, n, t, threads, |r0, yb| {
-        let rows = yb.len() / t;
-        let add = seed_bias(yb, bias.map(|b| &b[r0..]), t, None);
-        matmul(
-            yb,
-            t,
-            &w[r0 * k..],
-            k,
-            1,
-            x,
-            t,
-            1,
-            rows,
-            k,
-            t,
-            1.0,
-            add,
-            Threads::Single,
-        );
-        post(yb);
-    });
+    linear_cm_rows(y, x, w, bias, n, k, t, threads, None, post);
 }
 
 /// Channel-major Linear accumulated into a residual: `h[n, t] += scale · (w[n, k] · x[k, t] + bias[n])`. The
@@ -327,11 +307,30 @@ pub fn linear_cm_accumulate(
     if let Some(b) = bias {
         assert!(b.len() >= n, "linear_cm_accumulate: bias too small");
     }
-    row_blocks(h, n, t, threads, |r0, hb| {
-        let rows = hb.len() / t;
-        seed_bias(hb, bias.map(|b| &b[r0..]), t, Some(scale));
+    linear_cm_rows(h, x, w, bias, n, k, t, threads, Some(scale), |_| {});
+}
+
+/// The body both channel-major linears share: per [`row_blocks`] block, [`seed_bias`], one single-threaded
+/// gemm adding `scale · W·x` (`scale` = the residual's, else 1), then `post`.
+#[allow(clippy::too_many_arguments)]
+fn linear_cm_rows(
+    y: &mut [f32],        // [n, t]
+    x: &[f32],            // [k, t]
+    w: &[f32],            // [n, k]
+    bias: Option<&[f32]>, // [n]
+    n: usize,
+    k: usize,
+    t: usize,
+    threads: Threads,
+    residual_scale: Option<f32>,
+    post: impl Fn(&mut [f32]) + Sync,
+) {
+    let scale = residual_scale.unwrap_or(1.0);
+    row_blocks(y, n, t, threads, |r0, yb| {
+        let rows = yb.len() / t;
+        let add = seed_bias(yb, bias.map(|b| &b[r0..]), t, residual_scale);
         matmul(
-            hb,
+            yb,
             t,
             &w[r0 * k..],
             k,
@@ -343,9 +342,10 @@ pub fn linear_cm_accumulate(
             k,
             t,
             scale,
-            true,
+            add,
             Threads::Single,
         );
+        post(yb);
     });
 }
 

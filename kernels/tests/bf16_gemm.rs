@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{check_close, Rng};
+use common::{check_close, pool, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::activation;
 use w2vbert_kernels::bf16::{
@@ -34,14 +34,30 @@ fn epilogue(kind: Kind, buf: &mut [f32]) -> Epilogue<'_> {
     }
 }
 
+/// One case's operands: W `[n, k]` rounded to bf16 (`bits`), x `[k, t]`, bias `[n]`, and the output's old
+/// contents `[n, t]` (what the accumulate epilogue adds to).
+struct Operands {
+    bits: Vec<u16>,
+    x: Vec<f32>,
+    bias: Vec<f32>,
+    old: Vec<f32>,
+}
+
+impl Operands {
+    fn new(n: usize, k: usize, t: usize, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let w = rng.vec(n * k, -1.0, 1.0);
+        let x = rng.vec(k * t, -2.0, 2.0);
+        let bias = rng.vec(n, -1.0, 1.0);
+        let old = rng.vec(n * t, -3.0, 3.0);
+        let bits = w.iter().map(|&v| bf16_from_f32(v)).collect();
+        Operands { bits, x, bias, old }
+    }
+}
+
 /// Runs every available kernel on one case; `Err` names the kernel and the first bad element.
 fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64) -> Result<usize, String> {
-    let mut rng = Rng::new(seed);
-    let w = rng.vec(n * k, -1.0, 1.0);
-    let x = rng.vec(k * t, -2.0, 2.0);
-    let bias = rng.vec(n, -1.0, 1.0);
-    let old = rng.vec(n * t, -3.0, 3.0);
-    let bits: Vec<u16> = w.iter().map(|&v| bf16_from_f32(v)).collect();
+    let Operands { bits, x, bias, old } = Operands::new(n, k, t, seed);
     let packed = PackedBf16::from_bf16(&bits, n, k);
     let b = with_bias.then_some(bias.as_slice());
     let want = [true, false].map(|round_x| {
@@ -157,13 +173,6 @@ fn model_shapes_and_awkward_sizes() {
     eprintln!("bf16 kernels checked on this CPU: {kernels_run}");
 }
 
-fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("rayon pool")
-}
-
 /// WidenF32 widens W one `[≤ 512, ≤ 512]` block at a time and runs one gemm call per depth block, in the depth
 /// blocks gemm itself uses: that must be exactly the f32 linear (one call over all of k) on the widened weights,
 /// for every epilogue, at depths past 512 (the model's 1024 and 4096, and uneven ones), row counts that split
@@ -181,13 +190,7 @@ fn widen_kernel_is_the_f32_linear_bit_for_bit() {
         (1200, 700, 1), // one column: gemv, all of k at once
         (5, 3, 4),
     ] {
-        let mut rng = Rng::new((n * 13 + k * 5 + t) as u64);
-        let w = rng.vec(n * k, -1.0, 1.0);
-        let x = rng.vec(k * t, -2.0, 2.0);
-        let bias = rng.vec(n, -1.0, 1.0);
-        let old = rng.vec(n * t, -3.0, 3.0);
-        let mut bits = vec![0u16; n * k];
-        bf16_from_f32_slice(&mut bits, &w);
+        let Operands { bits, x, bias, old } = Operands::new(n, k, t, (n * 13 + k * 5 + t) as u64);
         let wide: Vec<f32> = bits.iter().map(|&b| bf16_to_f32(b)).collect();
         for (kind, b) in [
             (Kind::Store, Some(bias.as_slice())),

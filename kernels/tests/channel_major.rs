@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{check_close, Rng};
+use common::{check_close, pool, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::gemm::{
     block_rows, linear, linear_cm, linear_cm_accumulate, linear_cm_accumulate_ref, linear_cm_ref, linear_cm_then,
@@ -28,13 +28,6 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     y
-}
-
-fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("rayon pool")
 }
 
 proptest! {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{check_close, ulp_diff, Rng};
+use common::{check_close, pool, ulp_diff, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::{activation, elementwise, math, norm, softmax};
 
@@ -304,7 +304,7 @@ fn layer_norm_parallel_is_bit_identical() {
         );
     }
     for threads in [1, 4] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = pool(threads);
         let mut y = vec![0f32; rows * d];
         pool.install(|| norm::layer_norm(&mut y, &x, &gamma, &beta, 1e-5, rows, d));
         assert!(y == serial, "layer_norm with {threads} threads differs from serial");

@@ -71,10 +71,11 @@ pub fn linear_bf16_rows_cm(
     assert!(bias.is_none_or(|b| b.len() >= n), "linear_bf16_rows_cm: bias too small");
     let kind = super::out_kind(&out);
     let dst = out.into_dst(n * t);
-    let (scale, residual) = match kind {
-        Kind::Accumulate(s) => (s, Some(s)),
-        Kind::Store | Kind::StoreSilu => (1.0, None),
+    let residual = match kind {
+        Kind::Accumulate(s) => Some(s),
+        Kind::Store | Kind::StoreSilu => None,
     };
+    let scale = residual.unwrap_or(1.0);
     gemm::row_blocks(dst, n, t, threads, |r0, yb| {
         let rows = yb.len() / t;
         // A single column (gemv) sums all of k at once: widen whole rows then, fewer of them.

@@ -1,5 +1,6 @@
-//! Shared helpers of the kernel tests: a seeded RNG (tests stay reproducible without a rand dependency)
-//! and a relative-or-absolute comparison that names the first element out of tolerance.
+//! Shared helpers of the kernel tests: a seeded RNG (tests stay reproducible without a rand dependency),
+//! a relative-or-absolute comparison that names the first element out of tolerance, and a rayon pool of a
+//! given size (thread-count tests).
 #![allow(dead_code)]
 
 /// SplitMix64: small, seeded, good enough to fill test matrices.
@@ -68,4 +69,12 @@ pub fn ulp_diff(a: f32, b: f32) -> u32 {
         }
     }
     (key(a) - key(b)).unsigned_abs() as u32
+}
+
+/// A rayon pool of `threads` threads, for running a kernel under a given thread count (`pool(n).install(…)`).
+pub fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("rayon pool")
 }
