@@ -271,14 +271,27 @@ def child_env(threads, extra=None):
     return env
 
 
-def spawn(cmd, env, capture=None):
+def spawn(cmd, env, capture=None, between=None):
     """Run `cmd`, return (exit code, wall seconds, peak RSS GB of that child from wait4). With `capture` (a path
-    prefix), stdout/stderr go to files instead of the terminal."""
+    prefix), stdout/stderr go to files instead of the terminal. With `between` (a worker in paired mode, see
+    timed_runs): each time the child prints PAIR_TOKEN, `between()` runs while the child waits, idle, then the
+    child is let go; its other stdout lines are passed through."""
     out = err = None
     if capture:
         out, err = open(f"{capture}.stdout", "w"), open(f"{capture}.stderr", "w")
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+    if between is None:
+        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+    else:
+        p = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+        for line in p.stdout:
+            if line.strip() == PAIR_TOKEN:
+                between()
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            else:
+                sys.stdout.write(line)
+        p.stdin.close()
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -294,22 +307,6 @@ def exit_reason(code):
     return f"exit code {code}"
 
 
-def spawn_paired(cmd, env, between):
-    """`spawn` for a worker in paired mode: each time it prints PAIR_TOKEN, `between()` runs (the worker waits,
-    idle), then the worker is let go. Its other stdout lines are passed through."""
-    p = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    for line in p.stdout:
-        if line.strip() == PAIR_TOKEN:
-            between()
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        else:
-            sys.stdout.write(line)
-    p.stdin.close()
-    _, status, ru = os.wait4(p.pid, 0)
-    return os.waitstatus_to_exitcode(status), None, ru.ru_maxrss * 1024 / 1e9
-
-
 def run_worker(kind, spec, work, threads, env_extra=None, between=None):
     """Returns (result dict or None, peak RSS GB, failure reason or None). With `between`, the worker runs paired:
     `between()` after each of its timed runs (see timed_runs)."""
@@ -318,11 +315,8 @@ def run_worker(kind, spec, work, threads, env_extra=None, between=None):
     spec["paired"] = between is not None
     pathlib.Path(spec["result"]).unlink(missing_ok=True)
     spec_path.write_text(json.dumps(spec, indent=1))
-    cmd = [sys.executable, __file__, "--worker", kind, "--spec", str(spec_path)]
-    if between is None:
-        code, _, peak = spawn(cmd, child_env(threads, env_extra))
-    else:
-        code, _, peak = spawn_paired(cmd, child_env(threads, env_extra), between)
+    code, _, peak = spawn([sys.executable, __file__, "--worker", kind, "--spec", str(spec_path)],
+                          child_env(threads, env_extra), between=between)
     res = json.loads(pathlib.Path(spec["result"]).read_text()) if pathlib.Path(spec["result"]).exists() else {}
     if code != 0 or "error" in res or not res:
         why = f": {res['error']}" if "error" in res else ""
@@ -342,7 +336,8 @@ def cli_cmd(binary, ck, wav, out_dir, threads, extra):
 
 def cli_once(binary, ck, wav, out_dir, threads):
     """One whole-process fp32 CLI run between two runs of a peer (paired mode); its wall time, or None if it
-    failed. A short pause first lets the paused peer's thread pool go idle (OpenMP workers spin a while)."""
+    failed. A short pause first, in case a paused peer's worker threads spin before they sleep (measured on the
+    no-AMX Xeon: HF, ONNX Runtime and OpenVINO used ≤ 3 ms of CPU during a CLI run after this pause)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / (pathlib.Path(wav).stem + ".safetensors")).unlink(missing_ok=True)
     time.sleep(0.3)
