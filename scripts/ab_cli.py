@@ -81,7 +81,7 @@ def main():
     for side, name in enumerate("AB"):
         med = [statistics.median(r[j] for r in res[side]) for j in range(3)]
         print(f"{name}: wall median {med[0]:.3f} s, encoder stage {med[1]:.3f} s, CPU {med[2]:.3f} s")
-    for j, what in [(0, "wall"), (2, "CPU")]:
+    for j, what in [(0, "wall"), (1, "encoder stage"), (2, "CPU")]:
         ratios = [b[j] / a[j] for a, b in zip(res[0], res[1])]
         print(f"B/A {what}: median of pair ratios {statistics.median(ratios):.3f}, "
               f"B lower in {sum(r < 1 for r in ratios)} of {len(ratios)} pairs")

@@ -251,3 +251,30 @@ fn a_bad_input_fails_without_partial_output_and_keeps_earlier_files() {
         .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 }
+
+#[test]
+fn verbose_says_how_the_weights_are_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        &["--checkpoint", tiny().to_str().unwrap(), "--verbose"],
+        &[&arctic()],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.contains("layers loaded"))
+        .unwrap_or_else(|| panic!("no load line in:\n{err}"));
+    // Linux: the share of the mapped file pages held as 2 MiB pages (README, "Loading").
+    if cfg!(target_os = "linux") {
+        let pct = line
+            .split("file pages mapped ")
+            .nth(1)
+            .and_then(|r| r.split(", ").nth(1))
+            .and_then(|r| r.split(" %").next())
+            .and_then(|p| p.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no mapping figures in: {line}"));
+        assert!((0.0..=100.0).contains(&pct), "{line}");
+    }
+}

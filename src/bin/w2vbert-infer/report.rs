@@ -60,6 +60,19 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Bytes of file-backed pages this process maps and how many of them are mapped as 2 MiB pages (Linux
+/// `/proc/self/smaps_rollup`: `Rss - Anonymous` and `FilePmdMapped`). After loading, the checkpoint is nearly
+/// all of the first.
+pub fn file_pages_mapped() -> Option<(u64, u64)> {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = rollup.lines().find(|l| l.split(':').next() == Some(name))?;
+        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    };
+    let file = field("Rss")?.saturating_sub(field("Anonymous")?);
+    Some((file, field("FilePmdMapped")?.min(file)))
+}
+
 fn hms(s: f64) -> String {
     let s = s.max(0.0).round() as u64;
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)

@@ -2,7 +2,7 @@
 //! packed encoder calls on this thread → writer thread (atomic writes) → summary.
 
 use crate::plan::{expected, is_complete, plan, Payload};
-use crate::report::{peak_rss_bytes, Failure, Progress, Summary};
+use crate::report::{file_pages_mapped, peak_rss_bytes, Failure, Progress, Summary};
 use crate::{Format, RunArgs, ShardModeArg, EXIT_ERROR, EXIT_SOME_FAILED};
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
@@ -155,8 +155,16 @@ fn run(args: &RunArgs) -> Result<i32> {
                 eprintln!("{}", w2vbert::kernels::cpu::describe());
                 eprintln!("precision {}; {}", ex.precision(), w2vbert::kernels::bf16::describe());
                 let cfg = &ex.model.config;
+                let mapped = match file_pages_mapped() {
+                    Some((file, huge)) if file > 0 => format!(
+                        "; file pages mapped {:.2} GB, {:.0} % as 2 MiB pages",
+                        file as f64 / 1e9,
+                        100.0 * huge as f64 / file as f64
+                    ),
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "{}: {} of {} layers loaded (hidden {}, {} heads), {:.0} ms",
+                    "{}: {} of {} layers loaded (hidden {}, {} heads), {:.0} ms{mapped}",
                     args.checkpoint.display(),
                     ex.model.layers.len(),
                     cfg.num_hidden_layers,
