@@ -140,6 +140,17 @@ impl Tensor {
         }
     }
 
+    /// The same values in owned storage (a mapped view is copied; bf16 is widened). For small parameters
+    /// read on every forward: a view keeps the file's page around it mapped, which is a whole 2 MiB page when
+    /// the page cache holds the file in 2 MiB folios, though the rest of that page may be weights already copied
+    /// out and released (`--precision bf16` from an f32 checkpoint).
+    pub fn into_owned(self) -> Tensor {
+        match self.storage {
+            Storage::Owned(_) => self,
+            _ => Tensor::from_vec(self.shape.clone(), self.data().to_vec()),
+        }
+    }
+
     /// Mutable access; a mapped tensor is copied into owned storage first.
     pub fn data_mut(&mut self) -> &mut [f32] {
         if !matches!(self.storage, Storage::Owned(_)) {

@@ -25,6 +25,11 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
+    #[cfg(test)]
+    pub(crate) fn distance_embedding(&self) -> &Tensor {
+        &self.distance_embedding
+    }
+
     pub fn load(cfg: &Wav2Vec2BertConfig, w: &Weights, prefix: &str) -> Result<Self> {
         let d = cfg.hidden_size;
         let (left, right) = (cfg.left_max_position_embeddings, cfg.right_max_position_embeddings);
@@ -34,10 +39,12 @@ impl SelfAttention {
             linear_k: Linear::load(w, &format!("{prefix}.linear_k"), d, d, true)?,
             linear_v: Linear::load(w, &format!("{prefix}.linear_v"), d, d, true)?,
             linear_out: Linear::load(w, &format!("{prefix}.linear_out"), d, d, true)?,
-            distance_embedding: w.get(
-                &format!("{prefix}.distance_embedding.weight"),
-                &[left + right + 1, head_dim],
-            )?,
+            distance_embedding: w
+                .get(
+                    &format!("{prefix}.distance_embedding.weight"),
+                    &[left + right + 1, head_dim],
+                )?
+                .into_owned(),
             kernel: RelPosAttention {
                 n_heads: cfg.num_attention_heads,
                 head_dim,

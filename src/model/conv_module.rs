@@ -22,13 +22,20 @@ pub struct ConvolutionModule {
 }
 
 impl ConvolutionModule {
+    #[cfg(test)]
+    pub(crate) fn depthwise(&self) -> &Tensor {
+        &self.depthwise
+    }
+
     pub fn load(cfg: &Wav2Vec2BertConfig, w: &Weights, prefix: &str) -> Result<Self> {
         let (d, k, eps) = (
             cfg.hidden_size,
             cfg.conv_depthwise_kernel_size,
             cfg.layer_norm_eps as f32,
         );
-        let depthwise = w.get(&format!("{prefix}.depthwise_conv.weight"), &[d, 1, k])?;
+        let depthwise = w
+            .get(&format!("{prefix}.depthwise_conv.weight"), &[d, 1, k])?
+            .into_owned();
         Ok(ConvolutionModule {
             layer_norm: LayerNorm::load(w, &format!("{prefix}.layer_norm"), d, eps)?,
             pointwise_conv1: Linear::load_pointwise_conv(w, &format!("{prefix}.pointwise_conv1"), d, 2 * d)?,

@@ -50,7 +50,7 @@ impl Linear {
         Ok(Linear {
             weight: LinearWeight::F32(populated(w.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?)),
             bias: if bias {
-                Some(w.get(&format!("{prefix}.bias"), &[out_dim])?)
+                Some(w.get(&format!("{prefix}.bias"), &[out_dim])?.into_owned())
             } else {
                 None
             },
@@ -92,6 +92,18 @@ impl Linear {
             w.release_pages();
             weight
         };
+    }
+
+    /// The parameters other than the weight matrix (its bias), for tests of how they are held.
+    #[cfg(test)]
+    pub(crate) fn small_parameters(&self) -> Vec<&Tensor> {
+        self.bias.iter().collect()
+    }
+
+    /// Whether the f32 weight is still a view of the checkpoint's mapping.
+    #[cfg(test)]
+    pub(crate) fn weight_is_mapped(&self) -> bool {
+        matches!(&self.weight, LinearWeight::F32(w) if w.is_mapped())
     }
 
     fn bias(&self) -> Option<&[f32]> {
@@ -164,11 +176,16 @@ pub struct LayerNorm {
 impl LayerNorm {
     pub fn load(w: &Weights, prefix: &str, dim: usize, eps: f32) -> Result<Self> {
         Ok(LayerNorm {
-            weight: w.get(&format!("{prefix}.weight"), &[dim])?,
-            bias: w.get(&format!("{prefix}.bias"), &[dim])?,
+            weight: w.get(&format!("{prefix}.weight"), &[dim])?.into_owned(),
+            bias: w.get(&format!("{prefix}.bias"), &[dim])?.into_owned(),
             eps,
             dim,
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn small_parameters(&self) -> Vec<&Tensor> {
+        vec![&self.weight, &self.bias]
     }
 
     /// Channel-major: y[dim, t] = LN(x[dim, t]), each column (time step) normalized over the dim rows.
