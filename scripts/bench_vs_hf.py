@@ -367,10 +367,12 @@ def run_cli(binary, ck, wav, out_dir, threads, runs, extra):
     stderr = (out_dir / "cli.stderr").read_text()
     m = re.search(r"peak RSS ([0-9.]+)", stderr)
     kernel = re.search(r"bf16 matmul: (.*)", stderr) if "bf16" in extra else None
+    pages = re.search(r"file pages mapped [0-9.]+ GB, ([0-9]+) % as 2 MiB pages", stderr)
     h17 = load_file(str(out_file))[f"hidden_states.{LAYER}"]
     return {"load_s": None, "first_s": walls[0], "times": walls[1:], "peak_gb": max(peaks),
             "self_reported_peak_gb": float(m.group(1)) if m else None, "cmd": " ".join(cmd), "h17": h17,
-            "bf16_kernel": kernel.group(1).strip() if kernel else None}, None
+            "bf16_kernel": kernel.group(1).strip() if kernel else None,
+            "huge_page_pct": int(pages.group(1)) if pages else None}, None
 
 
 def convert_bf16_once(binary, ck, path, notes):
@@ -620,6 +622,10 @@ def main():
                     row = dict(r, name=name, asked=args.runs)
                     if r["bf16_kernel"] and f"bf16 matmul: {r['bf16_kernel']}" not in notes:
                         notes.append(f"bf16 matmul: {r['bf16_kernel']}")
+                    if r["huge_page_pct"] is not None:
+                        notes.append(f"{name} @ {sec:g} s: the checkpoint's mapped file pages were "
+                                     f"{r['huge_page_pct']} % 2 MiB pages (README, \"Loading\": a full-size "
+                                     f"checkpoint cached in small pages costs 20–100 ms more per run)")
             elif name == "hf24":
                 row = peer(name, "hf", {"layers": None})
             elif name == "hf17-bf16":
