@@ -158,10 +158,9 @@ fn cpu_time_report() {
     for &t in &ts {
         let feats = fill(t * 160, 7, 2.0);
         let mask = vec![true; t];
-        let gemm = GemmAlone::new(&linears, t);
-        let enc_flops = linears.iter().map(|&(n, k)| 2.0 * (n * k * t) as f64).sum::<f64>()
-            + 2.0 * 4.0 * (t * t * cfg.hidden_size) as f64; // + QKᵀ and AV in each layer
+        let mut gemm = GemmAlone::new(&linears, t);
         let mm_flops: f64 = linears.iter().map(|&(n, k)| 2.0 * (n * k * t) as f64).sum();
+        let enc_flops = mm_flops + 2.0 * 4.0 * (t * t * cfg.hidden_size) as f64; // + QKᵀ and AV in each layer
         model.forward(&feats, &mask, t, &[2]).unwrap();
         gemm.run();
         let mut pairs = Vec::with_capacity(rounds);
@@ -180,18 +179,18 @@ fn cpu_time_report() {
             };
             pairs.push((enc_flops / e / 1e9, mm_flops / g / 1e9));
         }
-        let mut ratios: Vec<f64> = pairs.iter().map(|(e, g)| e / g).collect();
-        ratios.sort_by(f64::total_cmp);
-        let median = |mut v: Vec<f64>| {
+        let sorted = |f: fn(&(f64, f64)) -> f64| {
+            let mut v: Vec<f64> = pairs.iter().map(f).collect();
             v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
+            v
         };
+        let (enc, alone, ratios) = (sorted(|p| p.0), sorted(|p| p.1), sorted(|p| p.0 / p.1));
         println!(
             "encoder efficiency T={t} (feature projection + 2 layers, {rounds} paired rounds): encoder {:.0} GFLOP/s, \
              the gemm crate alone on the same matmuls {:.0} GFLOP/s (medians); encoder / gemm per round: median \
              {:.0} %, range {:.0}-{:.0} %",
-            median(pairs.iter().map(|p| p.0).collect()),
-            median(pairs.iter().map(|p| p.1).collect()),
+            enc[rounds / 2],
+            alone[rounds / 2],
             100.0 * ratios[rounds / 2],
             100.0 * ratios[0],
             100.0 * ratios[rounds - 1]
@@ -229,7 +228,7 @@ struct GemmAlone<'a> {
     linears: &'a [(usize, usize)],
     weights: Vec<Vec<f32>>,
     x: Vec<f32>,
-    y: std::cell::RefCell<Vec<f32>>,
+    y: Vec<f32>,
     t: usize,
 }
 
@@ -245,20 +244,20 @@ impl<'a> GemmAlone<'a> {
             linears,
             weights,
             x: fill(widest * t, 5, 1.0),
-            y: std::cell::RefCell::new(vec![0f32; widest * t]),
+            y: vec![0f32; widest * t],
             t,
         }
     }
 
     /// Wall seconds of one pass over every matmul.
-    fn run(&self) -> f64 {
+    fn run(&mut self) -> f64 {
         use w2vbert_kernels::gemm::{matmul, Threads};
-        let (t, mut y) = (self.t, self.y.borrow_mut());
+        let t = self.t;
         let s = std::time::Instant::now();
         for (&(n, k), w) in self.linears.iter().zip(&self.weights) {
             // y[n, t] = W[n, k] · x[k, t], as the encoder's channel-major linears.
             matmul(
-                &mut y,
+                &mut self.y,
                 t,
                 w,
                 k,

@@ -140,10 +140,8 @@ impl Tensor {
         }
     }
 
-    /// The same values in owned storage (a mapped view is copied; bf16 is widened). For small parameters
-    /// read on every forward: a view keeps the file's page around it mapped, which is a whole 2 MiB page when
-    /// the page cache holds the file in 2 MiB folios, though the rest of that page may be weights already copied
-    /// out and released (`--precision bf16` from an f32 checkpoint).
+    /// The same values in owned storage (a mapped view is copied; bf16 is widened), so that reading them never
+    /// touches the mapping again (the model's small parameters: `model::primitives::owned_param`).
     pub fn into_owned(self) -> Tensor {
         match self.storage {
             Storage::Owned(_) => self,

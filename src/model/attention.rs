@@ -7,7 +7,7 @@
 //! `[T, T, head_dim]` tensor HF materializes: the 73-bucket product `q Eᵀ` gives every bias value.
 
 use super::pack::Pack;
-use super::primitives::Linear;
+use super::primitives::{owned_param, Linear};
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -39,12 +39,11 @@ impl SelfAttention {
             linear_k: Linear::load(w, &format!("{prefix}.linear_k"), d, d, true)?,
             linear_v: Linear::load(w, &format!("{prefix}.linear_v"), d, d, true)?,
             linear_out: Linear::load(w, &format!("{prefix}.linear_out"), d, d, true)?,
-            distance_embedding: w
-                .get(
-                    &format!("{prefix}.distance_embedding.weight"),
-                    &[left + right + 1, head_dim],
-                )?
-                .into_owned(),
+            distance_embedding: owned_param(
+                w,
+                &format!("{prefix}.distance_embedding.weight"),
+                &[left + right + 1, head_dim],
+            )?,
             kernel: RelPosAttention {
                 n_heads: cfg.num_attention_heads,
                 head_dim,

@@ -3,7 +3,7 @@
 //! transformers v4.52.1 modeling_wav2vec2_bert.py#L156 (forward at #L195).
 
 use super::pack::Pack;
-use super::primitives::{zero_masked_cols, LayerNorm, Linear, THREADS};
+use super::primitives::{owned_param, zero_masked_cols, LayerNorm, Linear, THREADS};
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -33,9 +33,7 @@ impl ConvolutionModule {
             cfg.conv_depthwise_kernel_size,
             cfg.layer_norm_eps as f32,
         );
-        let depthwise = w
-            .get(&format!("{prefix}.depthwise_conv.weight"), &[d, 1, k])?
-            .into_owned();
+        let depthwise = owned_param(w, &format!("{prefix}.depthwise_conv.weight"), &[d, 1, k])?;
         Ok(ConvolutionModule {
             layer_norm: LayerNorm::load(w, &format!("{prefix}.layer_norm"), d, eps)?,
             pointwise_conv1: Linear::load_pointwise_conv(w, &format!("{prefix}.pointwise_conv1"), d, 2 * d)?,

@@ -49,15 +49,7 @@ pub struct Summary {
 
 /// Peak resident memory of this process (Linux `VmHWM`).
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    proc_kb_field(&std::fs::read_to_string("/proc/self/status").ok()?, "VmHWM")
 }
 
 /// Bytes of file-backed pages this process maps and how many of them are mapped as 2 MiB pages (Linux
@@ -65,12 +57,15 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// all of the first.
 pub fn file_pages_mapped() -> Option<(u64, u64)> {
     let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = rollup.lines().find(|l| l.split(':').next() == Some(name))?;
-        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
-    };
+    let field = |name| proc_kb_field(&rollup, name);
     let file = field("Rss")?.saturating_sub(field("Anonymous")?);
     Some((file, field("FilePmdMapped")?.min(file)))
+}
+
+/// The `name:   N kB` line of a /proc file, in bytes.
+fn proc_kb_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.split(':').next() == Some(name))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
 fn hms(s: f64) -> String {
