@@ -64,3 +64,14 @@ impl Error {
         }
     }
 }
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

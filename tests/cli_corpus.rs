@@ -510,3 +510,61 @@ fn max_seconds_cuts_a_file_longer_than_the_limit_instead_of_refusing_it() {
         &npy[..header.min(128)]
     );
 }
+
+/// Every pinned hostile audio input (`fuzz/regressions/audio/`, a selector byte then the file; the selector's
+/// low bits pick the extension as in `fuzz/entry.rs`) beside good files in one directory: every good output is
+/// written and complete, every hostile file is reported by name, nothing else is written, exit 3. A decoder
+/// panic on one file (a WAV declaring 0 Hz once killed the whole run) must cost that file only.
+#[test]
+fn hostile_audio_files_fail_alone_and_the_good_ones_are_written() {
+    let c = corpus();
+    let hostile_dir = repo().join("fuzz/regressions/audio");
+    let mut hostile = Vec::new();
+    for e in std::fs::read_dir(&hostile_dir).unwrap() {
+        let p = e.unwrap().path();
+        let b = std::fs::read(&p).unwrap();
+        let ext = ["wav", "flac", "mp3", "ogg"][(b[0] & 3) as usize];
+        let name = format!("hostile/{}.{ext}", p.file_name().unwrap().to_string_lossy());
+        std::fs::create_dir_all(c.path().join("hostile")).unwrap();
+        std::fs::write(c.path().join(&name), &b[1..]).unwrap();
+        hostile.push(name);
+    }
+    assert!(hostile.len() >= 3, "{hostile:?}");
+    let out = tempfile::tempdir().unwrap();
+    let o = infer(&[c.path().to_str().unwrap()], out.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let j = json(&o);
+    assert_eq!(j["done"], CORPUS_OUTPUTS.len());
+    let failed: Vec<&str> = j["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), hostile.len(), "{failed:?}");
+    for h in &hostile {
+        assert!(
+            failed.iter().any(|f| f.ends_with(h.as_str())),
+            "{h} not reported: {failed:?}"
+        );
+    }
+    let zero_hz = j["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().contains("sample_rate_0hz"));
+    assert!(
+        zero_hz.unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("sample rate is 0 Hz"),
+        "{j}"
+    );
+    let got: Vec<String> = tree(out.path()).into_keys().collect();
+    assert_eq!(got, CORPUS_OUTPUTS);
+    for f in CORPUS_OUTPUTS {
+        w2vbert::output::check_npy(&out.path().join(f)).unwrap();
+    }
+}

@@ -56,7 +56,7 @@ fn stats_corpus() {
 
 #[test]
 fn audio_corpus() {
-    assert!(replay("audio", entry::audio) >= 11);
+    assert!(replay("audio", entry::audio) >= 12);
 }
 
 /// The seeds are real files: most must be accepted, or the targets would only be exercising error paths.
@@ -98,6 +98,26 @@ mod regressions {
             e.contains("loud.wav") && e.contains("overflow") && e.contains("2.67"),
             "{e}"
         );
+    }
+
+    /// audio: a 16-bit PCM WAV whose `fmt ` chunk declares 0 Hz. symphonia 0.5.5 panics while probing it
+    /// (`TimeBase cannot have 0 numerator or denominator`), which killed the CLI's reader thread and with it a
+    /// whole corpus run (found fuzzing on Zen 4). Now refused before symphonia sees it, naming the field.
+    #[test]
+    fn audio_wav_fmt_sample_rate_0hz_timebase_panic() {
+        let b = input("audio", "wav_fmt_sample_rate_0hz_timebase_panic");
+        entry::audio(&b);
+        for pre in [Preprocess::Direct16k, Preprocess::Indextts2SpeakerPrompt] {
+            let e = audio::features_from_bytes(b[1..].to_vec(), Path::new("zero.wav"), pre)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("zero.wav") && e.contains("sample rate is 0 Hz"), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("zero.wav");
+        std::fs::write(&p, &b[1..]).unwrap();
+        let e = audio::features_from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("zero.wav") && e.contains("sample rate is 0 Hz"), "{e}");
     }
 
     /// audio: a FLAC whose Vorbis comment claims a 1.67 GB comment. symphonia 0.5.5 allocates the claimed length

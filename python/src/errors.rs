@@ -27,17 +27,6 @@ pub fn to_py(e: Error, context: Option<&str>) -> PyErr {
     }
 }
 
-/// The text of a panic payload (`panic!` with a literal or a formatted message).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
-    }
-}
-
 /// Run `f` with the GIL released; an engine error becomes its exception, a panic an `InternalError`
 /// (no unwind crosses into Python).
 pub fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send) -> PyResult<T> {
@@ -46,7 +35,7 @@ pub fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + 
         Ok(Err(e)) => Err(to_py(e, None)),
         Err(payload) => Err(InternalError::new_err(format!(
             "internal error: the engine panicked ({}); the panic was caught, nothing was returned. Please report it",
-            panic_message(payload.as_ref())
+            w2vbert::error::panic_text(payload.as_ref())
         ))),
     }
 }

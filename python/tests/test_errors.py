@@ -36,6 +36,21 @@ def test_undecodable_audio_file(extractor, tmp_path):
         extractor.semantic(p)
 
 
+def test_a_wav_declaring_0_hz_is_an_audio_error_for_that_item(extractor, tmp_path):
+    """The pinned fuzz input that made symphonia panic: refused as AudioError naming the file and the field,
+    alone and as one item of a batch; the extractor keeps working."""
+    pinned = AUDIO.parents[2] / "fuzz" / "regressions" / "audio" / "wav_fmt_sample_rate_0hz_timebase_panic"
+    zero = tmp_path / "zero.wav"
+    zero.write_bytes(pinned.read_bytes()[1:])
+    with pytest.raises(w2vbert.AudioError, match="zero.wav.*sample rate is 0 Hz"):
+        extractor.semantic(zero)
+    with pytest.raises(w2vbert.AudioError, match="zero.wav.*sample rate is 0 Hz"):
+        w2vbert.fbank(str(zero))
+    with pytest.raises(w2vbert.AudioError, match="audios\\[1\\].*zero.wav.*0 Hz"):
+        extractor.semantic_batch([ARCTIC, zero, ARCTIC])
+    assert extractor.semantic(ARCTIC).shape[1] == extractor.hidden_size
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         w2vbert.Extractor(tmp_path / "no-such-checkpoint")

@@ -8,7 +8,8 @@
 //! (tests/rate_goldens.rs). Downmixing averages the channels (librosa's `to_mono`); HF's SeamlessM4T extractor
 //! itself would keep only the first channel of a 2-D array.
 
-use super::MAX_AUDIO_SECONDS;
+use super::contain::contained;
+use super::{header, MAX_AUDIO_SECONDS};
 use crate::error::{Error, Result};
 use std::path::Path;
 use symphonia::core::audio::SampleBuffer;
@@ -18,6 +19,9 @@ use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
+
+/// The decoder named in errors from a panic it raised ([`super::contain`]).
+const DECODER: &str = "the decoder (symphonia 0.5)";
 
 /// A decoded file: interleaved samples `[frames, channels]` at the file's own rate.
 #[derive(Debug, Clone)]
@@ -106,7 +110,19 @@ fn probe(
     path: &Path,
     gapless: bool,
 ) -> Result<(Box<dyn FormatReader>, u32, CodecParameters)> {
-    let mss = MediaSourceStream::new(open()?, Default::default());
+    let source = open()?;
+    contained(DECODER, path, "cannot open as audio", || {
+        probe_source(source, path, gapless)
+    })
+}
+
+/// [`probe`] on one opened source.
+fn probe_source(
+    source: Box<dyn MediaSource>,
+    path: &Path,
+    gapless: bool,
+) -> Result<(Box<dyn FormatReader>, u32, CodecParameters)> {
+    let mss = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
@@ -136,6 +152,7 @@ fn decode_source(
     path: &Path,
     at_limit: AtLimit,
 ) -> Result<Decoded> {
+    header::check(&mut open()?, path)?;
     // Gapless: trim MP3/Vorbis encoder delay and padding where the stream says how much.
     let (mut format, mut track_id, mut params) = probe(open, path, true)?;
     if params.codec == CODEC_TYPE_MP3 && params.delay.is_none() && params.padding.is_none() {
@@ -144,8 +161,22 @@ fn decode_source(
         // every frame of such a file: so do we.
         (format, track_id, params) = probe(open, path, false)?;
     }
+    contained(DECODER, path, "cannot decode", || {
+        decode_track(format, track_id, &params, byte_len, path, at_limit)
+    })
+}
+
+/// Decode every packet of track `track_id` (codec `params`) that `format` reads.
+fn decode_track(
+    mut format: Box<dyn FormatReader>,
+    track_id: u32,
+    params: &CodecParameters,
+    byte_len: u64,
+    path: &Path,
+    at_limit: AtLimit,
+) -> Result<Decoded> {
     let mut decoder = symphonia::default::get_codecs()
-        .make(&params, &DecoderOptions::default())
+        .make(params, &DecoderOptions::default())
         .map_err(|e| sym_err(path, "cannot decode", e))?;
 
     let mut sample_rate = params.sample_rate;
@@ -254,6 +285,32 @@ pub fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The backstop on its own: symphonia's probe of a WAV declaring 0 Hz, without the header check in front
+    /// (which refuses it first in `decode_source`), panics inside symphonia; `probe` returns that as this file's
+    /// error.
+    #[test]
+    fn a_symphonia_panic_is_this_files_error() {
+        let pinned = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/audio/wav_fmt_sample_rate_0hz_timebase_panic"
+        );
+        let bytes: std::sync::Arc<[u8]> = std::fs::read(pinned).unwrap()[1..].into();
+        let open = || -> Result<Box<dyn MediaSource>> { Ok(Box::new(std::io::Cursor::new(ArcBytes(bytes.clone())))) };
+        let e = probe(&open, Path::new("in/zero.wav"), true).err().unwrap();
+        let s = e.to_string();
+        assert!(matches!(e, Error::Audio { .. }), "{e:?}");
+        for want in [
+            "in/zero.wav",
+            "cannot open as audio",
+            "symphonia",
+            "panicked",
+            "TimeBase cannot have 0",
+            "units.rs",
+        ] {
+            assert!(s.contains(want), "{want:?} missing from {s}");
+        }
+    }
 
     #[test]
     fn downmix_averages() {

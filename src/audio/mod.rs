@@ -8,8 +8,10 @@
 //!   the speaker prompt after loading it at 22.05 kHz ([`Preprocess::Indextts2SpeakerPrompt`]).
 //! - [`fbank`]: the log-mel features, per-bin normalization, stride-2 stacking and the mask.
 
+pub mod contain;
 pub mod decode;
 pub mod fbank;
+mod header;
 pub mod soxr;
 pub mod torchaudio_resample;
 
