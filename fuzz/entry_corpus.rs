@@ -71,7 +71,7 @@ pub fn safetensors_check(data: &[u8]) {
 /// (only plain names below it; `rel` itself may end in a name like `..` that the extension makes `...npy`).
 pub fn manifest(data: &[u8]) {
     let p = scratch("list.tsv", data);
-    let Ok(inputs) = corpus::read_manifest(&p) else {
+    let Ok(inputs) = corpus::read_manifest(&p, corpus::DEFAULT_MANIFEST_KEY) else {
         return;
     };
     let out_dir = Path::new("/out");

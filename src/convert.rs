@@ -369,7 +369,6 @@ fn resolve_stats(src: &Path, opts: &ConvertOptions) -> Result<(Option<PathBuf>, 
         StatsChoice::File(p) => Ok((Some(p.clone()), None)),
         StatsChoice::Omit => Ok((None, Some("left out (--no-stats)".into()))),
         StatsChoice::FromSource => {
-            let p = src.join(DEFAULT_STATS_FILE);
             if opts.layers < SEMANTIC_LAYER {
                 let note = format!(
                     "left out: IndexTTS2's stats normalize hidden_states[{SEMANTIC_LAYER}], which a {}-layer \
@@ -377,15 +376,8 @@ fn resolve_stats(src: &Path, opts: &ConvertOptions) -> Result<(Option<PathBuf>, 
                     opts.layers
                 );
                 Ok((None, Some(note)))
-            } else if p.is_file() {
-                Ok((Some(p), None))
             } else {
-                Err(Error::Invalid(format!(
-                    "convert: stats file {} not found: a checkpoint for IndexTTS2 carries wav2vec2bert_stats \
-                     (mean, var); pass --stats FILE (see checkpoints/README.md to make one from \
-                     wav2vec2bert_stats.pt), or --no-stats for a checkpoint without them",
-                    p.display()
-                )))
+                Ok((Some(crate::stats::locate(src, None)?), None))
             }
         }
     }

@@ -23,9 +23,19 @@ pub enum Error {
     /// Audio that cannot be decoded or used (empty, too short, NaN/Inf samples, unsupported codec).
     #[error("{}: {msg}", path.display())]
     Audio { path: PathBuf, msg: String },
+    /// A file the request needs does not exist (checkpoint files, stats); `hint` says what it is and where it
+    /// comes from.
+    #[error("{}: not found; {hint}", path.display())]
+    NotFound { path: PathBuf, hint: String },
     /// A request that cannot be served (bad layer index, incompatible options, unsupported CPU, ...).
     #[error("{0}")]
     Invalid(String),
+    /// The inputs of a corpus run name no audio file at all.
+    #[error("{0}")]
+    NoInputs(String),
+    /// A worker of a corpus run died: a bug in this crate (the run stopped cleanly).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -55,6 +65,12 @@ impl Error {
             path: path.into(),
             field: field.into(),
             msg: msg.into(),
+        }
+    }
+    pub fn not_found(path: impl Into<PathBuf>, hint: impl Into<String>) -> Self {
+        Error::NotFound {
+            path: path.into(),
+            hint: hint.into(),
         }
     }
     pub fn audio(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {

@@ -15,14 +15,20 @@ use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Precision, Wav2Vec2BertModel};
 use crate::stats::SemanticStats;
 use crate::weights::Weights;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod pack;
+pub use pack::Packed;
 
 /// The hidden state IndexTTS2 and MaskGCT normalize into "semantic features": `hidden_states[17]`, the output
 /// of `encoder.layers[16]`.
 pub const SEMANTIC_LAYER: usize = 17;
 
-/// File name of the stats looked for next to the weights when none is given.
-pub const DEFAULT_STATS_FILE: &str = "wav2vec2bert_stats.safetensors";
+pub use crate::stats::DEFAULT_STATS_FILE;
+
+/// Frames (20 ms each) packed into one encoder call by default ([`Extractor::packed`]): 40 s of audio, wide
+/// enough for the matmuls, small enough that a pack's activations stay ~0.5 GB at full size.
+pub const DEFAULT_BATCH_FRAMES: usize = 2000;
 
 /// What to compute.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +46,25 @@ impl Request {
             hidden_states: vec![],
             normalized: Some(SEMANTIC_LAYER),
         }
+    }
+
+    /// Raw `layers` (repeats dropped, first occurrence kept), and the semantic features too when `normalize` and
+    /// [`SEMANTIC_LAYER`] is among them.
+    pub fn from_layers(layers: &[usize], normalize: bool) -> Result<Self> {
+        let mut hidden_states: Vec<usize> = Vec::with_capacity(layers.len());
+        for &k in layers {
+            if !hidden_states.contains(&k) {
+                hidden_states.push(k);
+            }
+        }
+        if hidden_states.is_empty() {
+            return Err(Error::Invalid("at least one hidden state must be requested".into()));
+        }
+        let normalized = (normalize && hidden_states.contains(&SEMANTIC_LAYER)).then_some(SEMANTIC_LAYER);
+        Ok(Request {
+            hidden_states,
+            normalized,
+        })
     }
 
     /// Encoder layers needed: the deepest hidden state asked for.
@@ -97,25 +122,16 @@ impl Extractor {
                 ck.config.display()
             )));
         }
+        // Found before the weights are read, so a missing file costs no load.
+        let stats_path = request
+            .normalized
+            .map(|_| crate::stats::locate(checkpoint, stats))
+            .transpose()?;
         let weights = Weights::open(&ck.weights)?;
         let model = Wav2Vec2BertModel::from_weights_in(config, &weights, request.layers_needed(), precision)?;
-        let stats = match request.normalized {
-            None => None,
-            Some(_) => {
-                let p: PathBuf = stats
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| checkpoint.join(DEFAULT_STATS_FILE));
-                if !p.is_file() {
-                    return Err(Error::Invalid(format!(
-                        "stats file {} not found: semantic features need IndexTTS2's wav2vec2bert_stats (mean, var); \
-                         convert wav2vec2bert_stats.pt with scripts/stats_pt_to_safetensors.py (see \
-                         checkpoints/README.md), pass --stats FILE, or use --no-normalize for raw hidden states",
-                        p.display()
-                    )));
-                }
-                Some(SemanticStats::load(&p, model.config.hidden_size)?)
-            }
-        };
+        let stats = stats_path
+            .map(|p| SemanticStats::load(&p, model.config.hidden_size))
+            .transpose()?;
         Ok(Extractor {
             model,
             stats,
@@ -190,9 +206,7 @@ impl Extractor {
     /// [`Extractor::run_samples`] for several channels: `interleaved` is `[frames, channels]`; channels are
     /// averaged (librosa's `to_mono`) before resampling, as for a file.
     pub fn run_interleaved(&self, interleaved: &[f32], channels: usize, sample_rate: u32) -> Result<Output> {
-        let source = Path::new(audio::IN_MEMORY);
-        let x = audio::samples_to_16k(interleaved, channels, sample_rate, source)?;
-        self.run(&audio::features_from_samples(&x, source)?)
+        self.run(&audio::features_from_interleaved(interleaved, channels, sample_rate)?)
     }
 
     /// [`Extractor::run_file`] with the audio read as `pre` says (e.g. IndexTTS2's speaker-prompt path:

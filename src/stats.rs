@@ -9,7 +9,26 @@
 
 use crate::error::{Error, Result};
 use crate::weights::Weights;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// File name of the stats looked for next to the weights when none is given.
+pub const DEFAULT_STATS_FILE: &str = "wav2vec2bert_stats.safetensors";
+
+/// What the stats are and how to make them, said where they are missing.
+pub const STATS_HINT: &str = "semantic features need IndexTTS2's wav2vec2bert_stats (mean, var): convert \
+wav2vec2bert_stats.pt with scripts/stats_pt_to_safetensors.py (see checkpoints/README.md) and give that file, or \
+ask for raw hidden states (no normalization)";
+
+/// The stats file of a checkpoint: `explicit` if given, else `<checkpoint>/wav2vec2bert_stats.safetensors`;
+/// [`Error::NotFound`] if that is not a file.
+pub fn locate(checkpoint: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
+    let p = explicit.map_or_else(|| checkpoint.join(DEFAULT_STATS_FILE), Path::to_path_buf);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(Error::not_found(p, STATS_HINT))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SemanticStats {

@@ -4,111 +4,9 @@
 
 mod common;
 
+use common::corpus::*;
 use common::*;
-use serde_json::Value;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_w2vbert-infer"))
-}
-
-fn tiny() -> PathBuf {
-    repo().join("checkpoints/tiny-random")
-}
-
-fn audio(name: &str) -> PathBuf {
-    fixture(&format!("audio/{name}"))
-}
-
-fn infer(args: &[&str], out: &Path) -> Output {
-    bin()
-        .args([
-            "--checkpoint",
-            tiny().to_str().unwrap(),
-            "--threads",
-            "1",
-            "--json",
-            "--output-dir",
-        ])
-        .arg(out)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
-
-/// Every file below `dir`: relative path → bytes.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    if !dir.exists() {
-        return out;
-    }
-    for e in walk(dir) {
-        let rel = e.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-        match std::fs::read(&e) {
-            Ok(bytes) => {
-                out.insert(rel, bytes);
-            }
-            // While a run is writing, a temp file can be renamed between the listing and the read.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => panic!("{}: {err}", e.display()),
-        }
-    }
-    out
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            v.extend(walk(&p));
-        } else {
-            v.push(p);
-        }
-    }
-    v
-}
-
-/// A small corpus: same file names in different folders, nested folders, a hidden file and a non-audio file
-/// (both ignored), mixed formats.
-fn corpus() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path();
-    for (src, dst) in [
-        ("arctic_a0007.wav", "spk1/utt.wav"),
-        ("dec_s24.wav", "spk2/utt.wav"),
-        ("dec.flac", "spk2/deeper/x.flac"),
-        ("dec.mp3", "spk3/y.mp3"),
-        ("dec_f32.wav", "top.wav"),
-        ("dec_u8.wav", ".hidden.wav"),
-    ] {
-        let to = p.join(dst);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(audio(src), &to).unwrap();
-    }
-    std::fs::write(p.join("spk1/notes.txt"), "not audio").unwrap();
-    d
-}
-
-const CORPUS_OUTPUTS: [&str; 5] = [
-    "spk1/utt.npy",
-    "spk2/deeper/x.npy",
-    "spk2/utt.npy",
-    "spk3/y.npy",
-    "top.npy",
-];
+use std::process::Stdio;
 
 #[test]
 fn directory_outputs_mirror_the_tree() {
@@ -319,6 +217,14 @@ fn sigkill_mid_run_then_rerun_completes_with_nothing_lost_or_duplicated() {
     }
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
+    // The index after the kill: every complete line parses and names a complete output (a cut last line is
+    // allowed and skipped).
+    let index = out.path().join("w2vbert-index.shard-0-of-1.jsonl");
+    let killed_index = w2vbert::corpus::index::read(&index).unwrap();
+    for r in &killed_index {
+        assert_eq!(r["status"], "done", "{r:?}");
+        w2vbert::output::check_npy(&out.path().join(r["output"].as_str().unwrap())).unwrap();
+    }
     let after_kill = tree(out.path());
     let complete = after_kill.keys().filter(|k| k.ends_with(".npy")).count();
     assert!(complete < n, "the run finished before the kill: make the corpus bigger");
@@ -348,6 +254,20 @@ fn sigkill_mid_run_then_rerun_completes_with_nothing_lost_or_duplicated() {
     let (got, want) = (tree(out.path()), tree(reference.path()));
     assert_eq!(got.len(), n);
     assert!(got == want, "resumed outputs differ from an uninterrupted run");
+    // The resumed shard index lists every output once (skipped, then done); merged, one line per output.
+    let records = w2vbert::corpus::index::read(&index).unwrap();
+    assert_eq!(records.len(), n);
+    let skipped = records.iter().filter(|r| r["status"] == "skipped").count();
+    assert_eq!(skipped, complete);
+    let o = bin().arg("index").arg(out.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged = w2vbert::corpus::index::read(&out.path().join("index.jsonl")).unwrap();
+    let outs: Vec<&str> = merged.iter().map(|r| r["output"].as_str().unwrap()).collect();
+    assert_eq!(outs, got.keys().map(String::as_str).collect::<Vec<_>>());
+    for r in &merged {
+        let shape = w2vbert::output::check_npy(&out.path().join(r["output"].as_str().unwrap())).unwrap();
+        assert_eq!(r["frames"], shape[0], "{r:?}");
+    }
 }
 
 #[test]

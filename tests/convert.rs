@@ -402,11 +402,11 @@ fn bad_layer_counts_and_missing_stats_are_errors() {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(tiny().join(f), src.path().join(f)).unwrap();
     }
-    let err = convert(src.path(), &out, &opts(17, OutDtype::F32))
-        .unwrap_err()
-        .to_string();
+    let err = convert(src.path(), &out, &opts(17, OutDtype::F32)).unwrap_err();
+    assert!(matches!(err, w2vbert::Error::NotFound { .. }), "{err:?}");
+    let err = err.to_string();
     assert!(
-        err.contains("wav2vec2bert_stats.safetensors") && err.contains("--no-stats"),
+        err.contains("wav2vec2bert_stats.safetensors") && err.contains("stats_pt_to_safetensors.py"),
         "{err}"
     );
     let no_stats = ConvertOptions {

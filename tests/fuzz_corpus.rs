@@ -191,7 +191,7 @@ mod corpus_readers {
         let b = std::fs::read(fuzz_dir().join("regressions/manifest/dotdot_zero_line")).unwrap();
         entry_corpus::manifest(&b);
         let (_d, p) = scratch("m.txt", b"..0\n");
-        let inputs = w2vbert::corpus::read_manifest(&p).unwrap();
+        let inputs = w2vbert::corpus::read_manifest(&p, w2vbert::corpus::DEFAULT_MANIFEST_KEY).unwrap();
         assert_eq!(
             inputs[0].output_path(Path::new("/out"), "npy"),
             Path::new("/out/...npy")

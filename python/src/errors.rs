@@ -21,9 +21,11 @@ pub fn to_py(e: Error, context: Option<&str>) -> PyErr {
     match &e {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => MissingFileError::new_err(msg),
         Error::Io { .. } => FileError::new_err(msg),
+        Error::NotFound { .. } => MissingFileError::new_err(msg),
         Error::Format { .. } | Error::Tensor { .. } | Error::Config { .. } => CheckpointError::new_err(msg),
         Error::Audio { .. } => AudioError::new_err(msg),
-        Error::Invalid(_) => RequestError::new_err(msg),
+        Error::Invalid(_) | Error::NoInputs(_) => RequestError::new_err(msg),
+        Error::Internal(_) => InternalError::new_err(msg),
     }
 }
 

@@ -5,8 +5,8 @@ use crate::errors::AudioError;
 use numpy::{PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use std::path::{Path, PathBuf};
-use w2vbert::audio::{Features, IN_MEMORY};
+use std::path::PathBuf;
+use w2vbert::audio::Features;
 use w2vbert::pipeline::{Extractor, Output};
 
 /// Most rows a 2-D `[channels, samples]` array may have. More is taken for a transposed `[samples, channels]`
@@ -105,11 +105,7 @@ impl Audio {
                 interleaved,
                 channels,
                 rate,
-            } => {
-                let source = Path::new(IN_MEMORY);
-                let x = w2vbert::audio::samples_to_16k(interleaved, *channels, *rate, source)?;
-                w2vbert::audio::features_from_samples(&x, source)
-            }
+            } => w2vbert::audio::features_from_interleaved(interleaved, *channels, *rate),
         }
     }
 }

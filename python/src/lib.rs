@@ -14,24 +14,9 @@ use numpy::{PyArray1, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
-use w2vbert::model::{Checkpoint, Precision};
-use w2vbert::pipeline::{Extractor as Engine, Output, Request, DEFAULT_STATS_FILE, SEMANTIC_LAYER};
+use w2vbert::model::Precision;
+use w2vbert::pipeline::{Extractor as Engine, Output, Request, DEFAULT_BATCH_FRAMES, SEMANTIC_LAYER};
 
-/// `precision=` names accepted by `Extractor`.
-const PRECISIONS: &[(&str, Precision)] = &[("fp32", Precision::F32), ("bf16", Precision::Bf16)];
-
-/// `(canonical name, kind)` of a `precision=` argument.
-fn parse_precision(name: &str) -> PyResult<(&'static str, Precision)> {
-    PRECISIONS.iter().find(|(n, _)| *n == name).copied().ok_or_else(|| {
-        let known: Vec<&str> = PRECISIONS.iter().map(|(n, _)| *n).collect();
-        RequestError::new_err(format!(
-            "precision {name:?} is not available; expected one of {known:?}"
-        ))
-    })
-}
-
-/// Frames packed into one encoder call by `semantic_batch` (the CLI's `--batch-frames` default).
-const BATCH_FRAMES: usize = 2000;
 
 /// The engine, loaded once; thread-safe (one instance may serve several Python threads at once).
 #[pyclass(module = "w2vbert", name = "Extractor", frozen)]
@@ -42,7 +27,7 @@ struct PyExtractor {
     layers: Vec<usize>,
     checkpoint: PathBuf,
     stats: Option<PathBuf>,
-    precision: &'static str,
+    precision: Precision,
 }
 
 impl PyExtractor {
@@ -50,50 +35,12 @@ impl PyExtractor {
         self.in_pool(|| audio.run(&self.engine))
     }
 
-    /// Every item's features, then the encoder on packs of up to [`BATCH_FRAMES`] frames
-    /// (`Extractor::run_batch`: each result equals a call on that item alone, bit for bit); an item that fails
-    /// to decode keeps its own error and the others still run.
+    /// Every item through the library's packer (`Extractor::packed`, as the CLI's corpus runs): each result
+    /// equals a call on that item alone, bit for bit, and an item that fails keeps its own error.
     fn run_many(&self, items: &[Audio]) -> Vec<w2vbert::Result<Output>> {
         self.in_pool(|| {
-            let mut results: Vec<Option<w2vbert::Result<Output>>> = Vec::with_capacity(items.len());
-            let (mut idx, mut feats) = (Vec::new(), Vec::new());
-            for (i, f) in items.iter().map(Audio::features).enumerate() {
-                match f {
-                    Ok(f) => {
-                        idx.push(i);
-                        feats.push(f);
-                        results.push(None);
-                    }
-                    Err(e) => results.push(Some(Err(e))),
-                }
-            }
-            let mut start = 0;
-            while start < feats.len() {
-                let mut end = start + 1;
-                let mut frames = feats[start].t;
-                while end < feats.len() && frames + feats[end].t <= BATCH_FRAMES {
-                    frames += feats[end].t;
-                    end += 1;
-                }
-                match self.engine.run_batch(&feats[start..end]) {
-                    Ok(outs) => {
-                        for (&i, out) in idx[start..end].iter().zip(outs) {
-                            results[i] = Some(Ok(out));
-                        }
-                    }
-                    // Each item alone, so every error names its own input.
-                    Err(_) => {
-                        for (&i, f) in idx[start..end].iter().zip(&feats[start..end]) {
-                            results[i] = Some(self.engine.run(f));
-                        }
-                    }
-                }
-                start = end;
-            }
-            results
-                .into_iter()
-                .map(|r| r.expect("every item has a result"))
-                .collect()
+            let feats = items.iter().map(|a| ((), a.features()));
+            self.engine.packed(feats, DEFAULT_BATCH_FRAMES).map(|(_, r)| r).collect()
         })
     }
 
@@ -146,8 +93,8 @@ impl PyExtractor {
         precision: &str,
         threads: Option<i64>,
     ) -> PyResult<Self> {
-        let (_, kind) = parse_precision(precision)?;
-        let layers = parse_layers(layers)?;
+        let kind: Precision = precision.parse().map_err(RequestError::new_err)?;
+        let request = Request::from_layers(&parse_layers(layers)?, true).map_err(|e| to_py(e, Some("layers")))?;
         let pool = match threads {
             None => None,
             Some(n) if n >= 1 => Some(
@@ -158,25 +105,10 @@ impl PyExtractor {
             ),
             Some(n) => return Err(RequestError::new_err(format!("threads must be at least 1; got {n}"))),
         };
-        // Missing files are FileNotFoundError; the engine reports them as an invalid request.
-        if let Err(e) = Checkpoint::locate(&checkpoint) {
-            return Err(errors::MissingFileError::new_err(e.to_string()));
-        }
-        let normalized = layers.contains(&SEMANTIC_LAYER).then_some(SEMANTIC_LAYER);
-        let stats_path = normalized.map(|_| stats.clone().unwrap_or_else(|| checkpoint.join(DEFAULT_STATS_FILE)));
-        if let Some(p) = stats_path.as_ref().filter(|p| !p.is_file()) {
-            return Err(errors::MissingFileError::new_err(format!(
-                "stats file {} not found: semantic features (layer {SEMANTIC_LAYER}) need IndexTTS2's \
-                 wav2vec2bert_stats (mean, var); convert wav2vec2bert_stats.pt with \
-                 scripts/stats_pt_to_safetensors.py (see checkpoints/README.md) and pass stats=PATH, or leave \
-                 {SEMANTIC_LAYER} out of layers for raw hidden states",
-                p.display()
-            )));
-        }
-        let request = Request {
-            hidden_states: layers.clone(),
-            normalized,
-        };
+        let layers = request.hidden_states.clone();
+        let stats_path = request
+            .normalized
+            .map(|_| stats.clone().unwrap_or_else(|| checkpoint.join(w2vbert::stats::DEFAULT_STATS_FILE)));
         let load = || Engine::load_with(&checkpoint, &request, stats_path.as_deref(), kind);
         let engine = match &pool {
             Some(p) => detached(py, || p.install(load))?,
@@ -195,17 +127,13 @@ impl PyExtractor {
                 1,
             )?;
         }
-        let precision = PRECISIONS
-            .iter()
-            .find(|(_, p)| *p == in_force)
-            .map_or("fp32", |(n, _)| *n);
         Ok(PyExtractor {
             engine,
             pool,
             layers,
             checkpoint,
             stats: stats_path,
-            precision,
+            precision: in_force,
         })
     }
 
@@ -292,8 +220,8 @@ impl PyExtractor {
     }
 
     #[getter]
-    fn precision(&self) -> &'static str {
-        self.precision
+    fn precision(&self) -> String {
+        self.precision.to_string()
     }
 
     #[getter]
@@ -312,7 +240,7 @@ impl PyExtractor {
             "w2vbert.Extractor({:?}, layers={:?}, precision={:?}, threads={})",
             self.checkpoint.display().to_string(),
             self.layers,
-            self.precision,
+            self.precision.to_string(),
             self.pool
                 .as_ref()
                 .map_or("None".to_string(), |p| p.current_num_threads().to_string())
@@ -320,22 +248,15 @@ impl PyExtractor {
     }
 }
 
-/// `layers=`: hidden-state indices, repeats dropped (first occurrence kept), default [17].
+/// `layers=` as indices (default [17]); `Request::from_layers` drops repeats.
 fn parse_layers(layers: Option<Vec<i64>>) -> PyResult<Vec<usize>> {
     let Some(layers) = layers else {
         return Ok(vec![SEMANTIC_LAYER]);
     };
-    let mut ks = Vec::with_capacity(layers.len());
-    for k in layers {
-        let k = usize::try_from(k).map_err(|_| RequestError::new_err(format!("layers: {k} is negative")))?;
-        if !ks.contains(&k) {
-            ks.push(k);
-        }
-    }
-    if ks.is_empty() {
-        return Err(RequestError::new_err("layers must name at least one hidden state"));
-    }
-    Ok(ks)
+    layers
+        .into_iter()
+        .map(|k| usize::try_from(k).map_err(|_| RequestError::new_err(format!("layers: {k} is negative"))))
+        .collect()
 }
 
 /// `(input_features [T, 160], attention_mask [T])`.

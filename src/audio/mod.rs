@@ -79,6 +79,13 @@ pub fn samples_to_16k(interleaved: &[f32], channels: usize, sample_rate: u32, so
     mono_16k(interleaved, channels, sample_rate, source, "input")
 }
 
+/// [`samples_to_16k`] then [`features_from_samples`], the input named [`IN_MEMORY`] in errors: what a file's
+/// decoded samples go through, for samples held in memory.
+pub fn features_from_interleaved(interleaved: &[f32], channels: usize, sample_rate: u32) -> Result<Features> {
+    let source = Path::new(IN_MEMORY);
+    features_from_samples(&samples_to_16k(interleaved, channels, sample_rate, source)?, source)
+}
+
 /// Check finite, average the channels, resample to 16 kHz. `what` says in errors which signal was checked.
 fn mono_16k(interleaved: &[f32], channels: usize, sample_rate: u32, source: &Path, what: &str) -> Result<Vec<f32>> {
     check_finite(interleaved, source, what)?;

@@ -28,8 +28,8 @@ pub struct Checkpoint {
 
 /// What to fetch, said wherever weights are missing.
 pub const DOWNLOAD_HINT: &str = "download config.json and model.safetensors of facebook/w2v-bert-2.0 \
-(https://huggingface.co/facebook/w2v-bert-2.0) into that directory (see checkpoints/README.md), or pass \
---checkpoint checkpoints/tiny-random to try the small random test checkpoint shipped with the repository";
+(https://huggingface.co/facebook/w2v-bert-2.0) into that directory (see checkpoints/README.md), or use the small \
+random test checkpoint shipped with the repository, checkpoints/tiny-random";
 
 impl Checkpoint {
     /// `dir/config.json` and `dir/model.safetensors`, both required.
@@ -38,11 +38,10 @@ impl Checkpoint {
         let weights = dir.join("model.safetensors");
         for f in [&config, &weights] {
             if !f.is_file() {
-                return Err(Error::Invalid(format!(
-                    "checkpoint {}: {} not found; {DOWNLOAD_HINT}",
-                    dir.display(),
-                    f.display()
-                )));
+                return Err(Error::not_found(
+                    f,
+                    format!("checkpoint {}: {DOWNLOAD_HINT}", dir.display()),
+                ));
             }
         }
         Ok(Checkpoint {

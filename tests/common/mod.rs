@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: golden files and meaningful comparisons.
 #![allow(dead_code)]
 
+pub mod corpus;
+
 use std::path::{Path, PathBuf};
 use w2vbert::weights::Weights;
 

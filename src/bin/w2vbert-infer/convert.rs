@@ -73,6 +73,10 @@ pub fn run(args: &ConvertArgs) -> i32 {
             }
             0
         }
+        Err(e @ w2vbert::Error::NotFound { .. }) if matches!(opts.stats, StatsChoice::FromSource) => {
+            eprintln!("error: {e}\n(or convert without stats: --no-stats)");
+            1
+        }
         Err(e) => {
             eprintln!("error: {e}");
             1

@@ -7,31 +7,39 @@
 //! (f32 `[T, 160]`) without loading a model. `--indextts2-speaker-prompt` reads the audio as IndexTTS2 reads its
 //! speaker prompt (22.05 kHz, first 15 s, torchaudio's resampler to 16 kHz) instead of `librosa.load(sr=16000)`.
 //!
-//! Exit codes: 0 every input done or skipped; 1 the run stopped on an error (checkpoint, stats, output
-//! directory, or the first bad input when failing fast); 2 bad command line; 3 the run finished but some inputs
-//! failed (each reported with its reason).
+//! The run itself is the library's (`w2vbert::corpus::RunOptions`); `w2vbert-infer index DIR` merges the shards'
+//! indexes (`w2vbert::corpus::index::merge`).
+//!
+//! Exit codes: see [`EXIT_CODES`].
 
 mod convert;
 mod inspect;
-mod plan;
 mod report;
 mod run;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// Exit code: the run finished, some inputs failed.
-pub const EXIT_SOME_FAILED: i32 = 3;
 /// Exit code: the run stopped on an error.
 pub const EXIT_ERROR: i32 = 1;
+/// Exit code: the run finished, some inputs failed.
+pub const EXIT_SOME_FAILED: i32 = 3;
+/// Exit code: the inputs expand to no audio file.
+pub const EXIT_NO_INPUTS: i32 = 4;
+/// Exit code: a worker thread died (a bug); the run stopped cleanly.
+pub const EXIT_INTERNAL: i32 = 5;
+
+const EXIT_CODES: &str = "Exit codes: 0 all inputs done or skipped; 1 stopped on an error (setup, output \
+directory, or the first bad input when failing fast); 2 bad command line; 3 finished, some inputs failed (each \
+reported); 4 the inputs name no audio file (an empty directory or manifest, a typo); 5 internal error: a worker \
+thread died (a bug: please report it), the run stopped and left no temporary file.";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "w2vbert-infer",
     version,
     about = "Wav2Vec2-BERT 2.0 inference on CPU: audio in, hidden states or IndexTTS2 semantic features out",
-    after_help = "Exit codes: 0 all inputs done or skipped; 1 stopped on an error (setup, output directory, or \
-                  the first bad input when failing fast); 2 bad command line; 3 finished, some inputs failed.",
+    after_help = EXIT_CODES,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -57,10 +65,18 @@ enum Command {
     /// Write a checkpoint trimmed to the layers needed (default 17), in f32, f16 or bf16, with the IndexTTS2
     /// stats beside it; the CLI, the library and transformers load it as they load the original.
     Convert(convert::ConvertArgs),
+    /// Merge the index every shard of a corpus run wrote into OUTPUT_DIR (w2vbert-index.shard-<I>-of-<N>.jsonl)
+    /// into OUTPUT_DIR/index.jsonl: one line per complete output ({"input", "output", "frames", "seconds",
+    /// "status", and a JSONL manifest's keys}), sorted by output. Exit code 3 if some inputs still failed.
+    Index {
+        #[arg(value_name = "OUTPUT_DIR")]
+        dir: PathBuf,
+    },
 }
 
+/// `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub enum FormatArg {
     /// One f32 array per input (`<name>.npy`).
     Npy,
     /// Named f32 arrays plus `mask` (`<name>.safetensors`); the only format for `--layers`.
@@ -78,13 +94,18 @@ pub enum ShardModeArg {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Audio files (WAV, FLAC, MP3, OGG/Vorbis; any rate and channel count) and directories (every audio file
-    /// below, sorted; outputs mirror the tree). A file named `inspect` must be written `./inspect`.
+    /// below, sorted; outputs mirror the tree). A file named `inspect`, `convert` or `index` must be written `./inspect` etc.
     #[arg(value_name = "INPUT", num_args = 0..)]
     pub inputs: Vec<PathBuf>,
-    /// A list of inputs: one path per line (relative to the manifest's folder), or fairseq's TSV (root directory
-    /// on the first line, then `relative/path<TAB>num_samples`). Outputs mirror the paths below that root.
+    /// A list of inputs: one path per line (relative to the manifest's folder), fairseq's TSV (root directory
+    /// on the first line, then `relative/path<TAB>num_samples`), or JSONL (`.jsonl`, or a first line starting
+    /// with `{`: one object per line, the path under --manifest-key, an `id` naming the output). Outputs mirror
+    /// the paths below that root (or are `<id>.<ext>`).
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+    /// Key of the audio path in a JSONL manifest's objects.
+    #[arg(long, value_name = "KEY", default_value = w2vbert::corpus::DEFAULT_MANIFEST_KEY)]
+    pub manifest_key: String,
     /// Where outputs go (created if missing): `<stem>.<ext>` for files named directly, the mirrored relative
     /// path for directory and manifest inputs.
     /// Required (checked after parsing so that `inspect` needs none of the run's arguments).
@@ -92,7 +113,7 @@ pub struct RunArgs {
     pub output_dir: Option<PathBuf>,
     /// Output format (default npy; safetensors with --layers).
     #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    pub format: Option<FormatArg>,
     /// Only compute the fbank features (f32 [T, 160]); no model is loaded.
     #[arg(long)]
     pub features_only: bool,
@@ -141,7 +162,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
     /// Cap on the frames (20 ms each) packed into one encoder call; a longer input runs alone.
-    #[arg(long, value_name = "FRAMES", default_value_t = 2000)]
+    #[arg(long, value_name = "FRAMES", default_value_t = w2vbert::pipeline::DEFAULT_BATCH_FRAMES)]
     pub batch_frames: usize,
     /// Stop at the first input that fails (default when every input is a file named on the command line).
     #[arg(long, conflicts_with = "keep_going")]
@@ -173,6 +194,7 @@ fn main() {
     let code = match cli.command {
         Some(Command::Inspect { dir, stats }) => inspect::run(&dir, stats.as_deref()),
         Some(Command::Convert(args)) => convert::run(&args),
+        Some(Command::Index { dir }) => index(&dir),
         None => {
             let missing = match (
                 &cli.run.output_dir,
@@ -194,4 +216,37 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `index DIR`: merge the shards' indexes.
+fn index(dir: &std::path::Path) -> i32 {
+    match w2vbert::corpus::index::merge(dir) {
+        Ok(m) => {
+            for (input, why) in &m.failed {
+                eprintln!("failed: {input}: {why}");
+            }
+            if !m.missing_shards.is_empty() {
+                eprintln!("warning: no index from shard(s) {}", m.missing_shards.join(", "));
+            }
+            eprintln!(
+                "{}: {} output(s) from {} shard index(es), {} input(s) failed",
+                m.path.display(),
+                m.outputs,
+                m.shard_files,
+                m.failed.len()
+            );
+            if m.failed.is_empty() {
+                0
+            } else {
+                EXIT_SOME_FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                w2vbert::Error::NoInputs(_) => EXIT_NO_INPUTS,
+                _ => EXIT_ERROR,
+            }
+        }
+    }
 }

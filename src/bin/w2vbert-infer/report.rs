@@ -2,50 +2,9 @@
 //! or one JSON object on stdout with `--json`).
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
-
-#[derive(Serialize, Debug, Clone)]
-pub struct Failure {
-    pub path: String,
-    pub reason: String,
-}
-
-/// Seconds spent in each stage, summed over files. Stages overlap (reader, encoder and writer threads), so the
-/// sum can exceed the wall time.
-#[derive(Serialize, Debug, Default, Clone)]
-pub struct Stages {
-    pub decode: f64,
-    pub fbank: f64,
-    pub encoder: f64,
-    pub write: f64,
-}
-
-/// `--json`'s object.
-#[derive(Serialize, Debug, Default, Clone)]
-pub struct Summary {
-    /// Inputs in this shard.
-    pub files: usize,
-    /// Outputs written.
-    pub done: usize,
-    /// Complete outputs already there (not recomputed).
-    pub skipped: usize,
-    pub failed: Vec<Failure>,
-    /// Inputs never attempted because `--fail-fast` stopped the run.
-    pub not_run: usize,
-    /// Audio of the written outputs (after `--max-seconds`), and their encoder frames (20 ms each).
-    pub audio_seconds: f64,
-    pub frames: usize,
-    pub wall_seconds: f64,
-    pub stages: Stages,
-    /// wall_seconds / audio_seconds (below 1 = faster than real time).
-    pub real_time_factor: f64,
-    pub peak_rss_bytes: Option<u64>,
-    pub output_dir: String,
-    pub shard_index: usize,
-    pub num_shards: usize,
-}
+use w2vbert::corpus::Summary;
 
 /// Peak resident memory of this process (Linux `VmHWM`).
 pub fn peak_rss_bytes() -> Option<u64> {
@@ -75,7 +34,14 @@ fn hms(s: f64) -> String {
 
 /// Progress: an indicatif bar when stderr is a terminal, a plain line every [`PLAIN_EVERY`] otherwise (Slurm and
 /// Kubernetes logs), nothing with `--quiet`.
-pub enum Progress {
+pub struct Progress {
+    view: View,
+    handled: usize,
+    failed: usize,
+    audio_s: f64,
+}
+
+enum View {
     Off,
     Bar(ProgressBar),
     Plain {
@@ -89,8 +55,41 @@ const PLAIN_EVERY: Duration = Duration::from_secs(10);
 
 impl Progress {
     pub fn new(quiet: bool, total: usize) -> Self {
+        Progress {
+            view: View::new(quiet, total),
+            handled: 0,
+            failed: 0,
+            audio_s: 0.0,
+        }
+    }
+
+    /// One more input finished: failed, or written with `audio_s` seconds of audio.
+    pub fn tick(&mut self, failed: bool, audio_s: f64) {
+        self.handled += 1;
+        self.failed += usize::from(failed);
+        self.audio_s += audio_s;
+        self.view.update(self.handled, self.failed, self.audio_s);
+    }
+
+    /// Print a line without breaking the bar.
+    pub fn println(&self, line: &str) {
+        match &self.view {
+            View::Bar(bar) => bar.suspend(|| eprintln!("{line}")),
+            _ => eprintln!("{line}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let View::Bar(bar) = &self.view {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl View {
+    fn new(quiet: bool, total: usize) -> Self {
         if quiet || total == 0 {
-            return Progress::Off;
+            return View::Off;
         }
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total as u64);
@@ -99,10 +98,10 @@ impl Progress {
             )
             .expect("valid template");
             bar.set_style(style);
-            Progress::Bar(bar)
+            View::Bar(bar)
         } else {
             let now = Instant::now();
-            Progress::Plain {
+            View::Plain {
                 last: now,
                 start: now,
                 total,
@@ -111,14 +110,14 @@ impl Progress {
     }
 
     /// `handled` of the total inputs are finished (written or failed), `audio_s` seconds of audio written.
-    pub fn update(&mut self, handled: usize, failed: usize, audio_s: f64) {
+    fn update(&mut self, handled: usize, failed: usize, audio_s: f64) {
         match self {
-            Progress::Off => {}
-            Progress::Bar(bar) => {
+            View::Off => {}
+            View::Bar(bar) => {
                 bar.set_position(handled as u64);
                 bar.set_message(format!("{:.3} h audio, {failed} failed", audio_s / 3600.0));
             }
-            Progress::Plain { last, start, total } => {
+            View::Plain { last, start, total } => {
                 if last.elapsed() < PLAIN_EVERY {
                     return;
                 }
@@ -137,45 +136,25 @@ impl Progress {
             }
         }
     }
-
-    /// Print a line without breaking the bar.
-    pub fn println(&self, line: &str) {
-        match self {
-            Progress::Bar(bar) => bar.suspend(|| eprintln!("{line}")),
-            _ => eprintln!("{line}"),
-        }
-    }
-
-    pub fn finish(&self) {
-        if let Progress::Bar(bar) = self {
-            bar.finish_and_clear();
-        }
-    }
 }
 
-impl Summary {
-    /// The one-line account on stderr.
-    pub fn line(&self) -> String {
-        let mut s = format!("wrote {} file(s) to {}", self.done, self.output_dir);
-        if self.num_shards > 1 {
-            s += &format!(" (shard {} of {})", self.shard_index, self.num_shards);
-        }
-        s += &format!(
-            ": {} skipped as already complete, {} failed",
-            self.skipped,
-            self.failed.len()
-        );
-        if self.not_run > 0 {
-            s += &format!(", {} not run", self.not_run);
-        }
-        if self.audio_seconds > 0.0 {
-            s += &format!(
-                "; {:.1} s of audio in {:.1} s ({:.1}x real time)",
-                self.audio_seconds,
-                self.wall_seconds,
-                self.audio_seconds / self.wall_seconds.max(1e-9)
-            );
-        }
-        s
+/// The one-line account of a run on stderr.
+pub fn summary_line(r: &Summary) -> String {
+    let mut s = format!("wrote {} file(s) to {}", r.done, r.output_dir);
+    if r.num_shards > 1 {
+        s += &format!(" (shard {} of {})", r.shard_index, r.num_shards);
     }
+    s += &format!(": {} skipped as already complete, {} failed", r.skipped, r.failed.len());
+    if r.not_run > 0 {
+        s += &format!(", {} not run", r.not_run);
+    }
+    if r.audio_seconds > 0.0 {
+        s += &format!(
+            "; {:.1} s of audio in {:.1} s ({:.1}x real time)",
+            r.audio_seconds,
+            r.wall_seconds,
+            r.audio_seconds / r.wall_seconds.max(1e-9)
+        );
+    }
+    s
 }

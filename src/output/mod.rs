@@ -6,8 +6,12 @@
 //! them. [`check_npy`] / [`check_safetensors`] tell a complete output (valid header, file size exactly what the
 //! header says) from anything else, which is what a resumed run trusts.
 
+mod payload;
+
+pub use payload::{Expected, Format, Payload};
+
 use crate::error::{Error, Result};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -54,6 +58,49 @@ pub fn remove_stale_temps(dir: &Path, targets: &HashSet<OsString>) -> Result<usi
         }
     }
     Ok(n)
+}
+
+/// [`remove_stale_temps`] for every output in `outputs`, directory by directory.
+pub fn remove_stale_temps_of(outputs: &[&Path]) -> Result<usize> {
+    let mut by_dir: BTreeMap<&Path, HashSet<OsString>> = BTreeMap::new();
+    for out in outputs {
+        let dir = out.parent().unwrap_or(Path::new(""));
+        by_dir
+            .entry(dir)
+            .or_default()
+            .insert(out.file_name().unwrap_or_default().to_os_string());
+    }
+    let mut n = 0;
+    for (dir, names) in &by_dir {
+        n += remove_stale_temps(
+            if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            },
+            names,
+        )?;
+    }
+    Ok(n)
+}
+
+/// `Ok` when files can be created in `dir` or, if it does not exist yet, in its nearest existing ancestor
+/// (checked by creating and removing a probe file).
+pub fn check_writable_dir(dir: &Path) -> Result<()> {
+    let mut probe_dir = dir;
+    while !probe_dir.exists() {
+        probe_dir = match probe_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    if !probe_dir.is_dir() {
+        return Err(Error::Invalid(format!("{}: not a directory", probe_dir.display())));
+    }
+    let probe = probe_dir.join(format!(".w2vbert-dry-run-probe.{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| Error::io(probe_dir, e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).

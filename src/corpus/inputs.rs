@@ -1,27 +1,12 @@
-//! Corpus runs: which files to process, where each output goes, and which share of them this task takes.
-//!
-//! **Inputs** are files, directories and manifests, expanded in this order into one list:
-//! - a file named directly → output `<stem>.<ext>` at the top of the output directory (two such files with the
-//!   same stem are refused before any work);
-//! - a directory → every audio file below it (extensions [`AUDIO_EXTENSIONS`], case-insensitive; hidden
-//!   entries — names starting with `.` — skipped; symlinks followed), sorted by path; output mirrors the tree:
-//!   `<path relative to the directory, extension replaced>`, so `a/x.wav` and `b/x.wav` never collide;
-//! - a manifest (`--manifest FILE`), in its line order. Either one path per line (relative paths resolve against
-//!   the manifest's folder), or fairseq's TSV (`wav2vec_manifest.py`): the root directory on the first line, then
-//!   `relative/path<TAB>num_samples` (resolved against the root; a relative root against the manifest's folder).
-//!   Outputs mirror the path relative to the root (TSV) or the manifest's folder (list); a path outside it
-//!   mirrors its absolute path (`/data/x.wav` → `data/x.<ext>`). Blank lines and lines starting with `#` are
-//!   skipped.
-//!
-//! **Shards** ([`shard`]): `--num-shards N --shard-index I` takes a deterministic part of that list, so every task
-//! of a Slurm array or Kubernetes Indexed Job given the same arguments sees the same list and the N parts cover
-//! it exactly once. Contiguous (default) follows fairseq's HuBERT feature dumper (`get_shard_range`):
-//! shard I is `round(n/N·I) .. round(n/N·(I+1))` with Python's round-half-to-even; strided takes items
-//! `I, I+N, I+2N, …` (better balanced when file lengths drift along the sorted list).
+//! Inputs of a corpus run: files, directories and manifests expanded into one list (see the module docs of
+//! [`super`]), each with where its output goes; and the shard a task takes of that list.
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+
+/// Key of the audio path in a JSONL manifest's objects unless another is named.
+pub const DEFAULT_MANIFEST_KEY: &str = "audio";
 
 /// Extensions a directory scan picks up (what the decoder reads: symphonia's wav, flac, mp3, ogg/vorbis).
 pub const AUDIO_EXTENSIONS: &[&str] = &["wav", "wave", "flac", "mp3", "ogg", "oga"];
@@ -34,6 +19,8 @@ pub struct Input {
     pub rel: PathBuf,
     /// Named directly on the command line (output `<stem>.<ext>`).
     pub direct: bool,
+    /// A JSONL manifest line's other keys (`id`, `text`, `speaker`, …), carried into the run's index.
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Input {
@@ -114,6 +101,7 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<Input>> {
                 path,
                 rel,
                 direct: false,
+                meta: None,
             });
         }
     }
@@ -121,8 +109,9 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<Input>> {
     Ok(out)
 }
 
-/// The inputs a manifest lists (see the module docs for the two formats).
-pub fn read_manifest(manifest: &Path) -> Result<Vec<Input>> {
+/// The inputs a manifest lists (see the module docs for the three formats); `key` names the audio path's key in
+/// a JSONL manifest ([`DEFAULT_MANIFEST_KEY`] by default).
+pub fn read_manifest(manifest: &Path, key: &str) -> Result<Vec<Input>> {
     let text = std::fs::read_to_string(manifest).map_err(|e| Error::io(manifest, e))?;
     let folder = manifest
         .parent()
@@ -137,6 +126,11 @@ pub fn read_manifest(manifest: &Path) -> Result<Vec<Input>> {
     let Some(&(_, first)) = lines.first() else {
         return Ok(Vec::new());
     };
+    let jsonl =
+        manifest.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl")) || first.trim_start().starts_with('{');
+    if jsonl {
+        return read_jsonl(manifest, folder, &lines, key);
+    }
     // fairseq TSV: a first line without a tab, every other line with one.
     let tsv = !first.contains('\t') && lines.len() > 1 && lines[1..].iter().all(|(_, l)| l.contains('\t'));
     let (base, entries) = if tsv {
@@ -170,18 +164,75 @@ pub fn read_manifest(manifest: &Path) -> Result<Vec<Input>> {
             path,
             rel,
             direct: false,
+            meta: None,
         });
     }
     Ok(out)
 }
 
-/// Files, directories (expanded) and a manifest, in that order, as one list; refuses two inputs that would write
-/// the same output (e.g. `a.wav` and `a.flac` in one folder, or two files named directly with the same stem).
-pub fn collect(args: &[PathBuf], manifest: Option<&Path>) -> Result<Vec<Input>> {
+/// JSONL: one object per line, the audio path under `key` (relative to the manifest's folder); a string or
+/// integer `id` names the output (a relative path without `..`), else the output mirrors the path as for a plain
+/// list. The object's other keys are kept in [`Input::meta`].
+fn read_jsonl(manifest: &Path, folder: &Path, lines: &[(usize, &str)], key: &str) -> Result<Vec<Input>> {
+    let bad = |n: usize, what: String| Error::Invalid(format!("{} line {n}: {what}", manifest.display()));
+    let mut out = Vec::with_capacity(lines.len());
+    for &(n, line) in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(n, format!("not a JSON object ({e})")))?;
+        let serde_json::Value::Object(mut meta) = value else {
+            return Err(bad(n, "not a JSON object".into()));
+        };
+        let audio = match meta.remove(key) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => s,
+            Some(other) => return Err(bad(n, format!("`{key}` must be a non-empty path string, got {other}"))),
+            None => {
+                return Err(bad(
+                    n,
+                    format!("no `{key}` key (the audio path; the manifest key option names another)"),
+                ))
+            }
+        };
+        let path = folder.join(&audio);
+        let rel = match meta.get("id") {
+            None => mirror_rel(&path, folder)?,
+            Some(id) => {
+                let id = match id {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(v) if v.is_u64() || v.is_i64() => v.to_string(),
+                    other => return Err(bad(n, format!("`id` must be a string or an integer, got {other}"))),
+                };
+                Some(PathBuf::from(&id))
+                    .filter(|p| !id.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_))))
+                    .ok_or_else(|| bad(n, format!("`id` {id:?} must be a relative path without `.` or `..`")))?
+            }
+        };
+        out.push(Input {
+            path,
+            rel,
+            direct: false,
+            meta: Some(meta),
+        });
+    }
+    Ok(out)
+}
+
+/// Files, directories (expanded) and a manifest (with its JSONL key), in that order, as one list; refuses two
+/// inputs that would write the same output (e.g. `a.wav` and `a.flac` in one folder, or two files named directly
+/// with the same stem). Inputs that expand to no file at all are [`Error::NoInputs`], naming each.
+pub fn collect(args: &[PathBuf], manifest: Option<(&Path, &str)>) -> Result<Vec<Input>> {
     let mut out = Vec::new();
+    let mut empty: Vec<String> = Vec::new();
     for a in args {
         if a.is_dir() {
-            out.extend(scan_dir(a)?);
+            let found = scan_dir(a)?;
+            if found.is_empty() {
+                empty.push(format!(
+                    "{} (a directory with no audio file below it: {})",
+                    a.display(),
+                    AUDIO_EXTENSIONS.join(", ")
+                ));
+            }
+            out.extend(found);
         } else {
             let stem = a
                 .file_stem()
@@ -190,11 +241,22 @@ pub fn collect(args: &[PathBuf], manifest: Option<&Path>) -> Result<Vec<Input>> 
                 path: a.clone(),
                 rel: PathBuf::from(stem),
                 direct: true,
+                meta: None,
             });
         }
     }
-    if let Some(m) = manifest {
-        out.extend(read_manifest(m)?);
+    if let Some((m, key)) = manifest {
+        let listed = read_manifest(m, key)?;
+        if listed.is_empty() {
+            empty.push(format!("{} (a manifest listing no file)", m.display()));
+        }
+        out.extend(listed);
+    }
+    if out.is_empty() {
+        return Err(Error::NoInputs(format!(
+            "no audio file to process: {}",
+            empty.join("; ")
+        )));
     }
     Ok(out)
 }
@@ -240,7 +302,7 @@ pub fn shard_range(total: usize, num_shards: usize, index: usize) -> std::ops::R
 pub fn shard(total: usize, num_shards: usize, index: usize, mode: ShardMode) -> Result<Vec<usize>> {
     if num_shards == 0 || index >= num_shards {
         return Err(Error::Invalid(format!(
-            "--shard-index {index} is out of range for --num-shards {num_shards} (0 ≤ index < shards)"
+            "shard index {index} is out of range for {num_shards} shard(s) (0 ≤ index < shards)"
         )));
     }
     Ok(match mode {
