@@ -1,5 +1,5 @@
 //! The tensors a checkpoint must hold, by name and shape, as the loaders read them (`inspect` compares a file
-//! against this list; `tests/inspect.rs` checks that a file with exactly these tensors loads).
+//! against this list; `tests/inventory.rs` checks that a file with exactly these tensors loads).
 
 use crate::config::Wav2Vec2BertConfig;
 
