@@ -305,14 +305,7 @@ pub fn convert(src: &Path, out_dir: &Path, opts: &ConvertOptions) -> Result<Summ
 
 /// Every tensor to copy, checked against the source's header: present, expected shape, a float dtype.
 fn plan_tensors(cfg: &Wav2Vec2BertConfig, w: &Weights, opts: &ConvertOptions) -> Result<Vec<Item>> {
-    // Same rule as the model loader: a task head's checkpoint has every name under `wav2vec2_bert.`.
-    let prefix = if !w.contains("feature_projection.projection.weight")
-        && w.contains("wav2vec2_bert.feature_projection.projection.weight")
-    {
-        "wav2vec2_bert."
-    } else {
-        ""
-    };
+    let prefix = crate::model::inventory::name_prefix(w);
     let mut wanted = encoder_tensors(cfg, opts.layers);
     let masked = format!("{prefix}{MASKED_SPEC_EMBED}");
     if w.contains(&masked) {

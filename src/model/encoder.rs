@@ -92,13 +92,7 @@ impl Wav2Vec2BertModel {
                 num_layers, config.num_hidden_layers
             )));
         }
-        let prefix = if !w.contains("feature_projection.projection.weight")
-            && w.contains("wav2vec2_bert.feature_projection.projection.weight")
-        {
-            "wav2vec2_bert."
-        } else {
-            ""
-        };
+        let prefix = super::inventory::name_prefix(w);
         let feature_projection = FeatureProjection::load(&config, w, &format!("{prefix}feature_projection."))?;
         let kernel = match precision {
             Precision::F32 => None,

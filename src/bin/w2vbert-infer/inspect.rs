@@ -3,10 +3,10 @@
 
 use std::path::Path;
 use w2vbert::config::Wav2Vec2BertConfig;
-use w2vbert::model::inventory::{feature_projection_tensors, layer_tensors};
+use w2vbert::model::inventory::diagnose;
 use w2vbert::model::Checkpoint;
-use w2vbert::pipeline::DEFAULT_STATS_FILE;
 use w2vbert::stats::SemanticStats;
+use w2vbert::stats::DEFAULT_STATS_FILE;
 use w2vbert::weights::Weights;
 use w2vbert::Result;
 
@@ -18,28 +18,6 @@ pub fn run(dir: &Path, stats: Option<&Path>) -> i32 {
             eprintln!("error: {e}");
             1
         }
-    }
-}
-
-/// Problems with one tensor, as printed.
-fn check(w: &Weights, prefix: &str, name: &str, shape: &[usize]) -> Option<String> {
-    let full = format!("{prefix}{name}");
-    match (w.shape(&full), w.dtype(&full)) {
-        (None, _) => Some(format!("missing  {full} {shape:?}")),
-        (Some(s), Some(dt)) => {
-            let float = matches!(
-                dt,
-                safetensors::Dtype::F32 | safetensors::Dtype::F16 | safetensors::Dtype::BF16
-            );
-            if s != shape {
-                Some(format!("shape    {full}: {s:?}, expected {shape:?}"))
-            } else if !float {
-                Some(format!("dtype    {full}: {dt:?}, expected F32, F16 or BF16"))
-            } else {
-                None
-            }
-        }
-        (Some(_), None) => None,
     }
 }
 
@@ -65,64 +43,33 @@ fn inspect(dir: &Path, stats: Option<&Path>) -> Result<bool> {
         cfg.hidden_act,
     );
     let w = Weights::open(&ck.weights)?;
-    let prefix = if !w.contains("feature_projection.projection.weight")
-        && w.contains("wav2vec2_bert.feature_projection.projection.weight")
-    {
-        "wav2vec2_bert."
-    } else {
-        ""
-    };
+    let d = diagnose(&cfg, &w);
     println!(
         "weights {}: {} tensors, mostly {:?}{}",
         ck.weights.display(),
         w.len(),
         w.storage_dtype(),
-        if prefix.is_empty() {
+        if d.prefix.is_empty() {
             String::new()
         } else {
-            format!(", names under `{prefix}`")
+            format!(", names under `{}`", d.prefix)
         }
     );
-    let mut expected: Vec<String> = Vec::new();
-    let mut problems: Vec<String> = Vec::new();
-    for (n, s) in feature_projection_tensors(&cfg) {
-        problems.extend(check(&w, prefix, &n, &s));
-        expected.push(format!("{prefix}{n}"));
-    }
-    let fp_ok = problems.is_empty();
-    let mut layers_ok = 0;
-    let mut contiguous = fp_ok;
-    for i in 0..cfg.num_hidden_layers {
-        let before = problems.len();
-        for (n, s) in layer_tensors(&cfg, i) {
-            problems.extend(check(&w, prefix, &n, &s));
-            expected.push(format!("{prefix}{n}"));
-        }
-        if contiguous && problems.len() == before {
-            layers_ok += 1;
-        } else {
-            contiguous = false;
-        }
-    }
-    let extra: Vec<&str> = w
-        .names()
-        .into_iter()
-        .filter(|n| !expected.iter().any(|e| e == n))
-        .collect();
-    let found = expected.len() - problems.iter().filter(|p| p.starts_with("missing")).count();
     println!(
-        "tensors: {} expected, {found} found, {} missing, {} wrong shape/dtype, {} extra (not used)",
-        expected.len(),
-        problems.iter().filter(|p| p.starts_with("missing")).count(),
-        problems.iter().filter(|p| !p.starts_with("missing")).count(),
-        extra.len()
+        "tensors: {} expected, {} found, {} missing, {} wrong shape/dtype, {} extra (not used)",
+        d.expected,
+        d.expected - d.missing(),
+        d.missing(),
+        d.problems.len() - d.missing(),
+        d.extra.len()
     );
-    for p in &problems {
+    for p in &d.problems {
         println!("  {p}");
     }
-    for e in &extra {
+    for e in &d.extra {
         println!("  extra    {e} {:?} {:?}", w.shape(e).unwrap_or(&[]), w.dtype(e));
     }
+    let (fp_ok, layers_ok) = (d.feature_projection_ok, d.layers_ok);
     println!(
         "layers: hidden_states 0..={layers_ok} available ({layers_ok} of {} encoder layers complete{})",
         cfg.num_hidden_layers,
@@ -132,9 +79,7 @@ fn inspect(dir: &Path, stats: Option<&Path>) -> Result<bool> {
             "; the feature projection is incomplete: nothing can run"
         }
     );
-    let stats_path = stats
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| dir.join(DEFAULT_STATS_FILE));
+    let stats_path = stats.map_or_else(|| dir.join(DEFAULT_STATS_FILE), Path::to_path_buf);
     let mut stats_ok = true;
     if stats_path.is_file() {
         match SemanticStats::load(&stats_path, cfg.hidden_size) {
@@ -166,5 +111,5 @@ fn inspect(dir: &Path, stats: Option<&Path>) -> Result<bool> {
         );
         stats_ok = stats.is_none();
     }
-    Ok(problems.is_empty() && fp_ok && stats_ok)
+    Ok(d.problems.is_empty() && fp_ok && stats_ok)
 }
