@@ -14,13 +14,17 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install a Rust tool
 bash scripts/setup.sh
 read -r -a arches <<<"${W2VBERT_RELEASE_ARCHES:-x86_64 aarch64}"
 
-# aarch64: qemu-user runs the binary, libc6-arm64-cross gives it (and bindgen) the target's glibc and headers.
+# aarch64: gcc-aarch64-linux-gnu compiles libsoxr (as gcc does for x86_64), libc6-dev-arm64-cross gives bindgen
+# the target's headers, qemu-user + libc6-arm64-cross run the binary and the wheel.
 for a in "${arches[@]}"; do
-    if [ "$a" = aarch64 ] && ! { command -v qemu-aarch64 >/dev/null && [ -d /usr/aarch64-linux-gnu/include ]; }; then
+    if [ "$a" = aarch64 ] && ! { command -v qemu-aarch64 && command -v aarch64-linux-gnu-gcc &&
+        [ -d /usr/aarch64-linux-gnu/include ]; } >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq && apt-get install -y -qq qemu-user libc6-arm64-cross libc6-dev-arm64-cross
+        apt-get update -qq
+        apt-get install -y -qq qemu-user gcc-aarch64-linux-gnu libc6-arm64-cross libc6-dev-arm64-cross
     fi
 done
+command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc; }
 
 # The reference the artifacts are compared with: the CLI built from source as the README says.
 cargo build --release --locked --bin w2vbert-infer
