@@ -28,6 +28,25 @@ pub fn check_baseline() -> Result<(), String> {
     Ok(())
 }
 
+/// The SIMD baseline this build was compiled for, from the target features the compiler had on (not a
+/// run-time check): "x86-64-v3" with `.cargo/config.toml`'s `target-cpu=x86-64-v3`, "x86-64" without it.
+/// `describe()` prints it, so `--verbose` shows what a release artifact was really built with.
+pub const BUILD_BASELINE: &str = if cfg!(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
+    target_feature = "f16c",
+    target_feature = "bmi2"
+)) {
+    "x86-64-v3"
+} else if cfg!(target_arch = "x86_64") {
+    "x86-64"
+} else if cfg!(target_arch = "aarch64") {
+    "aarch64"
+} else {
+    "generic"
+};
+
 /// AVX-512 F (the gemm crate's `x86-v4` kernels use it when present).
 pub fn has_avx512f() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -43,7 +62,7 @@ pub fn has_avx512f() -> bool {
 /// One line describing the SIMD paths this process will take (printed by the CLI with `--verbose`).
 pub fn describe() -> String {
     format!(
-        "simd: baseline x86-64-v3 (wide f32x8); gemm f32 {}",
+        "simd: baseline {BUILD_BASELINE} (wide f32x8); gemm f32 {}",
         if has_avx512f() { "AVX-512 (x86-v4)" } else { "AVX2/FMA" }
     )
 }

@@ -300,5 +300,8 @@ fn _w2vbert(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SEMANTIC_LAYER", SEMANTIC_LAYER)?;
     m.add("MAX_CHANNELS", MAX_CHANNELS)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The SIMD baseline the engine was compiled for ("x86-64-v3" with the repository's .cargo/config.toml):
+    // scripts/check_release.sh reads it from an installed wheel.
+    m.add("BUILD_BASELINE", w2vbert::kernels::cpu::BUILD_BASELINE)?;
     Ok(())
 }
