@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_w2vbert-infer"))
+    common::cli()
 }
 
 fn tiny() -> PathBuf {
