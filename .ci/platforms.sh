@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Platform CI (docs/platforms.md): the targets this machine cannot run natively.
-#   1. aarch64-unknown-linux-gnu: the whole workspace cross-built (libsoxr included), the full Rust test suite run
-#      under qemu-aarch64.
+#   1. aarch64-unknown-linux-gnu: the whole workspace cross-built (libsoxr included), the Rust test suite run
+#      under qemu-aarch64: every test binary but tests/cli_corpus.rs (directories, manifests, shards, resume: no
+#      arithmetic, and 12 minutes under emulation on this 2-core machine; it passed 11/11 under qemu-aarch64 when
+#      last run in full, see docs/platforms.md). W2VBERT_QEMU_FULL=1 runs it too.
 #   2. AVX2-only x86-64 (no AVX-512): the kernel tests, the encoder parity tests and the bf16 encoder tests under
 #      `qemu-x86_64 -cpu EPYC-Milan` (AVX2 + FMA, no AVX-512), where gemm and our kernels must take their AVX2
 #      paths and --precision bf16 the WidenF32 kernel.
@@ -64,7 +66,20 @@ a64_runner="qemu-aarch64 -L /usr/aarch64-linux-gnu"
     export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=/usr/aarch64-linux-gnu"
     # The CLI tests start the binary themselves: through the emulator (tests/common/mod.rs, `cli`).
     export W2VBERT_CLI_RUNNER="$a64_runner"
-    cargo test --release --workspace --locked --target aarch64-unknown-linux-gnu
+    a64=(--release --locked --target aarch64-unknown-linux-gnu)
+    if [ "${W2VBERT_QEMU_FULL:-0}" = 1 ]; then
+        cargo test "${a64[@]}" --workspace
+    else
+        tests=()
+        for f in tests/*.rs; do
+            name=$(basename "$f" .rs)
+            [ "$name" = cli_corpus ] || tests+=(--test "$name")
+        done
+        echo "qemu-aarch64: tests/cli_corpus.rs skipped (W2VBERT_QEMU_FULL=1 runs it)"
+        cargo test "${a64[@]}" --workspace --lib --bins
+        cargo test "${a64[@]}" "${tests[@]}"
+        cargo test "${a64[@]}" -p w2vbert-kernels --test '*'
+    fi
 ) || fail "aarch64 (qemu-aarch64) tests"
 
 # --- 2. AVX2-only x86-64 under qemu-x86_64 -cpu EPYC-Milan -----------------------------------------------------
