@@ -178,10 +178,11 @@ fn model_shapes_and_awkward_sizes() {
 /// for every epilogue, at depths past 512 (the model's 1024 and 4096, and uneven ones), row counts that split
 /// into several blocks, and any thread count.
 ///
-/// Bit for bit on x86-64 only: the depth blocks WidenF32 mirrors are gemm's x86 ones (`widen.rs`,
-/// `gemm_depth_block`); on aarch64 gemm blocks k by its NEON kernel's parameters, so the two sum in another order
-/// there (measured under qemu-aarch64: n1024 k1024 t50, -18.314356 vs -18.314362, 3e-7 relative). Elsewhere the
-/// result must be within [`REORDER_REL`] of the f32 linear, and still the same bits for any thread count.
+/// Bit for bit where gemm runs its AVX-512 kernels only: the depth blocks WidenF32 mirrors are those
+/// (`widen.rs`, `gemm_depth_block`); gemm's AVX2 kernels (qemu-x86_64 -cpu EPYC-Milan) and NEON kernels
+/// (qemu-aarch64) block k otherwise, so the two sum in another order there (measured under qemu-aarch64: n1024
+/// k1024 t50, -18.314356 vs -18.314362, 3e-7 relative). There the result must be within [`REORDER_REL`] of the
+/// f32 linear, and still the same bits for any thread count.
 #[test]
 fn widen_kernel_is_the_f32_linear_bit_for_bit() {
     for &(n, k, t) in &[
@@ -223,7 +224,7 @@ fn widen_kernel_is_the_f32_linear_bit_for_bit() {
                 }
                 first.get_or_insert_with(|| got.clone());
                 let bad = got.iter().zip(&want).position(|(g, w)| {
-                    if cfg!(target_arch = "x86_64") {
+                    if w2vbert_kernels::cpu::has_avx512f() {
                         g.to_bits() != w.to_bits()
                     } else {
                         ((g - w).abs() as f64) > REORDER_REL * (1.0 + w.abs() as f64)
@@ -242,7 +243,7 @@ fn widen_kernel_is_the_f32_linear_bit_for_bit() {
     }
 }
 
-/// WidenF32 vs the f32 linear off x86-64 (see above): the same products summed in another order, ~1e-7 relative
+/// WidenF32 vs the f32 linear without AVX-512 (see above): the same products summed in another order, ~1e-7 relative
 /// per element at these depths; a wrong block is off by O(1).
 const REORDER_REL: f64 = 1e-5;
 
