@@ -104,6 +104,8 @@ mod tests {
     fn this_cpu_runs_the_build_and_describe_names_its_architecture() {
         check_baseline().unwrap();
         let d = describe();
+        // .ci/platforms.sh reads this line to check which gemm path an emulated CPU took.
+        println!("{d}");
         let want = match std::env::consts::ARCH {
             "x86_64" => "x86-64",
             "aarch64" => "aarch64 NEON",
