@@ -98,10 +98,13 @@ grep -q "bf16 kernel: bf16 weights widened to f32" "$milan_log" ||
     fail "under EPYC-Milan --precision bf16 did not run the WidenF32 kernel"
 
 # --- 3. macOS: cargo check of the Rust code (no SDK here: libsoxr's C build is skipped) --------------------------
+# bindgen parses soxr.h for the macOS target without an SDK: clang's own headers (stddef.h) must be named.
+clang_inc=$(ls -d /usr/lib/llvm-*/lib/clang/*/include 2>/dev/null | sort -V | tail -n 1)
+[ -n "$clang_inc" ] || fail "no clang resource headers (libclang-dev) for bindgen"
 for t in aarch64-apple-darwin x86_64-apple-darwin; do
     loud "$t: cargo check (Rust code only; libsoxr's C code and the link are not checked)"
     v="CMAKE_${t//-/_}"
-    env "$v=$PWD/.ci/cmake-skip-c-build.sh" cargo check --workspace --all-targets --locked --target "$t" ||
+    env "$v=$PWD/.ci/cmake-skip-c-build.sh" "BINDGEN_EXTRA_CLANG_ARGS_${t//-/_}=-isystem $clang_inc" cargo check --workspace --all-targets --locked --target "$t" ||
         fail "cargo check --target $t"
     echo "macOS check: $t ok"
 done
