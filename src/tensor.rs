@@ -175,15 +175,19 @@ impl Tensor {
     }
 
     /// Map every page of a mapped tensor now (`madvise(MADV_POPULATE_READ)`, one call instead of a page fault
-    /// per 4 KiB), for weights about to be read once in full. A no-op where the kernel lacks it (< 5.14) or for
-    /// owned storage: the reads then fault pages in as usual.
+    /// per 4 KiB), for weights about to be read once in full. A no-op where the kernel lacks it (Linux < 5.14),
+    /// on other systems (macOS has no such advice: the flag is Linux-only) or for owned storage: the reads then
+    /// fault pages in as usual, the same bytes a little slower on the first pass.
     pub fn populate(&self) {
-        let (map, offset, bytes) = match &self.storage {
-            Storage::Mapped { map, offset, len } => (map, *offset, *len * 4),
-            Storage::MappedBf16 { map, offset, len, .. } => (map, *offset, *len * 2),
-            Storage::Owned(_) => return,
-        };
-        let _ = map.advise_range(memmap2::Advice::PopulateRead, offset, bytes);
+        #[cfg(target_os = "linux")]
+        {
+            let (map, offset, bytes) = match &self.storage {
+                Storage::Mapped { map, offset, len } => (map, *offset, *len * 4),
+                Storage::MappedBf16 { map, offset, len, .. } => (map, *offset, *len * 2),
+                Storage::Owned(_) => return,
+            };
+            let _ = map.advise_range(memmap2::Advice::PopulateRead, offset, bytes);
+        }
     }
 
     pub fn into_vec(self) -> Vec<f32> {

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use w2vbert::output::read_npy;
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_w2vbert-infer"))
+    common::cli()
 }
 
 fn tiny() -> PathBuf {

@@ -1,5 +1,7 @@
 //! `w2vbert-infer --features-only` from outside: its .npy files against the HF goldens, and its errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -8,7 +10,7 @@ fn fixture(rel: &str) -> PathBuf {
 }
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_w2vbert-infer"))
+    common::cli()
 }
 
 /// `features` [T, 160] and T of a single-utterance golden.

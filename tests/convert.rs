@@ -441,7 +441,7 @@ fn dtype_names() {
 }
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_w2vbert-infer"))
+    common::cli()
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `Precision::Bf16` against Hugging Face fp32 goldens: how far bf16 weights (and, under the tile kernels, matmul
 //! inputs) move each hidden state (bounded, printed), and that thread count changes no bit. Runs with the bf16
-//! kernel `bf16::best_kernel` picks (AMX, AVX512-BF16 or WidenF32; `W2VBERT_BF16_KERNEL` forces one, as CI does
-//! for each); where the CPU has no AVX512-BF16 it checks that asking for bf16 leaves the model in f32 and says so.
+//! kernel `bf16::best_kernel` picks (AMX, AVX512-BF16, or WidenF32, which every CPU runs: AVX2-only x86 and
+//! aarch64 take it; `W2VBERT_BF16_KERNEL` forces one, as CI does for each); where the forced kernel cannot run on
+//! this CPU it checks that asking for bf16 leaves the model in f32 and says so.
 
 mod common;
 

@@ -162,9 +162,10 @@ fn every_rate_and_format_matches_librosa_and_hf() {
     for (fmt, r) in &rows {
         assert!(r.len_ok, "{}: 16 kHz length", r.case);
         let lossy = fmt.starts_with("MP3") || fmt.starts_with("OGG");
-        // Both paths are bit-identical on lossless input: libsoxr as librosa runs it, and for the speaker prompt
-        // also torchaudio's convolution (PyTorch's FMA order).
-        let wave_tol = if lossy { LOSSY_DECODE_REL } else { 0.0 };
+        // Both paths are bit-identical on lossless input on x86-64: libsoxr as librosa runs it, and for the speaker
+        // prompt also torchaudio's convolution (PyTorch's FMA order). Elsewhere libsoxr runs another engine
+        // ([`SOXR_OTHER_ENGINE_REL`]).
+        let wave_tol = if lossy { LOSSY_DECODE_REL } else { SOXR_ENGINE_REL };
         assert!(r.wave.0 <= wave_tol, "{}: waveform rel L2 {:e}", r.case, r.wave.0);
         assert!(
             r.fbank_on_ref_wave <= FBANK_REL,
@@ -172,10 +173,21 @@ fn every_rate_and_format_matches_librosa_and_hf() {
             r.case,
             r.fbank_on_ref_wave
         );
-        let fbank_tol = if r.wave.0 == 0.0 { FBANK_REL } else { LOSSY_FBANK_REL };
+        let fbank_tol = if r.wave.0 == 0.0 {
+            FBANK_REL
+        } else if lossy {
+            LOSSY_FBANK_REL
+        } else {
+            SOXR_OTHER_ENGINE_FBANK_REL
+        };
         assert!(r.fbank <= fbank_tol, "{}: fbank rel L2 {:e}", r.case, r.fbank);
+        let semantic_tol = if r.wave.0 == 0.0 || lossy {
+            SEMANTIC_REL
+        } else {
+            SOXR_OTHER_ENGINE_FBANK_REL
+        };
         assert!(
-            r.semantic <= SEMANTIC_REL,
+            r.semantic <= semantic_tol,
             "{}: semantic rel L2 {:e}",
             r.case,
             r.semantic
@@ -187,6 +199,22 @@ fn every_rate_and_format_matches_librosa_and_hf() {
 /// the synthesis filter bank: measured rel L2 2e-7..5e-7, max-abs <= 5e-7 (about 2^-21), same sample counts.
 const LOSSY_DECODE_REL: f64 = 2e-6;
 const LOSSY_DECODE_MAX: f64 = 2e-6;
+/// The waveform on lossless input: bit-identical on x86-64, where libsoxr runs its `cr32s` engine (SSE pffft) as
+/// librosa's python-soxr wheels do. On other targets (aarch64) media-soxr-sys' libsoxr build has no SIMD engine
+/// and runs `cr32` (fft4g in place of pffft: another FFT, so another rounding of each sample; src/audio/soxr.rs):
+/// measured rel L2 2.7e-7 under qemu-aarch64, i.e. a few ulp of f32 per sample.
+const SOXR_ENGINE_REL: f64 = if cfg!(target_arch = "x86_64") {
+    0.0
+} else {
+    SOXR_OTHER_ENGINE_REL
+};
+const SOXR_OTHER_ENGINE_REL: f64 = 1e-6;
+/// What that waveform difference does downstream on aarch64 (qemu-aarch64, espeak_22050): fbank rel L2 1.47e-2
+/// and tiny-checkpoint semantic 9.5e-3, while our fbank on librosa's own waveform stays exact (fbank*, checked
+/// against [`FBANK_REL`] on every target). A 3e-7 max-abs waveform difference is amplified ~5e4 times: the log-mel
+/// of near-silent frames and the per-bin variance normalization magnify it (SPEC §1). Only off x86-64, only for
+/// lossless input resampled by libsoxr; building libsoxr's NEON engine (cr32s) on aarch64 should remove it.
+const SOXR_OTHER_ENGINE_FBANK_REL: f64 = 2e-2;
 /// The fbank of a lossy file carries that decode difference (measured 6e-6..8e-6).
 const LOSSY_FBANK_REL: f64 = 2e-5;
 /// Our fbank on librosa's own waveform: bit-identical on every case (measured 0); 1e-7 as in tests/fbank.rs.

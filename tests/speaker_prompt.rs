@@ -2,8 +2,9 @@
 //! Goldens: `tests/fixtures/speaker_prompt/*.safetensors`, made by `scripts/make_speaker_prompt_goldens.py`
 //! (see its docstring for every tensor). Run with `--nocapture` to see the parity figures.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use w2vbert::audio::{self, decode, torchaudio_resample, FEATURE_DIM};
 
 fn fixture(rel: &str) -> PathBuf {
@@ -214,7 +215,7 @@ fn cli_flag_selects_the_speaker_prompt_path() {
     let out = tempfile::tempdir().unwrap();
     let input = fixture("audio/espeak_22050.wav");
     let run = |flag: bool, dir: &Path| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_w2vbert-infer"));
+        let mut c = common::cli();
         c.arg("--features-only").arg(&input).arg("--output-dir").arg(dir);
         if flag {
             c.arg("--indextts2-speaker-prompt");

@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 use wide::f32x8;
 
-use crate::math::{load8, store8, LANES};
+use crate::math::{fma8, load8, store8, LANES};
 
 /// Below this many multiply-adds (c·t·k) the conv runs on the calling thread.
 const PAR_MIN_MACS: usize = 1 << 21;
@@ -116,7 +116,7 @@ fn conv_row_cm(y: &mut [f32], x: &[f32], w: &[f32], xp: &mut [f32], yp: &mut [f3
             let wv = f32x8::splat(wj);
             let xs = &xp[tb + j..tb + j + CM_BLOCK_T];
             for (v, a) in acc.iter_mut().enumerate() {
-                *a = load8(&xs[v * LANES..]).mul_add(wv, *a);
+                *a = fma8(load8(&xs[v * LANES..]), wv, *a);
             }
         }
         for (v, a) in acc.iter().enumerate() {

@@ -6,7 +6,7 @@
 
 use wide::f32x8;
 
-use crate::math::{load8, store8, LANES};
+use crate::math::{fma8, load8, store8, LANES};
 
 /// `h[i] += alpha · x[i]`.
 pub fn scaled_add(
@@ -20,7 +20,7 @@ pub fn scaled_add(
     let (hb, ht) = h.split_at_mut(body);
     let (xb, xt) = x.split_at(body);
     for (hc, xc) in hb.chunks_exact_mut(LANES).zip(xb.chunks_exact(LANES)) {
-        store8(hc, load8(xc).mul_add(a, load8(hc)));
+        store8(hc, fma8(load8(xc), a, load8(hc)));
     }
     for (hv, &xv) in ht.iter_mut().zip(xt) {
         *hv = xv.mul_add(alpha, *hv);

@@ -1,4 +1,5 @@
-//! Vectorized `exp` and the small load/store helpers the elementwise kernels share.
+//! Vectorized `exp`, the one fused multiply-add every vector kernel uses ([`fma8`], [`fnma8`]), and the small
+//! load/store helpers the elementwise kernels share.
 //!
 //! `wide::f32x8::exp` is not used: it returns 0 (not ∞) for x ≥ 87.3, which would make σ(-100) = 1.
 //! [`exp_f32x8`] is Cephes' `expf` scheme: `n = round(x·log2 e)`, `r = x - n·ln 2` (ln 2 split in two so
@@ -29,6 +30,58 @@ const P5: f32 = 0.5; // Cephes' 5.0000001201e-1 rounds to 0.5 in f32
 const X_MIN: f32 = -104.0;
 const X_MAX: f32 = 89.0;
 
+/// `a·b + c` on eight lanes with ONE rounding, on every target. `wide` 0.7's `f32x8::mul_add` fuses only on
+/// x86 with FMA; elsewhere (NEON, x86 without FMA) it rounds the product and then the sum, while the scalar tails
+/// of the kernels use `f32::mul_add` (always fused), so a result would depend on whether an element sits in a
+/// vector body or a tail. Every vector kernel calls this instead:
+/// - x86-64 with FMA (the x86-64-v3 build baseline): `wide`'s `vfmadd` (x86 results unchanged, bit for bit);
+/// - aarch64: NEON `fmla` (`vfmaq_f32`) on the two 128-bit halves;
+/// - anything else: `f32::mul_add` per lane (fused in software where the CPU has no FMA: slow, but exact).
+#[inline(always)]
+pub fn fma8(a: f32x8, b: f32x8, c: f32x8) -> f32x8 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "fma"))]
+    {
+        a.mul_add(b, c)
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        use core::arch::aarch64::{vfmaq_f32, vld1q_f32, vst1q_f32};
+        let (a, b, c) = (a.to_array(), b.to_array(), c.to_array());
+        let mut r = [0f32; LANES];
+        for h in [0, 4] {
+            // SAFETY: NEON is part of the aarch64 baseline; each pointer covers 4 f32 inside an 8-f32 array.
+            unsafe {
+                let v = vfmaq_f32(
+                    vld1q_f32(c[h..].as_ptr()),
+                    vld1q_f32(a[h..].as_ptr()),
+                    vld1q_f32(b[h..].as_ptr()),
+                );
+                vst1q_f32(r[h..].as_mut_ptr(), v);
+            }
+        }
+        f32x8::from(r)
+    }
+    #[cfg(not(any(all(target_arch = "x86_64", target_feature = "fma"), target_arch = "aarch64")))]
+    {
+        let (a, b, c) = (a.to_array(), b.to_array(), c.to_array());
+        f32x8::from(std::array::from_fn::<f32, LANES, _>(|i| a[i].mul_add(b[i], c[i])))
+    }
+}
+
+/// `c - a·b` on eight lanes with one rounding, on every target (see [`fma8`]): `-(a·b) + c` fused, which is
+/// exactly what x86's `vfnmadd` and NEON's `fmls` compute.
+#[inline(always)]
+pub fn fnma8(a: f32x8, b: f32x8, c: f32x8) -> f32x8 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "fma"))]
+    {
+        a.mul_neg_add(b, c)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "fma")))]
+    {
+        fma8(-a, b, c)
+    }
+}
+
 /// `2^n` for integer `n` in [-126, 127], built directly in the exponent field.
 #[inline(always)]
 fn pow2i(n: i32x8) -> f32x8 {
@@ -42,15 +95,15 @@ pub fn exp_f32x8(x: f32x8) -> f32x8 {
     // fast_max/fast_min (vmaxps/vminps) turn a NaN `x` into the constant; NaN is restored at the end.
     let xc = x.fast_max(f32x8::splat(X_MIN)).fast_min(f32x8::splat(X_MAX));
     let nf = (xc * f32x8::splat(LOG2_E)).round();
-    let r = nf.mul_neg_add(f32x8::splat(LN2_HI), xc);
-    let r = nf.mul_neg_add(f32x8::splat(LN2_LO), r);
+    let r = fnma8(nf, f32x8::splat(LN2_HI), xc);
+    let r = fnma8(nf, f32x8::splat(LN2_LO), r);
     let mut p = f32x8::splat(P0);
-    p = p.mul_add(r, f32x8::splat(P1));
-    p = p.mul_add(r, f32x8::splat(P2));
-    p = p.mul_add(r, f32x8::splat(P3));
-    p = p.mul_add(r, f32x8::splat(P4));
-    p = p.mul_add(r, f32x8::splat(P5));
-    let e = p.mul_add(r * r, r) + f32x8::ONE;
+    p = fma8(p, r, f32x8::splat(P1));
+    p = fma8(p, r, f32x8::splat(P2));
+    p = fma8(p, r, f32x8::splat(P3));
+    p = fma8(p, r, f32x8::splat(P4));
+    p = fma8(p, r, f32x8::splat(P5));
+    let e = fma8(p, r * r, r) + f32x8::ONE;
     let n = nf.round_int();
     let n1 = n >> 1;
     let n2 = n - n1;
@@ -214,6 +267,40 @@ mod tests {
                     assert_eq!(got.to_bits(), w.to_bits(), "exp({}) = {got} vs {w}", lanes[l]);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod fma_tests {
+    use super::*;
+
+    /// [`fma8`] / [`fnma8`] round once on every lane, as `f32::mul_add` does: a = b = 1 + 2⁻¹², c = -1 gives
+    /// a·b - 1 = 2⁻¹¹ + 2⁻²⁴ fused, but 2⁻¹¹ if the product is rounded first (its 2⁻²⁴ is a tie to even).
+    #[test]
+    fn fma8_and_fnma8_round_once_on_every_lane() {
+        let a = 1.0 + f32::EPSILON * 2048.0; // 1 + 2⁻¹²
+        let fused = a.mul_add(a, -1.0);
+        assert_eq!(fused, 2f32.powi(-11) + 2f32.powi(-24));
+        assert_ne!(fused, a * a - 1.0, "the test values must tell fused from unfused");
+        for lane in 0..LANES {
+            let mut va = [0.5f32; LANES];
+            let mut vc = [0.25f32; LANES];
+            va[lane] = a;
+            vc[lane] = -1.0;
+            let (va, vc) = (f32x8::from(va), f32x8::from(vc));
+            assert_eq!(
+                fma8(va, va, vc).to_array()[lane].to_bits(),
+                fused.to_bits(),
+                "fma8 lane {lane}"
+            );
+            // c - a·b with c = 1: 1 - a² = -(2⁻¹¹ + 2⁻²⁴) fused.
+            let got = fnma8(va, va, f32x8::ONE).to_array()[lane];
+            assert_eq!(got.to_bits(), (-a).mul_add(a, 1.0).to_bits(), "fnma8 lane {lane}");
+            assert_eq!(
+                fma8(va, va, vc).to_array()[(lane + 1) % LANES],
+                0.5f32.mul_add(0.5, 0.25)
+            );
         }
     }
 }

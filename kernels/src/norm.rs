@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 use wide::f32x8;
 
-use crate::math::{load8, store8, LANES};
+use crate::math::{fma8, load8, store8, LANES};
 
 /// Below this many elements the rayon fork/join costs more than it saves.
 const PAR_MIN_ELEMS: usize = 1 << 18;
@@ -118,15 +118,15 @@ fn ln_row_inplace(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
         let c = load8(&row[j..]) - vm0;
         let e = load8(&row[j + LANES..]) - vm0;
         a1 += c;
-        a2 = c.mul_add(c, a2);
+        a2 = fma8(c, c, a2);
         b1 += e;
-        b2 = e.mul_add(e, b2);
+        b2 = fma8(e, e, b2);
         j += 2 * LANES;
     }
     if j < body {
         let c = load8(&row[j..]) - vm0;
         a1 += c;
-        a2 = c.mul_add(c, a2);
+        a2 = fma8(c, c, a2);
     }
     let (mut c1, mut c2) = ((a1 + b1).reduce_add(), (a2 + b2).reduce_add());
     for &v in &row[body..] {
@@ -142,7 +142,7 @@ fn ln_row_inplace(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let (vd, vr) = (f32x8::splat(delta), f32x8::splat(rstd));
     for j in (0..body).step_by(LANES) {
         let xh = (load8(&row[j..]) - vm0 - vd) * vr;
-        store8(&mut row[j..], xh.mul_add(load8(&gamma[j..]), load8(&beta[j..])));
+        store8(&mut row[j..], fma8(xh, load8(&gamma[j..]), load8(&beta[j..])));
     }
     for j in body..d {
         let xh = (row[j] - m0 - delta) * rstd;
@@ -225,7 +225,7 @@ fn cm_stats_tile(m0: &mut [f32], delta: &mut [f32], rstd: &mut [f32], x: &[f32],
             for v in 0..CM_VECS {
                 let d = col(r, v) - vm0[v];
                 p1[v] += d;
-                p2[v] = d.mul_add(d, p2[v]);
+                p2[v] = fma8(d, d, p2[v]);
             }
         }
         for v in 0..CM_VECS {
@@ -292,7 +292,7 @@ fn cm_apply_row(row: &mut [f32], s: &ColStats, g: f32, b: f32) {
     let (vg, vb) = (f32x8::splat(g), f32x8::splat(b));
     for j in (0..body).step_by(LANES) {
         let xh = (load8(&row[j..]) - load8(&s.m0[j..]) - load8(&s.delta[j..])) * load8(&s.rstd[j..]);
-        store8(&mut row[j..], xh.mul_add(vg, vb));
+        store8(&mut row[j..], fma8(xh, vg, vb));
     }
     for (j, v) in row.iter_mut().enumerate().skip(body) {
         let xh = (*v - s.m0[j] - s.delta[j]) * s.rstd[j];

@@ -15,7 +15,20 @@
 //! librosa resamples mono (channels averaged first), so this takes one channel. libsoxr comes from the
 //! `media-soxr-sys` crate, which builds libsoxr 0.1.3 from source with CMake and its SIMD engines on, as
 //! python-soxr's wheels do: at HQ with float32 both run the `cr32s` engine (SSE pffft), and the output is
-//! bit-identical to librosa's (tests/resample_goldens.rs). libsoxr is LGPL-2.1: see the README.
+//! bit-identical to librosa's (tests/rate_goldens.rs). libsoxr is LGPL-2.1: see the README.
+//!
+//! Threads. On x86-64 every HQ float32 resampler runs `cr32s`, whose FFT (pffft) keeps its tables per
+//! resampler. Elsewhere (aarch64: libsoxr 0.1.3's build finds no SIMD there, its CMake test looks for SSE
+//! unless the processor name starts with "arm", and its run-time check misspells `__aarch64__`) it runs `cr32`,
+//! whose FFT (`fft4g32`, `fft4g_cache.h`) keeps its bit-reversal and twiddle tables in process-wide statics,
+//! grown by `realloc` whenever a longer transform is asked for, and guarded by reader/writer locks that exist
+//! only in an OpenMP build (media-soxr-sys builds it with `WITH_OPENMP=OFF`: `ccrw2.h` compiles them to
+//! nothing). Both `soxr_create` (it transforms the filter) and `soxr_process` transform, so two threads
+//! resampling at once could free the tables under each other (segfaults and wrong output under qemu-aarch64).
+//! [`ffi_guard`] therefore takes one process-wide lock around every libsoxr call on those targets: each call
+//! sees the tables whole, and no call holds a pointer into them across calls. Resampling is then serialized
+//! there (it is ~1 % of a run's time next to the encoder); x86-64 takes no lock. tests/soxr_threads.rs
+//! resamples from several threads at once and compares with a single-threaded run.
 
 use crate::error::{Error, Result};
 use media_soxr_sys as sys;
@@ -24,6 +37,17 @@ use std::path::Path;
 
 /// Highest rate accepted on either side (libsoxr itself takes any positive rate; this bounds the buffers).
 pub const MAX_RATE: u32 = 1_536_000;
+
+/// The lock held around each libsoxr call where libsoxr's FFT tables are process-wide and unlocked (module
+/// docs): every target but x86-64. `None` (no lock) on x86-64, whose `cr32s` engine shares nothing.
+fn ffi_guard() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    static LIBSOXR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // The lock guards no Rust data: a panic while holding it leaves nothing half-updated on our side.
+    Some(LIBSOXR.lock().unwrap_or_else(|e| e.into_inner()))
+}
 
 /// libsoxr's message for a non-null `soxr_error_t`.
 fn message(err: sys::soxr_error_t) -> String {
@@ -36,6 +60,7 @@ struct Soxr(sys::soxr_t);
 
 impl Drop for Soxr {
     fn drop(&mut self) {
+        let _g = ffi_guard();
         // SAFETY: created by soxr_create, deleted once.
         unsafe { sys::soxr_delete(self.0) }
     }
@@ -44,6 +69,7 @@ impl Drop for Soxr {
 impl Soxr {
     /// `soxr_create(in, out, 1, &err, &io_spec(f32, f32), &quality_spec(SOXR_HQ, 0), NULL)`.
     fn hq_mono_f32(from_rate: f64, to_rate: f64) -> std::result::Result<Self, String> {
+        let _g = ffi_guard();
         // SAFETY: plain constructors of by-value specs; soxr_create copies what it needs from them.
         unsafe {
             let io = sys::soxr_io_spec(
@@ -74,6 +100,7 @@ impl Soxr {
             None => (std::ptr::null(), 0),
         };
         let mut odone = 0usize;
+        let _g = ffi_guard();
         // SAFETY: `ip` points to `ilen` f32 (or is null with 0 for the flush), `out` to `out.len()` writable
         // f32; the resampler was created for one f32 channel.
         let err = unsafe {

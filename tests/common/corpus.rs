@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_w2vbert-infer"))
+    super::cli()
 }
 
 pub fn tiny() -> PathBuf {

@@ -71,3 +71,20 @@ pub fn rewrite_weights(src: &Path, dst: &Path, edit: impl Fn(&str, &[usize]) -> 
         kept.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
     w2vbert::output::write_safetensors(dst, &views).unwrap();
 }
+
+/// The CLI binary as a `Command`. Under emulation (`.ci/platforms.sh` runs the aarch64 suite under qemu-aarch64,
+/// where the kernel cannot start an aarch64 binary by itself) `W2VBERT_CLI_RUNNER` names the emulator command,
+/// e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`, and the binary is started through it, as cargo's `runner`
+/// starts the test binaries.
+pub fn cli() -> std::process::Command {
+    let exe = env!("CARGO_BIN_EXE_w2vbert-infer");
+    match std::env::var("W2VBERT_CLI_RUNNER") {
+        Ok(r) if !r.trim().is_empty() => {
+            let mut words = r.split_whitespace();
+            let mut c = std::process::Command::new(words.next().unwrap());
+            c.args(words).arg(exe);
+            c
+        }
+        _ => std::process::Command::new(exe),
+    }
+}

@@ -6,12 +6,15 @@
 //! no. Tile instructions are written with `asm!` (the AMX intrinsics are not stable Rust); the compiler never
 //! allocates tile registers itself, so tile state lives across the asm blocks of one call.
 
+#[cfg(target_arch = "x86_64")]
 use super::COL_BLOCK;
 #[cfg(target_arch = "x86_64")]
 use std::arch::asm;
 use std::sync::OnceLock;
 
-#[cfg(target_arch = "x86_64")]
+/// AMX needs the CPU (cpuid), the OS saving the tile state (XCR0) and, on Linux, the process's request for it.
+/// Only Linux is asked: macOS runs on no AMX-capable x86 CPU and has no `arch_prctl`, so AMX is off there.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn detect() -> bool {
     use std::arch::x86_64::{__cpuid_count, _xgetbv};
     // SAFETY: cpuid is always available on x86-64; xgetbv only after checking OSXSAVE (leaf 1 ecx bit 27).
@@ -31,7 +34,7 @@ fn detect() -> bool {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 fn detect() -> bool {
     false
 }
@@ -42,6 +45,7 @@ pub fn available() -> bool {
 }
 
 /// The 64-byte tile configuration (palette 1): eight tiles of 16 rows × 64 bytes.
+#[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
 struct TileConfig {
     palette: u8,
@@ -51,6 +55,7 @@ struct TileConfig {
     rows: [u8; 16],
 }
 
+#[cfg(target_arch = "x86_64")]
 const CONFIG: TileConfig = TileConfig {
     palette: 1,
     start_row: 0,

@@ -2,6 +2,7 @@
 //! per register tile (16 f32 accumulators), weight pairs broadcast from the AMX-tile panel, x pairs loaded
 //! from the VNNI-packed block.
 
+#[cfg(target_arch = "x86_64")]
 use super::{COL_BLOCK, K_CHUNK};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -52,6 +53,7 @@ pub fn dot_vs_fma() -> Option<f64> {
     })
 }
 
+#[cfg(target_arch = "x86_64")]
 macro_rules! sixteen {
     ($ins:literal) => {
         concat!(

@@ -6,10 +6,12 @@
 //!   kernel's permission for the tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), asked once.
 //! - [`Bf16Kernel::Avx512Bf16`]: `vdpbf16ps` (AVX512-BF16: Zen 4, Cooper Lake, Sapphire Rapids).
 //! - [`Bf16Kernel::WidenF32`] ([`linear_bf16_rows_cm`], `widen.rs`): W kept row-major as stored, widened to f32
-//!   one L2-sized block at a time (exact) and multiplied by the f32 gemm, x not rounded. For cores that have
-//!   AVX512-BF16 but run `vdpbf16ps` slower than f32 FMAs (Intel without AMX: a quarter of the FMA's
-//!   instruction rate, so half its flops; [`dot_vs_fma`] measures it): bf16 then still halves the weights'
-//!   memory (and a bf16 checkpoint is used from its mapping without a copy), at close to the f32 path's speed
+//!   one L2-sized block at a time (exact) and multiplied by the f32 gemm, x not rounded. Plain Rust over the
+//!   f32 gemm, so it runs on every target: the kernel of CPUs without AVX512-BF16 or AMX (AVX2-only x86,
+//!   aarch64), and of cores that have AVX512-BF16 but run `vdpbf16ps` slower than f32 FMAs (Intel without AMX:
+//!   a quarter of the FMA's instruction rate, so half its flops; [`dot_vs_fma`] measures it). bf16 then still
+//!   halves the weights' memory (and a bf16 checkpoint is used from its mapping without a copy), at close to
+//!   the f32 path's speed
 //!   (a bf16 checkpoint ran 10 s of speech ~7 % slower than fp32 in 8 interleaved pairs: the widening reads
 //!   the weights from memory outside the microkernel, where the f32 path's reads overlap its FMAs).
 //!
@@ -118,10 +120,11 @@ impl Bf16Kernel {
 /// f32 FMA's flops ([`dot_vs_fma`]): the bf16 kernel reaches a smaller share of its peak than gemm.
 const DOT_OVER_FMA_MIN: f64 = 1.25;
 
-/// The fastest bf16 kernel this CPU runs, or `None`: then there is no bf16 path and callers must say so and
-/// run f32. AMX where present; else, on a core with AVX512-BF16, `vdpbf16ps` if it is fast here, otherwise
-/// [`Bf16Kernel::WidenF32`] (bf16 weights, f32 compute). `W2VBERT_BF16_KERNEL=amx|avx512|widen` forces one
-/// (for comparison; `None` if it cannot run here); the choice is reported by [`describe`].
+/// The fastest bf16 kernel this CPU runs. AMX where present; else, on a core with AVX512-BF16, `vdpbf16ps` if
+/// it is fast here, otherwise [`Bf16Kernel::WidenF32`] (bf16 weights, f32 compute), which is also the kernel of
+/// every CPU without AVX512-BF16 (AVX2-only x86, aarch64). `W2VBERT_BF16_KERNEL=amx|avx512|widen` forces one
+/// (for comparison and tests); `None` only when the forced kernel cannot run here: then there is no bf16 path
+/// and callers must say so and run f32. The choice is reported by [`describe`].
 pub fn best_kernel() -> Option<Bf16Kernel> {
     static BEST: OnceLock<Option<Bf16Kernel>> = OnceLock::new();
     *BEST.get_or_init(|| {
@@ -129,23 +132,23 @@ pub fn best_kernel() -> Option<Bf16Kernel> {
         match std::env::var("W2VBERT_BF16_KERNEL").ok().as_deref() {
             Some("avx512") => pick(Bf16Kernel::Avx512Bf16),
             Some("amx") => pick(Bf16Kernel::Amx),
-            Some("widen") => avx512::available().then_some(Bf16Kernel::WidenF32),
+            Some("widen") => Some(Bf16Kernel::WidenF32),
             _ if amx::available() => Some(Bf16Kernel::Amx),
-            _ => avx512::dot_vs_fma().map(|r| {
-                if r >= DOT_OVER_FMA_MIN {
-                    Bf16Kernel::Avx512Bf16
-                } else {
-                    Bf16Kernel::WidenF32
-                }
+            _ => Some(match avx512::dot_vs_fma() {
+                Some(r) if r >= DOT_OVER_FMA_MIN => Bf16Kernel::Avx512Bf16,
+                _ => Bf16Kernel::WidenF32,
             }),
         }
     })
 }
 
-/// One line for `--verbose`.
+/// One line for `--verbose`: which bf16 kernel runs, and why.
 pub fn describe() -> String {
     let Some(k) = best_kernel() else {
-        return "bf16 matmul: unavailable (no AVX512-BF16 or AMX on this CPU)".into();
+        return format!(
+            "bf16 matmul: unavailable (W2VBERT_BF16_KERNEL={} cannot run on this CPU)",
+            std::env::var("W2VBERT_BF16_KERNEL").unwrap_or_default()
+        );
     };
     match (k, avx512::dot_vs_fma()) {
         (Bf16Kernel::Amx, _) => format!("bf16 matmul: {}", k.name()),
@@ -154,7 +157,7 @@ pub fn describe() -> String {
              the AVX512-BF16 kernel is taken from {DOT_OVER_FMA_MIN}x)",
             k.name()
         ),
-        (_, None) => format!("bf16 matmul: {}", k.name()),
+        (_, None) => format!("bf16 matmul: {} (no AVX512-BF16 or AMX on this CPU)", k.name()),
     }
 }
 

@@ -6,14 +6,29 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 use w2vbert::corpus::Summary;
 
-/// Peak resident memory of this process (Linux `VmHWM`).
+/// Peak resident memory of this process: Linux `VmHWM` from /proc; on macOS `getrusage`'s `ru_maxrss` (bytes
+/// there); `None` elsewhere (the summary then leaves it out).
 pub fn peak_rss_bytes() -> Option<u64> {
-    proc_kb_field(&std::fs::read_to_string("/proc/self/status").ok()?, "VmHWM")
+    #[cfg(target_os = "linux")]
+    {
+        proc_kb_field(&std::fs::read_to_string("/proc/self/status").ok()?, "VmHWM")
+    }
+    #[cfg(target_os = "macos")]
+    {
+        // SAFETY: getrusage writes one rusage struct, zero-initialized here.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } == 0).then_some(u.ru_maxrss as u64)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        None
+    }
 }
 
 /// Bytes of file-backed pages this process maps and how many of them are mapped as 2 MiB pages (Linux
 /// `/proc/self/smaps_rollup`: `Rss - Anonymous` and `FilePmdMapped`). After loading, the checkpoint is nearly
-/// all of the first.
+/// all of the first. `None` off Linux (no /proc; `--verbose` then omits the line's mapping part).
+#[cfg(target_os = "linux")]
 pub fn file_pages_mapped() -> Option<(u64, u64)> {
     let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
     let field = |name| proc_kb_field(&rollup, name);
@@ -21,7 +36,14 @@ pub fn file_pages_mapped() -> Option<(u64, u64)> {
     Some((file, field("FilePmdMapped")?.min(file)))
 }
 
+/// See the Linux version: there is no /proc here.
+#[cfg(not(target_os = "linux"))]
+pub fn file_pages_mapped() -> Option<(u64, u64)> {
+    None
+}
+
 /// The `name:   N kB` line of a /proc file, in bytes.
+#[cfg(target_os = "linux")]
 fn proc_kb_field(text: &str, name: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.split(':').next() == Some(name))?;
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)

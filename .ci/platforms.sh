@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Platform CI (docs/platforms.md): the targets this machine cannot run natively.
+#   1. aarch64-unknown-linux-gnu: the whole workspace cross-built (libsoxr included), the Rust test suite run
+#      under qemu-aarch64: every test binary but tests/cli_corpus.rs (directories, manifests, shards, resume: no
+#      arithmetic, and 12 minutes under emulation on this 2-core machine; it passed 11/11 under qemu-aarch64 when
+#      last run in full, see docs/platforms.md). W2VBERT_QEMU_FULL=1 runs it too.
+#   2. AVX2-only x86-64 (no AVX-512): the kernel tests, the encoder parity tests and the bf16 encoder tests under
+#      `qemu-x86_64 -cpu EPYC-Milan` (AVX2 + FMA, no AVX-512), where gemm and our kernels must take their AVX2
+#      paths and --precision bf16 the WidenF32 kernel.
+#   3. aarch64-apple-darwin and x86_64-apple-darwin: `cargo check` of the whole workspace's Rust code, every
+#      target (lib, bin, tests, benches), with libsoxr's C build skipped (.ci/cmake-skip-c-build.sh).
+# Installs what it needs (apt packages, rustup targets) where missing; a tool or target that cannot be had stops
+# the run with a line that cannot be missed. Prints cargo's `test result:` lines, so a caller can count them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+loud() {
+    echo "################################################################################"
+    echo "### PLATFORMS: $*"
+    echo "################################################################################"
+}
+fail() {
+    loud "FAILED: $*"
+    exit 1
+}
+trap 'rc=$?; [ $rc -ne 0 ] && loud "FAILED (exit $rc) at line $LINENO: $BASH_COMMAND"' ERR
+
+if ! command -v cargo >/dev/null 2>&1; then
+    [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null 2>&1 || fail "cargo not found: install a Rust toolchain (rustup)"
+start=$(date +%s)
+
+# --- Tools -------------------------------------------------------------------------------------------------
+bash scripts/setup.sh # cmake, libclang (libsoxr's build, bindgen)
+pkgs=()
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || pkgs+=(gcc-aarch64-linux-gnu)
+[ -f /usr/aarch64-linux-gnu/include/stdio.h ] || pkgs+=(libc6-dev-arm64-cross)
+{ command -v qemu-aarch64 >/dev/null 2>&1 && command -v qemu-x86_64 >/dev/null 2>&1; } || pkgs+=(qemu-user)
+if [ ${#pkgs[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq || fail "apt-get update failed: cannot install ${pkgs[*]}"
+    $sudo apt-get install -y -qq "${pkgs[@]}" || fail "cannot install ${pkgs[*]} with apt"
+fi
+for t in aarch64-linux-gnu-gcc qemu-aarch64 qemu-x86_64; do
+    command -v "$t" >/dev/null 2>&1 || fail "$t is missing after the install step"
+done
+targets=(aarch64-unknown-linux-gnu aarch64-apple-darwin x86_64-apple-darwin)
+rustup target add "${targets[@]}" || fail "rustup cannot add the targets ${targets[*]}"
+installed=$(rustup target list --installed)
+for t in "${targets[@]}"; do
+    grep -qx "$t" <<<"$installed" || fail "Rust target $t is not installed"
+done
+qemu-x86_64 -cpu help | grep -q EPYC-Milan || fail "this qemu-x86_64 has no EPYC-Milan CPU model"
+
+# --- 1. aarch64 Linux under qemu-aarch64: the full suite ---------------------------------------------------------
+loud "aarch64-unknown-linux-gnu: build, then the full test suite under qemu-aarch64"
+a64_runner="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+(
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$a64_runner"
+    export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+    export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+    export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=/usr/aarch64-linux-gnu"
+    # The CLI tests start the binary themselves: through the emulator (tests/common/mod.rs, `cli`).
+    export W2VBERT_CLI_RUNNER="$a64_runner"
+    a64=(--release --locked --target aarch64-unknown-linux-gnu)
+    if [ "${W2VBERT_QEMU_FULL:-0}" = 1 ]; then
+        cargo test "${a64[@]}" --workspace
+    else
+        tests=()
+        for f in tests/*.rs; do
+            name=$(basename "$f" .rs)
+            [ "$name" = cli_corpus ] || tests+=(--test "$name")
+        done
+        echo "qemu-aarch64: tests/cli_corpus.rs skipped (W2VBERT_QEMU_FULL=1 runs it)"
+        cargo test "${a64[@]}" --workspace --lib --bins
+        cargo test "${a64[@]}" "${tests[@]}"
+        cargo test "${a64[@]}" -p w2vbert-kernels --test '*'
+    fi
+) || fail "aarch64 (qemu-aarch64) tests"
+
+# --- 2. AVX2-only x86-64 under qemu-x86_64 -cpu EPYC-Milan -----------------------------------------------------
+loud "x86-64 without AVX-512: kernel, encoder parity and bf16 encoder tests under qemu-x86_64 -cpu EPYC-Milan"
+milan_log=$(mktemp)
+trap 'rm -f "$milan_log"' EXIT
+(
+    export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="qemu-x86_64 -cpu EPYC-Milan"
+    cargo test --release --locked -p w2vbert-kernels -- --nocapture
+    cargo test --release --locked --test encoder_parity --test encoder_bf16 -- --nocapture
+) 2>&1 | tee "$milan_log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || fail "x86-64 AVX2-only (qemu-x86_64 -cpu EPYC-Milan) tests"
+# The emulated CPU must really have steered the run-time dispatch: gemm on its AVX2 kernels, bf16 on WidenF32.
+grep -q "gemm f32 AVX2/FMA" "$milan_log" || fail "under EPYC-Milan the CPU check did not report gemm's AVX2 path"
+grep -q "bf16 kernel: bf16 weights widened to f32" "$milan_log" ||
+    fail "under EPYC-Milan --precision bf16 did not run the WidenF32 kernel"
+
+# --- 3. macOS: cargo check of the Rust code (no SDK here: libsoxr's C build is skipped) --------------------------
+# bindgen parses soxr.h for the macOS target without an SDK: clang's own headers (stddef.h) must be named.
+clang_inc=$(ls -d /usr/lib/llvm-*/lib/clang/*/include 2>/dev/null | sort -V | tail -n 1)
+[ -n "$clang_inc" ] || fail "no clang resource headers (libclang-dev) for bindgen"
+for t in aarch64-apple-darwin x86_64-apple-darwin; do
+    loud "$t: cargo check (Rust code only; libsoxr's C code and the link are not checked)"
+    v="CMAKE_${t//-/_}"
+    env "$v=$PWD/.ci/cmake-skip-c-build.sh" "BINDGEN_EXTRA_CLANG_ARGS_${t//-/_}=-isystem $clang_inc" cargo check --workspace --all-targets --locked --target "$t" ||
+        fail "cargo check --target $t"
+    echo "macOS check: $t ok"
+done
+
+loud "all platform steps passed in $(($(date +%s) - start)) s"
