@@ -52,7 +52,9 @@ installed=$(rustup target list --installed)
 for t in "${targets[@]}"; do
     grep -qx "$t" <<<"$installed" || fail "Rust target $t is not installed"
 done
-qemu-x86_64 -cpu help | grep -q EPYC-Milan || fail "this qemu-x86_64 has no EPYC-Milan CPU model"
+# (Listed first, then searched: `grep -q` in a pipe would close it early, and pipefail would count qemu's SIGPIPE.)
+cpu_models=$(qemu-x86_64 -cpu help)
+grep -q EPYC-Milan <<<"$cpu_models" || fail "this qemu-x86_64 has no EPYC-Milan CPU model"
 
 # --- 1. aarch64 Linux under qemu-aarch64: the full suite ---------------------------------------------------------
 loud "aarch64-unknown-linux-gnu: build, then the full test suite under qemu-aarch64"
