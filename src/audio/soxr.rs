@@ -35,6 +35,13 @@ use media_soxr_sys as sys;
 use std::ffi::CStr;
 use std::path::Path;
 
+/// f32s every output buffer handed to libsoxr extends past the room it is told of. libsoxr 0.1.3 reads one
+/// pointer (8 bytes) at the output address even for interleaved output (`soxr.c`, `soxr_output_no_callback`:
+/// `((soxr_bufs_t)out)[u]`, a value it then does not use), so a call with room for fewer than two f32s read past
+/// the allocation: found by fuzzing (ASan heap-buffer-overflow; `fuzz/regressions/audio/
+/// wav_9ch_1mhz_soxr_reads_a_pointer_past_a_1_sample_output`). The room told, and so every output, is unchanged.
+const OUT_SLACK: usize = 2;
+
 /// Highest rate accepted on either side (libsoxr itself takes any positive rate; this bounds the buffers).
 pub const MAX_RATE: u32 = 1_536_000;
 
@@ -93,16 +100,21 @@ impl Soxr {
         }
     }
 
-    /// `soxr_process` of `input` (`None`: end of input, flush) into `out`; returns the samples written.
+    /// `soxr_process` of `input` (`None`: end of input, flush) into `out` but its last [`OUT_SLACK`] f32s;
+    /// returns the samples written.
     fn process(&mut self, input: Option<&[f32]>, out: &mut [f32]) -> std::result::Result<usize, String> {
+        let room = out
+            .len()
+            .checked_sub(OUT_SLACK)
+            .expect("output buffers carry OUT_SLACK");
         let (ip, ilen) = match input {
             Some(x) => (x.as_ptr() as sys::soxr_in_t, x.len()),
             None => (std::ptr::null(), 0),
         };
         let mut odone = 0usize;
         let _g = ffi_guard();
-        // SAFETY: `ip` points to `ilen` f32 (or is null with 0 for the flush), `out` to `out.len()` writable
-        // f32; the resampler was created for one f32 channel.
+        // SAFETY: `ip` points to `ilen` f32 (or is null with 0 for the flush), `out` to `room` writable f32
+        // plus OUT_SLACK more for libsoxr's pointer-sized read; the resampler was created for one f32 channel.
         let err = unsafe {
             sys::soxr_process(
                 self.0,
@@ -110,7 +122,7 @@ impl Soxr {
                 ilen,
                 std::ptr::null_mut(),
                 out.as_mut_ptr() as sys::soxr_out_t,
-                out.len(),
+                room,
                 &mut odone,
             )
         };
@@ -129,7 +141,7 @@ pub fn soxr_hq(x: &[f32], from_rate: u32, to_rate: u32) -> std::result::Result<V
     let (fr, tr) = (from_rate as f64, to_rate as f64);
     let olen = (x.len() as f64 * tr / fr + 1.0) as usize;
     let div_len = (1000f64).max(48000.0 * fr / tr) as usize;
-    let mut y = vec![0.0f32; olen];
+    let mut y = vec![0.0f32; olen + OUT_SLACK];
     let mut s = Soxr::hq_mono_f32(fr, tr)?;
     let mut pos = 0;
     for chunk in x.chunks(div_len) {
@@ -229,7 +241,7 @@ mod tests {
         let x = noise(100_000, 7);
         let y = soxr_hq(&x, 48_000, 16_000).unwrap();
         let mut s = Soxr::hq_mono_f32(48_000.0, 16_000.0).unwrap();
-        let mut z = vec![0.0f32; y.len() + 1];
+        let mut z = vec![0.0f32; y.len() + 1 + OUT_SLACK];
         let mut pos = s.process(Some(&x), &mut z).unwrap();
         pos += s.process(None, &mut z[pos..]).unwrap();
         z.truncate(pos);
