@@ -8,6 +8,7 @@
 #      paths and --precision bf16 the WidenF32 kernel.
 #   3. aarch64-apple-darwin and x86_64-apple-darwin: `cargo check` of the whole workspace's Rust code, every
 #      target (lib, bin, tests, benches), with libsoxr's C build skipped (.ci/cmake-skip-c-build.sh).
+# W2VBERT_PLATFORM_STEPS picks steps (default "aarch64 avx2 macos"; .ci/run runs "aarch64 macos": see there).
 # Installs what it needs (apt packages, rustup targets) where missing; a tool or target that cannot be had stops
 # the run with a line that cannot be missed. Prints cargo's `test result:` lines, so a caller can count them.
 set -euo pipefail
@@ -56,8 +57,12 @@ done
 cpu_models=$(qemu-x86_64 -cpu help || true) # it exits 1 after listing
 grep -q EPYC-Milan <<<"$cpu_models" || fail "this qemu-x86_64 has no EPYC-Milan CPU model"
 
-# --- 1. aarch64 Linux under qemu-aarch64: the full suite ---------------------------------------------------------
-loud "aarch64-unknown-linux-gnu: build, then the full test suite under qemu-aarch64"
+steps=" ${W2VBERT_PLATFORM_STEPS:-aarch64 avx2 macos} "
+want() { [[ "$steps" == *" $1 "* ]]; }
+
+# --- 1. aarch64 Linux under qemu-aarch64 -------------------------------------------------------------------------
+if want aarch64; then
+loud "aarch64-unknown-linux-gnu: build, then the test suite under qemu-aarch64"
 a64_runner="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 (
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
@@ -83,8 +88,10 @@ a64_runner="qemu-aarch64 -L /usr/aarch64-linux-gnu"
         cargo test "${a64[@]}" --lib "${tests[@]}"
     fi
 ) || fail "aarch64 (qemu-aarch64) tests"
+fi
 
 # --- 2. AVX2-only x86-64 under qemu-x86_64 -cpu EPYC-Milan -----------------------------------------------------
+if want avx2; then
 loud "x86-64 without AVX-512: kernel, encoder parity and bf16 encoder tests under qemu-x86_64 -cpu EPYC-Milan"
 milan_log=$(mktemp)
 trap 'rm -f "$milan_log"' EXIT
@@ -98,12 +105,14 @@ trap 'rm -f "$milan_log"' EXIT
 grep -q "gemm f32 AVX2/FMA" "$milan_log" || fail "under EPYC-Milan the CPU check did not report gemm's AVX2 path"
 grep -q "bf16 kernel: bf16 weights widened to f32" "$milan_log" ||
     fail "under EPYC-Milan --precision bf16 did not run the WidenF32 kernel"
+fi
 
 # --- 3. macOS: cargo check of the Rust code (no SDK here: libsoxr's C build is skipped) --------------------------
 # bindgen parses soxr.h for the macOS target without an SDK: clang's own headers (stddef.h) must be named.
 clang_inc=$(ls -d /usr/lib/llvm-*/lib/clang/*/include 2>/dev/null | sort -V | tail -n 1)
 [ -n "$clang_inc" ] || fail "no clang resource headers (libclang-dev) for bindgen"
 for t in aarch64-apple-darwin x86_64-apple-darwin; do
+    want macos || break
     loud "$t: cargo check (Rust code only; libsoxr's C code and the link are not checked)"
     v="CMAKE_${t//-/_}"
     env "$v=$PWD/.ci/cmake-skip-c-build.sh" "BINDGEN_EXTRA_CLANG_ARGS_${t//-/_}=-isystem $clang_inc" cargo check --workspace --all-targets --locked --target "$t" ||
