@@ -11,7 +11,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use w2vbert_kernels::bf16::{bf16_from_f32, linear_bf16_cm, linear_bf16_rows_cm, Bf16Kernel, Epilogue, PackedBf16};
+use w2vbert_kernels::bf16::{
+    linear_bf16_cm, linear_bf16_rows_cm, owned_rows, Bf16Kernel, Bf16Weights, Epilogue, RowsFrom,
+};
 use w2vbert_kernels::gemm::{linear, linear_cm, linear_ref, Threads};
 use w2vbert_kernels::{activation, conv, elementwise, norm, softmax};
 
@@ -188,10 +190,10 @@ fn bench_linear(c: &mut Criterion) {
                 b.iter(|| linear_cm(&mut y, black_box(&x), &w, Some(&bias), n, k, m, threads))
             });
         }
-        // bf16 weights as the model holds them: packed once into tiles (x rounded to bf16 per call, f32
-        // accumulation), or row-major bf16 for WidenF32 (widened per row block, f32 gemm).
-        let packed = PackedBf16::from_f32(&w, n, k);
-        let bits: Vec<u16> = w.iter().map(|&v| bf16_from_f32(v)).collect();
+        // bf16 weights as the model holds them: row-major bf16, page-aligned (x rounded to bf16 per call for the
+        // tile kernels, f32 accumulation; widened per row block for WidenF32, f32 gemm).
+        let (bits, ld) = owned_rows(Bf16Kernel::WidenF32, RowsFrom::F32(&w), n, k);
+        let weights = Bf16Weights::new(&bits, n, k, ld);
         for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16, Bf16Kernel::WidenF32]
             .into_iter()
             .filter(|k| k.available())
@@ -209,7 +211,7 @@ fn bench_linear(c: &mut Criterion) {
                     b.iter(|| {
                         let out = Epilogue::Store { y: &mut y };
                         if kernel.packs_tiles() {
-                            linear_bf16_cm(kernel, out, black_box(&x), &packed, Some(&bias), m, threads)
+                            linear_bf16_cm(kernel, out, black_box(&x), weights, Some(&bias), m, threads)
                         } else {
                             linear_bf16_rows_cm(out, black_box(&x), &bits, Some(&bias), n, k, m, threads)
                         }
@@ -276,12 +278,65 @@ fn bench_linear(c: &mut Criterion) {
     g.finish();
 }
 
+/// The tile kernels against their instruction's ceiling on the encoder's four projection shapes at T = 500, one
+/// thread (`cargo bench --bench kernels -- bf16_peak`): paired rounds, each timing 5 kernel calls then the
+/// instruction's register-only stream ([`Bf16Kernel::instruction_peak`]), so both see the same host; printed
+/// is the median over rounds of achieved / peak flops, and its range.
+fn bench_bf16_peak(_: &mut Criterion) {
+    if !std::env::args().any(|a| a.contains("bf16_peak")) {
+        return;
+    }
+    let m = 500;
+    for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16]
+        .into_iter()
+        .filter(|k| k.available())
+    {
+        for &(k, n) in &[(1024, 4096), (4096, 1024), (1024, 1024), (1024, 2048)] {
+            let (x, w, bias) = (data(m * k, 11), data(n * k, 12), data(n, 13));
+            let mut y = vec![0f32; m * n];
+            let (bits, ld) = owned_rows(kernel, RowsFrom::F32(&w), n, k);
+            let weights = Bf16Weights::new(&bits, n, k, ld);
+            let mut call = || {
+                let out = Epilogue::Store { y: &mut y };
+                linear_bf16_cm(kernel, out, black_box(&x), weights, Some(&bias), m, Threads::Single)
+            };
+            call();
+            let flops = (2 * m * k * n) as f64;
+            let (mut ratios, mut achieved, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..15 {
+                let t = std::time::Instant::now();
+                for _ in 0..5 {
+                    call();
+                }
+                let got = 5.0 * flops / t.elapsed().as_secs_f64();
+                let peak = kernel.instruction_peak().expect("available");
+                ratios.push(got / peak);
+                achieved.push(got);
+                peaks.push(peak);
+            }
+            for v in [&mut ratios, &mut achieved, &mut peaks] {
+                v.sort_by(f64::total_cmp);
+            }
+            println!(
+                "bf16_peak {} {m}x{k}x{n} 1 thread: {:.0} GFLOP/s, instruction peak {:.0} GFLOP/s (medians); \
+                 achieved / peak per round: median {:.1} %, range {:.1}-{:.1} %",
+                kernel.name(),
+                achieved[7] / 1e9,
+                peaks[7] / 1e9,
+                100.0 * ratios[7],
+                100.0 * ratios[0],
+                100.0 * ratios[14]
+            );
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_linear, bench_layer_norm, bench_silu, bench_glu, bench_softmax, bench_scaled_add, bench_conv
+    targets = bench_bf16_peak, bench_linear, bench_layer_norm, bench_silu, bench_glu, bench_softmax, bench_scaled_add, bench_conv
 }
 criterion_main!(benches);

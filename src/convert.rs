@@ -351,8 +351,14 @@ fn plan_tensors(cfg: &Wav2Vec2BertConfig, w: &Weights, opts: &ConvertOptions) ->
             },
         });
     }
-    // Written in name order, as HF's safetensors files are (and so read nearly sequentially).
-    items.sort_by(|a, b| a.out.name.cmp(&b.out.name));
+    // Written in name order, as HF's safetensors files are (and so read nearly sequentially), except that
+    // tensors whose size is not a multiple of 64 bytes go last: the data section starts on a cache line
+    // (`write_safetensors`), so every other tensor, the projection weights among them, starts on one too, and
+    // the bf16 kernels read them in place with every 32-value tile row on a single cache line.
+    items.sort_by(|a, b| {
+        let ragged = |i: &Item| !i.out.nbytes().is_multiple_of(safetensors_out::DATA_ALIGN);
+        (ragged(a), &a.out.name).cmp(&(ragged(b), &b.out.name))
+    });
     Ok(items)
 }
 

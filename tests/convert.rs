@@ -525,3 +525,28 @@ fn converted_weights_reopen_with_the_reader_used_at_inference() {
     assert_eq!(header_len % 8, 0);
     assert_eq!(w.len(), 4 + 3 * 32 + 1);
 }
+
+#[test]
+fn converted_tensors_start_on_cache_lines() {
+    // The data section starts 64-aligned and the tensors whose size is a multiple of 64 bytes come first, so
+    // each of those (every projection weight) starts on a cache line: the bf16 kernels read it in place.
+    for dtype in [OutDtype::Bf16, OutDtype::F32] {
+        let (_tmp, out) = converted(&fixture("encoder/h24"), &opts(3, dtype));
+        let w = Weights::open(&out.join("model.safetensors")).unwrap();
+        let mut names = w.names();
+        names.sort_by_key(|n| w.data_range(n).unwrap().start);
+        let mut ragged_seen = false;
+        for n in names {
+            let r = w.data_range(n).unwrap();
+            if r.len().is_multiple_of(64) {
+                assert!(
+                    !ragged_seen,
+                    "{dtype:?}: {n} comes after a tensor whose size is not a multiple of 64"
+                );
+                assert_eq!(r.start % 64, 0, "{dtype:?}: {n} starts at byte {}", r.start);
+            } else {
+                ragged_seen = true;
+            }
+        }
+    }
+}

@@ -19,6 +19,22 @@ unsafe impl<T: Copy + Sync> Sync for AlignedBuf<T> {}
 impl<T: Copy> AlignedBuf<T> {
     /// Panics (like `vec!`) if the mapping cannot be made: out of memory is not a user-input error.
     pub fn zeroed(len: usize) -> Self {
+        Self::map(len, 0)
+    }
+
+    /// [`zeroed`](Self::zeroed), with every page mapped now (`MAP_POPULATE` on Linux: one call instead of a
+    /// page fault per 4 KiB on first write), for a buffer about to be filled whole. Rounding an f32
+    /// checkpoint's weights to bf16 at load (0.78 GB) ran 4 % faster in wall time and 7 % in CPU time this way
+    /// (10 pairs, Xeon with AMX; `scripts/ab_cli.py`).
+    pub fn zeroed_populated(len: usize) -> Self {
+        #[cfg(target_os = "linux")]
+        let flags = libc::MAP_POPULATE;
+        #[cfg(not(target_os = "linux"))]
+        let flags = 0;
+        Self::map(len, flags)
+    }
+
+    fn map(len: usize, flags: libc::c_int) -> Self {
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())
             .expect("AlignedBuf: size overflow");
@@ -34,7 +50,7 @@ impl<T: Copy> AlignedBuf<T> {
                 std::ptr::null_mut(),
                 bytes,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
                 -1,
                 0,
             );
@@ -103,5 +119,7 @@ mod tests {
         assert_eq!(c[12345], 7);
         assert_eq!(c.len(), 3 << 20);
         assert!(AlignedBuf::<f32>::zeroed(0).is_empty());
+        let p = AlignedBuf::<u16>::zeroed_populated(1 << 20);
+        assert!(p.iter().all(|&v| v == 0) && (p.as_ptr() as usize).is_multiple_of(4096));
     }
 }

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use w2vbert_kernels::activation;
 use w2vbert_kernels::bf16::{
     bf16_from_f32, bf16_from_f32_slice, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_ref, linear_bf16_rows_cm,
-    Bf16Kernel, Epilogue, PackedBf16,
+    owned_rows, tiles_read_in_place, Bf16Kernel, Bf16Weights, Epilogue, RowsFrom,
 };
 use w2vbert_kernels::gemm::{linear_cm, linear_cm_accumulate, linear_cm_then, Threads};
 
@@ -58,11 +58,16 @@ impl Operands {
 /// Runs every available kernel on one case; `Err` names the kernel and the first bad element.
 fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64) -> Result<usize, String> {
     let Operands { bits, x, bias, old } = Operands::new(n, k, t, seed);
-    let packed = PackedBf16::from_bf16(&bits, n, k);
+    // What the model holds for a tile kernel: a copy (zero-padded unless n and k are multiples of 32) ...
+    let (own, ld) = owned_rows(Bf16Kernel::Amx, RowsFrom::Bf16(&bits), n, k);
+    let packed = Bf16Weights::new(&own, n, k, ld);
+    // ... or, when they are, the bits where they lie (a checkpoint's mapping), here 2 bytes off any alignment.
+    let shifted: Vec<u16> = std::iter::once(0).chain(bits.iter().copied()).collect();
+    let in_place = tiles_read_in_place(n, k).then(|| Bf16Weights::new(&shifted[1..], n, k, k));
     let b = with_bias.then_some(bias.as_slice());
     let want = [true, false].map(|round_x| {
         let mut want = old.clone();
-        linear_bf16_cm_ref(epilogue(kind, &mut want), &x, &packed, b, t, round_x);
+        linear_bf16_cm_ref(epilogue(kind, &mut want), &x, packed, b, t, round_x);
         want
     });
     // Σ|w||x| per output element, on the bf16-rounded operands.
@@ -73,14 +78,15 @@ fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64
         })
         .collect();
     let mut ran = 0;
-    let run = |kernel: Bf16Kernel, out: &mut [f32], threads| {
+    let run_on = |w: Bf16Weights<'_>, kernel: Bf16Kernel, out: &mut [f32], threads| {
         let out = epilogue(kind, out);
         if kernel.packs_tiles() {
-            linear_bf16_cm(kernel, out, &x, &packed, b, t, threads)
+            linear_bf16_cm(kernel, out, &x, w, b, t, threads)
         } else {
             linear_bf16_rows_cm(out, &x, &bits, b, n, k, t, threads)
         }
     };
+    let run = |kernel, out: &mut [f32], threads| run_on(packed, kernel, out, threads);
     for kernel in KERNELS.into_iter().filter(|k| k.available()) {
         let mut got = old.clone();
         run(kernel, &mut got, Threads::Rayon(2));
@@ -92,6 +98,15 @@ fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64
         run(kernel, &mut single, Threads::Single);
         if single.iter().zip(&got).any(|(a, b)| a.to_bits() != b.to_bits()) {
             return Err(format!("{kernel:?} n{n} k{k} t{t}: 1 thread and 2 threads differ"));
+        }
+        if let (Some(w), true) = (in_place, kernel.packs_tiles()) {
+            let mut there = old.clone();
+            run_on(w, kernel, &mut there, Threads::Rayon(2));
+            if there.iter().zip(&got).any(|(a, b)| a.to_bits() != b.to_bits()) {
+                return Err(format!(
+                    "{kernel:?} n{n} k{k} t{t}: the weights in place and a copy differ"
+                ));
+            }
         }
         ran += 1;
     }
@@ -259,16 +274,55 @@ fn widen_kernel_is_the_f32_linear_bit_for_bit() {
 const REORDER_ULPS: f64 = 2.0;
 
 #[test]
-fn packing_keeps_every_weight() {
-    let (n, k) = (37, 70);
-    let w: Vec<f32> = (0..n * k).map(|i| i as f32 - 1000.0).collect();
-    let p = PackedBf16::from_f32(&w, n, k);
-    let h: Vec<u16> = w.iter().map(|&v| bf16_from_f32(v)).collect();
-    let q = PackedBf16::from_bf16(&h, n, k);
-    for r in 0..n {
-        for c in 0..k {
-            assert_eq!(p.get(r, c), bf16_to_f32(bf16_from_f32(w[r * k + c])));
-            assert_eq!(q.get(r, c), p.get(r, c));
+fn owned_rows_keep_every_weight_and_pad_with_zeros() {
+    for (n, k) in [(37, 70), (64, 96), (1, 1)] {
+        let w: Vec<f32> = (0..n * k).map(|i| i as f32 * 1.003 - 1000.0).collect();
+        let h: Vec<u16> = w.iter().map(|&v| bf16_from_f32(v)).collect();
+        for kernel in KERNELS {
+            let (p, ld) = owned_rows(kernel, RowsFrom::F32(&w), n, k);
+            let (q, ld_q) = owned_rows(kernel, RowsFrom::Bf16(&h), n, k);
+            assert_eq!(
+                (&p[..], ld),
+                (&q[..], ld_q),
+                "{kernel:?} [{n}, {k}]: rounding at load vs a bf16 copy"
+            );
+            let tiles = kernel.packs_tiles();
+            let padded = tiles && !tiles_read_in_place(n, k);
+            assert_eq!(
+                ld,
+                if padded { k.div_ceil(32) * 32 } else { k },
+                "{kernel:?} [{n}, {k}]"
+            );
+            let rows = if padded { n.div_ceil(32) * 32 } else { n };
+            assert_eq!(p.len(), rows * ld, "{kernel:?} [{n}, {k}]");
+            for (i, &v) in p.iter().enumerate() {
+                let (r, c) = (i / ld, i % ld);
+                let want = if r < n && c < k { h[r * k + c] } else { 0 };
+                assert_eq!(v, want, "{kernel:?} [{n}, {k}] at ({r}, {c})");
+            }
+            if tiles {
+                Bf16Weights::new(&p, n, k, ld); // the kernels' bounds and padding checks accept it
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "padding columns")]
+fn weights_with_nonzero_padding_are_refused() {
+    let (n, k, ld) = (2, 3, 32);
+    let mut bits = vec![0u16; 31 * ld + 32];
+    bits[5] = bf16_from_f32(1.0); // row 0, column 5 ≥ k
+    Bf16Weights::new(&bits, n, k, ld);
+}
+
+#[test]
+fn model_shaped_weights_are_read_in_place() {
+    // Multiples of 32 (as every projection of the model): the kernels read the rows as given, no copy.
+    for (n, k, t) in [(64, 96, 40), (96, 160, 33), (32, 1024, 17)] {
+        assert!(tiles_read_in_place(n, k));
+        for kind in [Kind::Store, Kind::Silu, Kind::Accumulate] {
+            run_case(n, k, t, kind, true, (n * k + t) as u64).unwrap();
         }
     }
 }

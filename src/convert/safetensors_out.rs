@@ -4,8 +4,9 @@
 //!
 //! Why not `safetensors::serialize_to_file`: it streams too, but pulls each tensor through the infallible
 //! `View::data()`, so a read or cast error in the middle of the file could not be reported as an error naming
-//! the tensor. The format is the crate's (8-byte LE header length, JSON header padded with spaces to a multiple
-//! of 8, data in header order without holes); files written here are re-read by `Weights::open`, whose parser
+//! the tensor. The format is the crate's (8-byte LE header length, JSON header padded with spaces, data in
+//! header order without holes), with the header padded further so that the data starts on a 64-byte boundary
+//! ([`DATA_ALIGN`]); files written here are re-read by `Weights::open`, whose parser
 //! checks exactly those rules, and loaded by the Python `safetensors` / transformers (see tests/convert.rs and
 //! the README).
 
@@ -15,6 +16,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+
+/// The data section starts at a multiple of this many bytes from the file's start (so, in a mapping, on a cache
+/// line): the header is padded with spaces, as the format allows.
+pub const DATA_ALIGN: usize = 64;
 
 /// One tensor of the file to write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,8 +60,9 @@ pub fn write_safetensors(
     }
     let mut text = serde_json::to_string(&header)
         .map_err(|e| Error::format(path, format!("cannot write the safetensors header: {e}")))?;
-    // The data section starts 8-aligned, so every f32 tensor (all sizes are multiples of 4) lands 4-aligned.
-    text.push_str(&" ".repeat((8 - text.len() % 8) % 8));
+    // The data section (after the 8-byte length and the header) starts DATA_ALIGN-aligned: every f32 tensor
+    // lands 4-aligned, and every tensor after only whole multiples of DATA_ALIGN bytes on a cache line.
+    text.push_str(&" ".repeat((DATA_ALIGN - (8 + text.len()) % DATA_ALIGN) % DATA_ALIGN));
 
     let io = |e: std::io::Error| Error::io(path, e);
     let mut f = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);

@@ -104,12 +104,12 @@ mod tests {
     /// mapping at load and the projection weights stay views: a view read on every forward keeps its 2 MiB page
     /// of the file mapped when the page cache holds the file in 2 MiB folios, which made `--precision bf16` from
     /// an f32 checkpoint peak at 1.18 GB instead of 0.89 GB (README, "Loading").
-    #[test]
-    fn small_parameters_are_owned_and_projection_weights_mapped() {
-        // The shipped tiny checkpoint is f16 (widened to owned f32 at load): rewrite its layer 0 in f32.
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/tiny-random");
-        let cfg = Wav2Vec2BertConfig::load(&dir.join("config.json")).unwrap();
-        let f16 = Weights::open(&dir.join("model.safetensors")).unwrap();
+    /// The shipped tiny checkpoint's config, and its layer 0 rewritten as a file of `dtype` (F32 or BF16) in
+    /// `dir` (the shipped file is f16, which is widened to owned f32 at load).
+    fn layer0_as(dtype: safetensors::Dtype, dir: &Path) -> (Wav2Vec2BertConfig, Weights) {
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/tiny-random");
+        let cfg = Wav2Vec2BertConfig::load(&tiny.join("config.json")).unwrap();
+        let f16 = Weights::open(&tiny.join("model.safetensors")).unwrap();
         let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = f16
             .names()
             .into_iter()
@@ -119,16 +119,32 @@ mod tests {
                 (n.to_string(), t.shape().to_vec(), t.data().to_vec())
             })
             .collect();
-        let views: Vec<(String, Vec<usize>, &[f32])> =
-            tensors.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("model.safetensors");
-        crate::output::write_safetensors(&path, &views).unwrap();
+        let path = dir.join("model.safetensors");
+        if dtype == safetensors::Dtype::F32 {
+            let views: Vec<(String, Vec<usize>, &[f32])> =
+                tensors.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
+            crate::output::write_safetensors(&path, &views).unwrap();
+        } else {
+            let bytes: Vec<Vec<u8>> = tensors
+                .iter()
+                .map(|(_, _, d)| d.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect())
+                .collect();
+            let views = tensors.iter().zip(&bytes).map(|((n, s, _), b)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap(),
+                )
+            });
+            safetensors::serialize_to_file(views, &None, &path).unwrap();
+        }
         let w = Weights::open(&path).unwrap();
-        assert_eq!(w.storage_dtype(), Some(safetensors::Dtype::F32));
-        let layer = EncoderLayer::load(&cfg, &w, "encoder.layers.0").unwrap();
+        assert_eq!(w.storage_dtype(), Some(dtype));
+        (cfg, w)
+    }
+
+    fn projections(layer: &EncoderLayer) -> [&crate::model::primitives::Linear; 10] {
         let (a, c) = (&layer.self_attn, &layer.conv_module);
-        let linears = [
+        [
             &layer.ffn1.intermediate_dense,
             &layer.ffn1.output_dense,
             &a.linear_q,
@@ -139,7 +155,49 @@ mod tests {
             &c.pointwise_conv2,
             &layer.ffn2.intermediate_dense,
             &layer.ffn2.output_dense,
-        ];
+        ]
+    }
+
+    /// A bf16 checkpoint's projection weights are used from the mapping as stored by every bf16 kernel (their
+    /// shapes are multiples of 32, as in the real model): nothing is copied or packed at load. An f32
+    /// checkpoint's are rounded into a buffer of their own.
+    #[test]
+    fn bf16_checkpoint_weights_are_used_in_place_by_every_kernel() {
+        use w2vbert_kernels::bf16::Bf16Kernel;
+        let tmp = tempfile::tempdir().unwrap();
+        let (cfg, w) = layer0_as(safetensors::Dtype::BF16, tmp.path());
+        let tmp32 = tempfile::tempdir().unwrap();
+        let (_, w32) = layer0_as(safetensors::Dtype::F32, tmp32.path());
+        for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16, Bf16Kernel::WidenF32] {
+            if !kernel.available() {
+                continue;
+            }
+            let mut layer = EncoderLayer::load(&cfg, &w, "encoder.layers.0").unwrap();
+            layer.to_bf16(kernel);
+            for l in projections(&layer) {
+                assert!(
+                    l.weight_is_mapped(),
+                    "{kernel:?}: a bf16 projection weight was copied at load"
+                );
+            }
+            let mut layer = EncoderLayer::load(&cfg, &w32, "encoder.layers.0").unwrap();
+            layer.to_bf16(kernel);
+            for l in projections(&layer) {
+                assert!(
+                    !l.weight_is_mapped(),
+                    "{kernel:?}: an f32 weight must be rounded into its own buffer"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn small_parameters_are_owned_and_projection_weights_mapped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (cfg, w) = layer0_as(safetensors::Dtype::F32, tmp.path());
+        let layer = EncoderLayer::load(&cfg, &w, "encoder.layers.0").unwrap();
+        let (a, c) = (&layer.self_attn, &layer.conv_module);
+        let linears = projections(&layer);
         let mut small: Vec<&crate::tensor::Tensor> = [
             &layer.ffn1_layer_norm,
             &layer.self_attn_layer_norm,

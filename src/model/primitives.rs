@@ -4,27 +4,29 @@
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use rayon::prelude::*;
-use w2vbert_kernels::bf16::{self, Bf16Kernel, Epilogue, PackedBf16};
+use w2vbert_kernels::alignedbuf::AlignedBuf;
+use w2vbert_kernels::bf16::{self, Bf16Kernel, Bf16Weights, Epilogue, RowsFrom};
 use w2vbert_kernels::{activation, gemm, norm};
 
 /// How a [`Linear`] holds its weight, and so which matmul it runs.
 enum LinearWeight {
     /// f32 where the loader put it (usually the mmap): gemm reads it in place through strides.
     F32(Tensor), // [out, in] (or [out, in, 1])
-    /// Rounded to bf16 and packed into AMX tiles once ([`Linear::to_bf16`]) for a tile kernel (AMX,
-    /// AVX512-BF16); x is rounded per call.
-    Tiles(PackedBf16, Bf16Kernel),
-    /// bf16 `[out, in]` row-major for [`Bf16Kernel::WidenF32`], widened per row block at each call.
-    Rows(Bf16Rows),
+    /// bf16 rows at row stride `ld` for `kernel` ([`Linear::to_bf16`]): the tile kernels (AMX, AVX512-BF16)
+    /// round x per call; WidenF32 widens row blocks of W per call.
+    Bf16 {
+        rows: Bf16Rows,
+        ld: usize,
+        kernel: Bf16Kernel,
+    },
 }
 
-/// Where [`LinearWeight::Rows`] keeps its bits.
+/// Where [`LinearWeight::Bf16`] keeps its bits.
 enum Bf16Rows {
-    /// A bf16 checkpoint's tensor, used from the mapping as stored (no copy).
+    /// A bf16 checkpoint's tensor, used from the mapping as stored (no copy, nothing done per weight).
     Mapped(Tensor),
-    /// An f32 weight rounded to bf16 at load.
-    Owned(Vec<u16>),
+    /// An f32 weight rounded to bf16 at load (or a bf16 one the tile kernels cannot read in place).
+    Owned(AlignedBuf<u16>),
 }
 
 impl Bf16Rows {
@@ -69,28 +71,29 @@ impl Linear {
         })
     }
 
-    /// Hold the weight in bf16 from now on, in the layout `kernel` reads (tiles, or rows a bf16 checkpoint's
-    /// mapping already has); the f32 weight's pages are handed back to the OS. Idempotent.
+    /// Hold the weight in bf16 from now on, as rows `kernel` reads: a bf16 checkpoint's mapping as stored
+    /// when the kernel can read it in place (every projection of the real model), else a copy rounded from
+    /// f32 (or padded) at load, whose f32 pages are handed back to the OS. Idempotent.
     pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
         let LinearWeight::F32(w) = &self.weight else { return };
-        self.weight = if w.raw_bf16().is_some() && !kernel.packs_tiles() {
-            LinearWeight::Rows(Bf16Rows::Mapped(w.clone()))
-        } else {
-            // Its pages were mapped at load (`populated`).
-            let weight = match (w.raw_bf16(), kernel.packs_tiles()) {
-                (Some(bits), _) => LinearWeight::Tiles(PackedBf16::from_bf16(bits, self.out_dim, self.in_dim), kernel),
-                (None, true) => LinearWeight::Tiles(PackedBf16::from_f32(w.data(), self.out_dim, self.in_dim), kernel),
-                (None, false) => {
-                    let mut bits = vec![0u16; w.data().len()];
-                    const CHUNK: usize = 1 << 16;
-                    bits.par_chunks_mut(CHUNK)
-                        .zip(w.data().par_chunks(CHUNK))
-                        .for_each(|(d, s)| bf16::bf16_from_f32_slice(d, s));
-                    LinearWeight::Rows(Bf16Rows::Owned(bits))
+        let (n, k) = (self.out_dim, self.in_dim);
+        let in_place = !kernel.packs_tiles() || bf16::tiles_read_in_place(n, k);
+        self.weight = match w.raw_bf16() {
+            Some(_) if in_place => LinearWeight::Bf16 {
+                rows: Bf16Rows::Mapped(w.clone()),
+                ld: k,
+                kernel,
+            },
+            raw => {
+                let from = raw.map_or(RowsFrom::F32(w.data()), RowsFrom::Bf16);
+                let (bits, ld) = bf16::owned_rows(kernel, from, n, k);
+                w.release_pages();
+                LinearWeight::Bf16 {
+                    rows: Bf16Rows::Owned(bits),
+                    ld,
+                    kernel,
                 }
-            };
-            w.release_pages();
-            weight
+            }
         };
     }
 
@@ -100,10 +103,13 @@ impl Linear {
         self.bias.iter().collect()
     }
 
-    /// Whether the f32 weight is still a view of the checkpoint's mapping.
+    /// Whether the weight is still a view of the checkpoint's mapping (f32, or bf16 as stored).
     #[cfg(test)]
     pub(crate) fn weight_is_mapped(&self) -> bool {
-        matches!(&self.weight, LinearWeight::F32(w) if w.is_mapped())
+        match &self.weight {
+            LinearWeight::F32(w) => w.is_mapped(),
+            LinearWeight::Bf16 { rows, .. } => matches!(rows, Bf16Rows::Mapped(_)),
+        }
     }
 
     fn bias(&self) -> Option<&[f32]> {
@@ -144,12 +150,15 @@ impl Linear {
     }
 
     fn forward_bf16(&self, out: Epilogue<'_>, x: &[f32], t: usize) {
-        match &self.weight {
-            LinearWeight::Tiles(w, k) => bf16::linear_bf16_cm(*k, out, x, w, self.bias(), t, THREADS),
-            LinearWeight::Rows(w) => {
-                bf16::linear_bf16_rows_cm(out, x, w.bits(), self.bias(), self.out_dim, self.in_dim, t, THREADS)
-            }
-            LinearWeight::F32(_) => unreachable!("forward_bf16 on an f32 weight"),
+        let LinearWeight::Bf16 { rows, ld, kernel } = &self.weight else {
+            unreachable!("forward_bf16 on an f32 weight")
+        };
+        let (n, k) = (self.out_dim, self.in_dim);
+        if kernel.packs_tiles() {
+            let w = Bf16Weights::new(rows.bits(), n, k, *ld);
+            bf16::linear_bf16_cm(*kernel, out, x, w, self.bias(), t, THREADS)
+        } else {
+            bf16::linear_bf16_rows_cm(out, x, rows.bits(), self.bias(), n, k, t, THREADS)
         }
     }
 }

@@ -64,23 +64,72 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
+/// Flops per second of one core's `tdpbf16ps` stream (4 independent accumulator tiles fed by 4 zeroed
+/// source tiles, no memory operands; best of 5 runs of ~1 ms): the instruction's ceiling the kernel is
+/// measured against (`cargo bench --bench kernels -- bf16_peak`). `None` without AMX.
+pub fn peak_flops() -> Option<f64> {
+    if !available() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        const ITERS: usize = 1 << 14;
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            // SAFETY: AMX available (checked above); the loop touches tile registers only.
+            unsafe { tdp_loop(ITERS) };
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        // 4 tdpbf16ps per iteration, each 16·16·32 multiply-adds.
+        Some((ITERS * 4 * 16 * 16 * 32 * 2) as f64 / best)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// `iters` × 4 independent `tdpbf16ps` on zeroed tiles (throughput, not latency).
+#[cfg(target_arch = "x86_64")]
+unsafe fn tdp_loop(iters: usize) {
+    asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
+    asm!(
+        "tilezero tmm4",
+        "tilezero tmm5",
+        "tilezero tmm6",
+        "tilezero tmm7",
+        "2:",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        "dec {n}",
+        "jnz 2b",
+        n = inout(reg) iters => _,
+        options(nostack, nomem)
+    );
+    asm!("tilerelease", options(nostack, nomem));
+}
+
 /// `acc[32, t_pad] (+)= W[panel rows, chunks c0..c1] · x[chunks c0..c1]` for one 32-row block.
 ///
 /// # Safety
-/// [`available`] returned true; `panel` is two row tiles of `chunks` AMX A-tiles (`2·chunks·512` values),
-/// `xp` the packed x with `chunks·16` pair rows per column block and `t_pad / 32` blocks, `acc` ≥ 32·t_pad.
+/// [`available`] returned true; `panel` is 32 rows of W at stride `ld`, each `chunks·32` values long (the
+/// last one may end there), `xp` the packed x with `chunks·16` pair rows per column block and `t_pad / 32`
+/// blocks, `acc` ≥ 32·t_pad.
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn row_block(
     acc: &mut [f32], // [32, t_pad]
-    panel: &[u16],   // [2][chunks][16][32]
-    xp: &[u16],      // [t_pad/16][chunks*16][16][2]
+    panel: &[u16],   // [32 rows at stride ld][chunks*32]
+    ld: usize,
+    xp: &[u16], // [t_pad/16][chunks*16][16][2]
     chunks: usize,
     t_pad: usize,
     c0: usize, // k chunks c0..c1 of this pass; c0 == 0 starts from zero, else adds to acc
     c1: usize,
 ) {
     let pairs = chunks * 16;
-    assert!(panel.len() >= 2 * chunks * 512 && acc.len() >= 32 * t_pad);
+    assert!(panel.len() >= 31 * ld + chunks * 32 && acc.len() >= 32 * t_pad);
     assert!(xp.len() >= (t_pad / COL_BLOCK) * pairs * 64);
     let ldc = t_pad * 4; // bytes between output rows
     asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
@@ -110,8 +159,9 @@ pub unsafe fn row_block(
             }
             let xb = xp.as_ptr().add(jb * pairs * 64);
             for c in c0..c1 {
-                let a0 = panel.as_ptr().add(c * 512);
-                let a1 = panel.as_ptr().add((chunks + c) * 512);
+                // A-tiles: rows 0..16 and 16..32 of the panel, columns 32c.., at W's row stride.
+                let a0 = panel.as_ptr().add(c * 32);
+                let a1 = a0.add(16 * ld);
                 let b0 = xb.add(c * 16 * 32);
                 let b1 = b0.add(pairs * 32);
                 asm!(
@@ -124,7 +174,7 @@ pub unsafe fn row_block(
                     "tdpbf16ps tmm2, tmm5, tmm6",
                     "tdpbf16ps tmm3, tmm5, tmm7",
                     a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1,
-                    sa = in(reg) 64usize, sb = in(reg) 64usize,
+                    sa = in(reg) 2 * ld, sb = in(reg) 64usize,
                     options(nostack, readonly)
                 );
             }
@@ -142,6 +192,7 @@ pub unsafe fn row_block(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: &[u16], _: usize, _: usize, _: usize, _: usize) {
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: usize, _: &[u16], _: usize, _: usize, _: usize, _: usize) {
     unreachable!("AMX is x86-64 only")
 }

@@ -1,6 +1,6 @@
-//! AVX512-BF16 microkernel (`vdpbf16ps`) over the packed layouts of [`super`]: 8 weight rows × 32 columns
-//! per register tile (16 f32 accumulators), weight pairs broadcast from the AMX-tile panel, x pairs loaded
-//! from the VNNI-packed block.
+//! AVX512-BF16 microkernel (`vdpbf16ps`) over the layouts of [`super`]: 8 weight rows × 32 columns per
+//! register tile (16 f32 accumulators), weight pairs broadcast from W's rows, x pairs loaded from the
+//! VNNI-packed block.
 
 #[cfg(target_arch = "x86_64")]
 use super::{COL_BLOCK, K_CHUNK};
@@ -51,6 +51,29 @@ pub fn dot_vs_fma() -> Option<f64> {
         #[cfg(not(target_arch = "x86_64"))]
         None
     })
+}
+
+/// Flops per second of one core's `vdpbf16ps` stream (16 independent accumulators, operands in registers;
+/// best of 5 runs): the instruction's ceiling the kernel is measured against. `None` without AVX512-BF16.
+pub fn peak_flops() -> Option<f64> {
+    if !available() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        const ITERS: usize = 1 << 14;
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            // SAFETY: AVX512-BF16 checked above; the loop touches registers only.
+            unsafe { dot_loop(ITERS) };
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        // 16 vdpbf16ps per iteration, each 16 lanes × 2 multiply-adds.
+        Some((ITERS * 16 * 64) as f64 / best)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -122,28 +145,31 @@ throughput_loop!(fma_loop, "avx512f", "vfmadd231ps");
 /// `acc[32, t_pad] (+)= W[panel rows, chunks c0..c1] · x[chunks c0..c1]` for one 32-row block.
 ///
 /// # Safety
-/// AVX512-F/BW/BF16 available; `panel` is two row tiles of `chunks` AMX A-tiles (`2·chunks·512` values),
-/// `xp` the packed x with `chunks·16` pair rows per column block and `t_pad / 32` blocks, `acc` ≥ 32·t_pad.
+/// AVX512-F/BW/BF16 available; `panel` is 32 rows of W at stride `ld`, each `chunks·32` values long (the
+/// last one may end there), `xp` the packed x with `chunks·16` pair rows per column block and `t_pad / 32`
+/// blocks, `acc` ≥ 32·t_pad.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn row_block(
     acc: &mut [f32], // [32, t_pad]
-    panel: &[u16],   // [2][chunks][16][32]
-    xp: &[u16],      // [t_pad/16][chunks*16][16][2]
+    panel: &[u16],   // [32 rows at stride ld][chunks*32]
+    ld: usize,
+    xp: &[u16], // [t_pad/16][chunks*16][16][2]
     chunks: usize,
     t_pad: usize,
     c0: usize, // k chunks c0..c1 of this pass; c0 == 0 starts from zero, else adds to acc
     c1: usize,
 ) {
     let pairs = chunks * 16;
-    debug_assert!(panel.len() >= 2 * chunks * 512 && acc.len() >= 32 * t_pad);
+    debug_assert!(panel.len() >= 31 * ld + chunks * K_CHUNK && acc.len() >= 32 * t_pad);
     debug_assert!(xp.len() >= (t_pad / COL_BLOCK) * pairs * 64);
     {
         for jb in 0..t_pad / COL_BLOCK {
             let xb = xp.as_ptr().add(jb * pairs * 64);
             for g in 0..4 {
-                // Rows 8g..8g+8 of the block: row tile g/2, rows (g%2)·8.. inside it.
-                let wbase = panel.as_ptr().add((g / 2) * chunks * 512 + (g % 2) * 8 * K_CHUNK);
+                // Rows 8g..8g+8 of the block.
+                let wbase = panel.as_ptr().add(g * 8 * ld);
                 let ab = acc.as_mut_ptr().add(g * 8 * t_pad + jb * COL_BLOCK);
                 let mut a = [_mm512_setzero_ps(); 16];
                 if c0 > 0 {
@@ -153,7 +179,7 @@ pub unsafe fn row_block(
                     }
                 }
                 for c in c0..c1 {
-                    let wc = wbase.add(c * 512);
+                    let wc = wbase.add(c * K_CHUNK);
                     // Pair rows of the two 16-column tiles of block jb.
                     let xc = xb.add(c * 16 * 32);
                     for pp in 0..16 {
@@ -162,7 +188,7 @@ pub unsafe fn row_block(
                             std::mem::transmute(_mm512_loadu_si512(xc.add(pairs * 32 + pp * 32) as *const _));
                         for r in 0..8 {
                             let wv: __m512bh = std::mem::transmute(_mm512_set1_epi32(
-                                (wc.add(r * K_CHUNK + pp * 2) as *const i32).read_unaligned(),
+                                (wc.add(r * ld + pp * 2) as *const i32).read_unaligned(),
                             ));
                             a[2 * r] = _mm512_dpbf16_ps(a[2 * r], wv, x0);
                             a[2 * r + 1] = _mm512_dpbf16_ps(a[2 * r + 1], wv, x1);
@@ -211,7 +237,8 @@ pub unsafe fn pack_x_block(dst: &mut [u16], x: &[f32], k: usize, t: usize, j0: u
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: &[u16], _: usize, _: usize, _: usize, _: usize) {
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: usize, _: &[u16], _: usize, _: usize, _: usize, _: usize) {
     unreachable!("AVX512-BF16 is x86-64 only")
 }
 

@@ -15,15 +15,16 @@
 //!   (a bf16 checkpoint ran 10 s of speech ~7 % slower than fp32 in 8 interleaved pairs: the widening reads
 //!   the weights from memory outside the microkernel, where the f32 path's reads overlap its FMAs).
 //!
-//! Amx and Avx512Bf16 read the same weights, packed once at load into AMX tiles ([`PackedBf16`]), and compute,
-//! per output element, pairwise products of bf16 values (x rounded to nearest even when packed, like
-//! `torch.autocast`) summed in f32; they differ from each other and from [`linear_bf16_cm_ref`] (f64 sums of
-//! the same bf16 products) only in the f32 summation order. WidenF32 multiplies the bf16 weights by the
-//! unrounded f32 x.
+//! Amx and Avx512Bf16 read the same weights, row-major bf16 in place ([`Bf16Weights`]: a bf16 checkpoint's
+//! mapping as stored, nothing done per weight at load; or f32 weights rounded once), and compute, per output
+//! element, pairwise products of bf16 values (x rounded to nearest even when packed, like `torch.autocast`)
+//! summed in f32; they differ from each other and from [`linear_bf16_cm_ref`] (f64 sums of the same bf16
+//! products) only in the f32 summation order. WidenF32 multiplies the bf16 weights by the unrounded f32 x.
 //!
 //! Layouts (element = bf16 as `u16`):
-//! - weights [`PackedBf16`]: `[n_pad/16 row tiles][k_pad/32 chunks][16 rows][32]`, i.e. one contiguous 1 KiB
-//!   AMX A-tile per (row tile, chunk); n padded to 32, k to 32, with zeros.
+//! - weights [`Bf16Weights`]: `[n, k]` row-major at row stride `ld`; an AMX A-tile is rows 16i.. of one
+//!   32-column chunk, loaded at that stride. n and k are multiples of 32 in every projection of the model;
+//!   other shapes get a zero-padded copy ([`owned_rows`]).
 //! - activations (packed per call): `[t_pad/16 column tiles][k_pad/2 pairs][16 columns][2]`, the VNNI pair
 //!   layout: element `(2p + e, j)` of x sits in column tile j/16 at pair row p, column j%16, slot e, so every
 //!   AMX B-tile (16 pair rows × 16 columns) is a contiguous 1 KiB. t padded to 32 with zeros.
@@ -55,6 +56,11 @@ pub const KC: usize = 1024;
 
 fn round_up(x: usize, m: usize) -> usize {
     x.div_ceil(m) * m
+}
+
+/// k rounded up to whole chunks (at least one, so that k = 0 still runs the epilogue).
+fn k_padded(k: usize) -> usize {
+    round_up(k.max(1), K_CHUNK)
 }
 
 /// f32 → bf16, round to nearest even (NaN stays NaN), as `half::bf16::from_f32` and `vcvtneps2bf16` do.
@@ -109,8 +115,19 @@ impl Bf16Kernel {
         }
     }
 
-    /// Whether the kernel multiplies tiles of [`PackedBf16`] by x rounded to bf16 ([`linear_bf16_cm`]: Amx,
-    /// Avx512Bf16), or bf16 rows as stored by x as it is ([`linear_bf16_rows_cm`]: WidenF32).
+    /// Flops per second one core's stream of the kernel's instruction delivers with operands in registers
+    /// (`tdpbf16ps`, `vdpbf16ps`): the ceiling its efficiency is quoted against. `None` for WidenF32 (its
+    /// ceiling is the f32 FMA's) and for kernels this CPU lacks.
+    pub fn instruction_peak(self) -> Option<f64> {
+        match self {
+            Bf16Kernel::Amx => amx::peak_flops(),
+            Bf16Kernel::Avx512Bf16 => avx512::peak_flops(),
+            Bf16Kernel::WidenF32 => None,
+        }
+    }
+
+    /// Whether the kernel multiplies 32×32 blocks of [`Bf16Weights`] by x rounded to bf16 ([`linear_bf16_cm`]:
+    /// Amx, Avx512Bf16), or bf16 rows by x as it is ([`linear_bf16_rows_cm`]: WidenF32).
     pub fn packs_tiles(self) -> bool {
         self != Bf16Kernel::WidenF32
     }
@@ -161,62 +178,93 @@ pub fn describe() -> String {
     }
 }
 
-/// A `[n, k]` weight matrix in bf16, packed into AMX tiles (module docs).
-#[derive(Clone)]
-pub struct PackedBf16 {
+/// bf16 weights `[n, k]`, row-major with row stride `ld`, as the tile kernels read them in place: a bf16
+/// checkpoint's mapping as stored, or f32 weights rounded once at load ([`owned_rows`]). An AMX A-tile is 16
+/// rows × 32 values at stride `ld` (`tileloadd` takes the stride), and the `vdpbf16ps` kernel broadcasts value
+/// pairs from the same rows, so no packed copy is made.
+///
+/// The kernels read whole blocks of [`ROW_BLOCK`] rows × [`K_CHUNK`] columns: rows up to n rounded up to 32 and
+/// columns up to k rounded up to 32 must lie inside `bits`, and the columns from k on must be zero (they meet
+/// x's zero padding; rows past n only feed outputs that are dropped). A dense `[n, k]` matrix qualifies when
+/// [`tiles_read_in_place`]; [`owned_rows`] pads any other.
+#[derive(Clone, Copy)]
+pub struct Bf16Weights<'a> {
+    bits: &'a [u16], // [n_pad rows of ld], ld ≥ k_pad
     pub n: usize,
     pub k: usize,
-    k_pad: usize,
-    data: AlignedBuf<u16>, // [n_pad/16][k_pad/32][16][32], page-aligned
+    ld: usize,
 }
 
-impl PackedBf16 {
-    /// Pack an f32 `[n, k]` row-major matrix, rounding each value to bf16.
-    pub fn from_f32(w: &[f32] /* [n, k] */, n: usize, k: usize) -> Self {
-        assert!(w.len() >= n * k, "PackedBf16: matrix smaller than [{n}, {k}]");
-        Self::pack(n, k, |dst, row, c0| {
-            for (d, &s) in dst.iter_mut().zip(&w[row * k + c0..]) {
-                *d = bf16_from_f32(s);
-            }
-        })
-    }
-
-    /// Pack a bf16 `[n, k]` row-major matrix (e.g. read from a bf16 checkpoint) without rounding.
-    pub fn from_bf16(w: &[u16] /* [n, k] */, n: usize, k: usize) -> Self {
-        assert!(w.len() >= n * k, "PackedBf16: matrix smaller than [{n}, {k}]");
-        Self::pack(n, k, |dst, row, c0| {
-            let len = dst.len();
-            dst.copy_from_slice(&w[row * k + c0..row * k + c0 + len])
-        })
-    }
-
-    /// `fill(dst, row, c0)` writes W[row, c0 .. c0 + dst.len()] (at most one 32-wide chunk) into `dst`.
-    fn pack(n: usize, k: usize, fill: impl Fn(&mut [u16], usize, usize) + Sync) -> Self {
-        let (n_pad, k_pad) = (round_up(n, ROW_BLOCK), round_up(k.max(1), K_CHUNK));
-        let mut data = AlignedBuf::zeroed(n_pad * k_pad);
-        // One task per 16-row tile row: rows read in order, each 32-value run written to its tile.
-        data.par_chunks_mut(16 * k_pad).enumerate().for_each(|(rt, tile_row)| {
-            for r in 0..16.min(n.saturating_sub(rt * 16)) {
-                for (chunk, c0) in (0..k).step_by(K_CHUNK).enumerate() {
-                    let len = K_CHUNK.min(k - c0);
-                    let at = chunk * 512 + r * K_CHUNK;
-                    fill(&mut tile_row[at..at + len], rt * 16 + r, c0);
-                }
-            }
-        });
-        PackedBf16 { n, k, k_pad, data }
+impl<'a> Bf16Weights<'a> {
+    /// Panics if `bits` does not hold the blocks the kernels read, or a padding column is not zero.
+    pub fn new(bits: &'a [u16] /* [n_pad, ld] */, n: usize, k: usize, ld: usize) -> Self {
+        let (n_pad, k_pad) = (round_up(n, ROW_BLOCK), k_padded(k));
+        assert!(
+            ld >= k_pad,
+            "Bf16Weights: row stride {ld} < k = {k} rounded up to {K_CHUNK}"
+        );
+        assert!(
+            n == 0 || bits.len() >= (n_pad - 1) * ld + k_pad,
+            "Bf16Weights: {} values cannot hold [{n}, {k}] padded to [{n_pad}, {k_pad}] at row stride {ld}",
+            bits.len()
+        );
+        assert!(
+            (0..n).all(|r| bits[r * ld + k..r * ld + k_pad].iter().all(|&v| v == 0)),
+            "Bf16Weights: the padding columns {k}..{k_pad} must be zero"
+        );
+        Bf16Weights { bits, n, k, ld }
     }
 
     /// `W[r, c]` as f32 (exact), for references and tests.
     pub fn get(&self, r: usize, c: usize) -> f32 {
-        let chunks = self.k_pad / K_CHUNK;
-        bf16_to_f32(self.data[((r / 16) * chunks + c / K_CHUNK) * 512 + (r % 16) * K_CHUNK + c % K_CHUNK])
+        bf16_to_f32(self.bits[r * self.ld + c])
     }
+}
 
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.data.len() * 2
+/// Whether the tile kernels read a dense `[n, k]` matrix (row stride k) in place: n and k multiples of 32
+/// (every projection of the real model; a copy is made otherwise, [`owned_rows`]).
+pub fn tiles_read_in_place(n: usize, k: usize) -> bool {
+    n.is_multiple_of(ROW_BLOCK) && k.is_multiple_of(K_CHUNK) && k > 0
+}
+
+/// Where [`owned_rows`] takes the weights from.
+#[derive(Clone, Copy)]
+pub enum RowsFrom<'a> {
+    /// f32 `[n, k]`, rounded to bf16 (nearest even).
+    F32(&'a [f32]),
+    /// bf16 `[n, k]`, copied.
+    Bf16(&'a [u16]),
+}
+
+/// The weights `[n, k]` in a page-aligned buffer of their own, in the layout `kernel` reads: `[n, k]` for
+/// [`Bf16Kernel::WidenF32`] and for tile kernels when [`tiles_read_in_place`], else zero-padded to
+/// `[n_pad, k_pad]`. Returns the buffer and its row stride. Rows are filled in parallel on the rayon pool.
+pub fn owned_rows(kernel: Bf16Kernel, from: RowsFrom<'_>, n: usize, k: usize) -> (AlignedBuf<u16>, usize) {
+    let (rows, ld) = if kernel.packs_tiles() && !tiles_read_in_place(n, k) {
+        (round_up(n, ROW_BLOCK), k_padded(k))
+    } else {
+        (n, k)
+    };
+    let len = match from {
+        RowsFrom::F32(w) => w.len(),
+        RowsFrom::Bf16(w) => w.len(),
+    };
+    assert!(len >= n * k, "owned_rows: {len} values cannot hold [{n}, {k}]");
+    let mut buf = AlignedBuf::zeroed_populated(rows * ld);
+    if ld > 0 {
+        // Blocks of whole rows of about 64 Ki values (128 KiB written per task).
+        let per = (1usize << 16).div_ceil(ld).max(1);
+        buf[..n * ld].par_chunks_mut(per * ld).enumerate().for_each(|(b, dst)| {
+            for (i, d) in dst.chunks_exact_mut(ld).enumerate() {
+                let r = b * per + i;
+                match from {
+                    RowsFrom::F32(w) => bf16_from_f32_slice(&mut d[..k], &w[r * k..(r + 1) * k]),
+                    RowsFrom::Bf16(w) => d[..k].copy_from_slice(&w[r * k..(r + 1) * k]),
+                }
+            }
+        });
     }
+    (buf, ld)
 }
 
 /// What happens to `acc = W · x` (`[n, t]`) on its way out.
@@ -274,6 +322,8 @@ fn pack_x(xp: &mut [u16], x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: usi
 }
 
 thread_local! {
+    /// One row block's `[32, t_pad]` f32 accumulator, per thread (single k block).
+    static ROW_ACC: std::cell::RefCell<AlignedBuf<f32>> = std::cell::RefCell::new(AlignedBuf::zeroed(0));
     /// Packed x and the `[n_pad, t_pad]` f32 accumulator, reused across calls on the calling thread.
     static SCRATCH: std::cell::RefCell<(AlignedBuf<u16>, AlignedBuf<f32>)> =
         std::cell::RefCell::new((AlignedBuf::zeroed(0), AlignedBuf::zeroed(0)));
@@ -289,7 +339,7 @@ pub fn linear_bf16_cm(
     kernel: Bf16Kernel,
     out: Epilogue<'_>,
     x: &[f32], // [k, t]
-    w: &PackedBf16,
+    w: Bf16Weights<'_>,
     bias: Option<&[f32]>, // [n]
     t: usize,
     threads: Threads,
@@ -308,37 +358,64 @@ pub fn linear_bf16_cm(
     }
     let t_pad = round_up(t, COL_BLOCK);
     let n_pad = round_up(n, ROW_BLOCK);
-    let chunks = w.k_pad / K_CHUNK;
+    let k_pad = k_padded(k);
+    let chunks = k_pad / K_CHUNK;
+    let ld = w.ld;
     let kind = out_kind(&out);
     let dst = out.into_dst(n * t);
     SCRATCH.with(|cell| {
         let (xp, acc) = &mut *cell.borrow_mut();
         // Grow only: shrinking and regrowing would zero the regrown part again on every call.
-        xp.grow(t_pad * w.k_pad);
-        acc.grow(n_pad * t_pad);
-        pack_x(xp, x, k, t, w.k_pad, t_pad);
-        let acc = &mut acc[..n_pad * t_pad];
+        xp.grow(t_pad * k_pad);
+        pack_x(xp, x, k, t, k_pad, t_pad);
         let xp: &[u16] = xp;
         let kc_chunks = KC / K_CHUNK;
+        // Rows rb·32 .. rb·32 + 32 of W, each read up to k_pad (Bf16Weights::new checked the bounds).
+        let panel = |rb: usize| &w.bits[rb * ROW_BLOCK * ld..(rb * ROW_BLOCK + ROW_BLOCK - 1) * ld + k_pad];
+        let run = |acc: &mut [f32], rb: usize, c0: usize, c1: usize| {
+            // SAFETY: availability asserted above; slice sizes follow the layouts (module docs).
+            unsafe {
+                match kernel {
+                    Bf16Kernel::Amx => amx::row_block(acc, panel(rb), ld, xp, chunks, t_pad, c0, c1),
+                    Bf16Kernel::Avx512Bf16 => avx512::row_block(acc, panel(rb), ld, xp, chunks, t_pad, c0, c1),
+                    Bf16Kernel::WidenF32 => unreachable!("asserted above"),
+                }
+            }
+        };
+        let bias_of = |rb: usize| bias.map(|b| &b[rb * ROW_BLOCK..]);
+        if chunks <= kc_chunks {
+            // One k block: a row block's accumulator lives in a per-thread 32 × t_pad buffer that stays in L2,
+            // rather than in an [n_pad, t_pad] one that goes out to memory and back (8 MiB at n = 4096).
+            let task = |(rb, dst): (usize, &mut [f32])| {
+                ROW_ACC.with(|cell| {
+                    let acc = &mut *cell.borrow_mut();
+                    acc.grow(ROW_BLOCK * t_pad);
+                    let acc = &mut acc[..ROW_BLOCK * t_pad];
+                    run(acc, rb, 0, chunks);
+                    epilogue(dst, acc, kind, bias_of(rb), t, t_pad);
+                })
+            };
+            match threads {
+                Threads::Single => dst.chunks_mut(ROW_BLOCK * t).enumerate().for_each(task),
+                Threads::Rayon(_) => dst.par_chunks_mut(ROW_BLOCK * t).enumerate().for_each(task),
+            }
+            return;
+        }
+        acc.grow(n_pad * t_pad);
+        let acc = &mut acc[..n_pad * t_pad];
         for c0 in (0..chunks).step_by(kc_chunks) {
             let c1 = (c0 + kc_chunks).min(chunks);
             let task = |(rb, (acc, dst)): (usize, (&mut [f32], &mut [f32]))| {
-                let panel = &w.data[rb * 2 * chunks * 512..(rb * 2 + 2) * chunks * 512];
-                // SAFETY: availability asserted above; slice sizes follow the packed layouts (module docs).
-                unsafe {
-                    match kernel {
-                        Bf16Kernel::Amx => amx::row_block(acc, panel, xp, chunks, t_pad, c0, c1),
-                        Bf16Kernel::Avx512Bf16 => avx512::row_block(acc, panel, xp, chunks, t_pad, c0, c1),
-                        Bf16Kernel::WidenF32 => unreachable!("asserted above"),
-                    }
-                }
+                run(acc, rb, c0, c1);
                 if c1 == chunks {
-                    epilogue(dst, acc, kind, bias.map(|b| &b[rb * ROW_BLOCK..]), t, t_pad);
+                    epilogue(dst, acc, kind, bias_of(rb), t, t_pad);
                 }
             };
-            let rows = acc.chunks_mut(ROW_BLOCK * t_pad).zip(dst.chunks_mut(ROW_BLOCK * t));
             match threads {
-                Threads::Single => rows.enumerate().for_each(task),
+                Threads::Single => {
+                    let rows = acc.chunks_mut(ROW_BLOCK * t_pad).zip(dst.chunks_mut(ROW_BLOCK * t));
+                    rows.enumerate().for_each(task)
+                }
                 Threads::Rayon(_) => {
                     let rows = acc
                         .par_chunks_mut(ROW_BLOCK * t_pad)
@@ -387,7 +464,7 @@ pub(crate) fn epilogue(dst: &mut [f32], acc: &[f32], kind: Kind, bias: Option<&[
 pub fn linear_bf16_cm_ref(
     out: Epilogue<'_>,
     x: &[f32], // [k, t]
-    w: &PackedBf16,
+    w: Bf16Weights<'_>,
     bias: Option<&[f32]>, // [n]
     t: usize,
     round_x: bool,
