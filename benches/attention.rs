@@ -1,13 +1,13 @@
 //! Relative-key attention: fused (online softmax, 73-bucket bias) vs the naive `[T, T]` reference, at the
-//! real head layout (16 heads × 64, L = 64, R = 8), q/k/v read in place from a fused `[T, 3·1024]` buffer,
-//! no mask. Also prints the peak extra heap memory of one call at T = 3000 for both (counting allocator).
+//! real head layout (16 heads × 64, L = 64, R = 8), channel-major as the encoder runs it: q/k/v read in place from
+//! a fused `[3·1024, T]` buffer, no mask. Also prints the peak extra heap memory of one call at T = 3000 for both
+//! (counting allocator).
 //!
 //! ```text
 //! cargo bench --bench attention -- --warm-up-time 1 --measurement-time 3            # all timings
 //! cargo bench --bench attention -- fused --warm-up-time 1 --measurement-time 3      # one group
 //! W2VBERT_ATTN_MEMORY=1 cargo bench --bench attention -- memory-only                # the memory figures
-//! W2VBERT_ATTN_TUNE=1 cargo bench --bench attention -- tune-only                    # block sizes, both layouts, CPU time
-//! W2VBERT_ATTN_LAYOUT=1 cargo bench --bench attention -- layout-only                # time- vs channel-major, CPU time
+//! W2VBERT_ATTN_TUNE=1 cargo bench --bench attention -- tune-only                    # block sizes, CPU time
 //! ```
 //! The naive reference is timed at T = 250 and 750 only: at T = 3000 one call takes over a minute
 //! (27·10⁹ scalar f64 multiply-adds), so it is run exactly once, for the memory figure, and only when
@@ -19,8 +19,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use w2vbert_kernels::attention::{
-    relative_attention, relative_attention_blocked, relative_attention_cm, relative_attention_naive,
-    relative_attention_strided, AttnBlocks, RelPosAttention, Strides,
+    relative_attention_cm, relative_attention_cm_naive, AttnBlocks, RelPosAttention, DEFAULT_BLOCKS,
 };
 
 /// System allocator that tracks live bytes and their high-water mark (across all threads).
@@ -73,7 +72,7 @@ const CFG: RelPosAttention = RelPosAttention {
     right_max: 8,
 };
 
-/// Inputs of one call: a fused qkv buffer `[t, 3d]`, the distance embedding `[73, 64]`, an output `[t, d]`.
+/// Inputs of one call: a fused qkv buffer `[3d, t]`, the distance embedding `[73, 64]`, an output `[d, t]`.
 struct Inputs {
     t: usize,
     qkv: Vec<f32>,
@@ -102,74 +101,19 @@ impl Inputs {
         }
     }
 
+    /// q, k, v are consecutive `[d, t]` blocks of `[3d, t]`, output `[d, t]`. `Some(blocks)` overrides the default
+    /// block sizes.
     fn fused(&mut self, blocks: Option<AttnBlocks>) {
-        let (d, x) = (CFG.width(), &self.qkv);
-        let (q, k, v) = (&x[..], &x[d..], &x[2 * d..]);
-        match blocks {
-            None => relative_attention(
-                &CFG,
-                &mut self.out,
-                d,
-                q,
-                3 * d,
-                k,
-                3 * d,
-                v,
-                3 * d,
-                &self.emb,
-                None,
-                self.t,
-            ),
-            Some(b) => relative_attention_blocked(
-                &CFG,
-                b,
-                &mut self.out,
-                d,
-                q,
-                3 * d,
-                k,
-                3 * d,
-                v,
-                3 * d,
-                &self.emb,
-                None,
-                self.t,
-            ),
-        }
-    }
-
-    /// The same buffer read channel-major (the encoder's layout): q, k, v are consecutive `[d, t]` blocks of
-    /// `[3d, t]`, output `[d, t]`. `Some(blocks)` overrides the default block sizes.
-    fn fused_cm(&mut self, blocks: Option<AttnBlocks>) {
         let (d, t, x) = (CFG.width(), self.t, &self.qkv);
         let (q, k, v) = (&x[..], &x[d * t..], &x[2 * d * t..]);
-        match blocks {
-            None => relative_attention_cm(&CFG, &mut self.out, t, q, t, k, t, v, t, &self.emb, None, t),
-            Some(b) => {
-                let cm = Strides::channel_major;
-                let out = &mut self.out;
-                relative_attention_strided(&CFG, b, out, cm(t), q, cm(t), k, cm(t), v, cm(t), &self.emb, None, t)
-            }
-        }
+        let b = blocks.unwrap_or(DEFAULT_BLOCKS);
+        relative_attention_cm(&CFG, b, &mut self.out, t, q, t, k, t, v, t, &self.emb, None, t);
     }
 
     fn naive(&mut self) {
-        let (d, x) = (CFG.width(), &self.qkv);
-        let (q, k, v) = (&x[..], &x[d..], &x[2 * d..]);
-        relative_attention_naive(
-            &CFG,
-            &mut self.out,
-            d,
-            q,
-            3 * d,
-            k,
-            3 * d,
-            v,
-            3 * d,
-            &self.emb,
-            None,
-            self.t,
-        );
+        let (d, t, x) = (CFG.width(), self.t, &self.qkv);
+        let (q, k, v) = (&x[..], &x[d * t..], &x[2 * d * t..]);
+        relative_attention_cm_naive(&CFG, &mut self.out, t, q, t, k, t, v, t, &self.emb, None, t);
     }
 }
 
@@ -193,7 +137,7 @@ fn memory_report() {
     println!(
         "peak extra heap at T = {t}, 16 heads × 64, {} rayon threads: fused {:.3} MiB (first call, \
          includes gemm's lazily allocated workspace) / {:.3} MiB (warm); naive {:.1} MiB ({naive_s:.1} s). \
-         For scale: the [T, 1024] output is {:.1} MiB, HF's [T, T, 64] bias tensor {:.0} MiB.",
+         For scale: the [1024, T] output is {:.1} MiB, HF's [T, T, 64] bias tensor {:.0} MiB.",
         rayon::current_num_threads(),
         mib(first),
         mib(warm),
@@ -214,7 +158,6 @@ fn bench_fused(c: &mut Criterion) {
         let mut x = Inputs::new(t);
         g.throughput(Throughput::Elements(macs(t)));
         g.bench_function(BenchmarkId::from_parameter(t), |b| b.iter(|| x.fused(None)));
-        g.bench_function(BenchmarkId::new("channel_major", t), |b| b.iter(|| x.fused_cm(None)));
     }
     g.finish();
 }
@@ -270,60 +213,27 @@ fn cpu_seconds() -> f64 {
     f.iter().sum::<f64>() / 100.0
 }
 
-/// Block-size sweep in *CPU* time per call, for both layouts (channel-major is what the encoder runs;
-/// time-major transposes each key tile, so it favours other blocks): on a machine shared with other jobs wall
-/// time mostly measures the neighbours, CPU time much less so. Configurations are interleaved over rounds; the
-/// minimum is kept.
+/// Block-size sweep in *CPU* time per call: on a machine shared with other jobs wall time mostly measures the
+/// neighbours, CPU time much less so. Configurations are interleaved over rounds; the minimum is kept.
 fn cpu_time_sweep() {
-    for (layout, cm) in [("channel-major", true), ("time-major", false)] {
-        for t in [750, 3000] {
-            let mut x = Inputs::new(t);
-            let calls = if t <= 750 { 20 } else { 2 };
-            let mut best = vec![f64::INFINITY; BLOCK_SWEEP.len()];
-            for _round in 0..3 {
-                for (b, &(bq, bk)) in BLOCK_SWEEP.iter().enumerate() {
-                    let blocks = Some(AttnBlocks { q: bq, k: bk });
-                    let call = |x: &mut Inputs| if cm { x.fused_cm(blocks) } else { x.fused(blocks) };
-                    call(&mut x);
-                    let c0 = cpu_seconds();
-                    for _ in 0..calls {
-                        call(&mut x);
-                    }
-                    best[b] = best[b].min((cpu_seconds() - c0) / calls as f64);
-                }
-            }
-            for ((bq, bk), s) in BLOCK_SWEEP.iter().zip(best) {
-                println!(
-                    "cpu-time sweep {layout} T={t} blocks {bq}x{bk}: {:.1} ms CPU per call",
-                    s * 1e3
-                );
-            }
-        }
-    }
-}
-
-/// Time-major vs channel-major fused attention in CPU time per call (interleaved rounds, minimum kept).
-fn cpu_time_layouts() {
-    for t in [250, 750, 3000] {
+    for t in [750, 3000] {
         let mut x = Inputs::new(t);
         let calls = if t <= 750 { 20 } else { 2 };
-        let mut best = [f64::INFINITY; 2];
+        let mut best = vec![f64::INFINITY; BLOCK_SWEEP.len()];
         for _round in 0..3 {
-            for (b, slot) in best.iter_mut().enumerate() {
-                let call = |x: &mut Inputs| if b == 0 { x.fused(None) } else { x.fused_cm(None) };
-                call(&mut x);
+            for (b, &(bq, bk)) in BLOCK_SWEEP.iter().enumerate() {
+                let blocks = Some(AttnBlocks { q: bq, k: bk });
+                x.fused(blocks);
                 let c0 = cpu_seconds();
                 for _ in 0..calls {
-                    call(&mut x);
+                    x.fused(blocks);
                 }
-                *slot = slot.min((cpu_seconds() - c0) / calls as f64);
+                best[b] = best[b].min((cpu_seconds() - c0) / calls as f64);
             }
         }
-        println!(
-            "cpu-time layouts T={t}: time-major {:.1} ms, channel-major {:.1} ms CPU per call",
-            best[0] * 1e3,
-            best[1] * 1e3
-        );
+        for ((bq, bk), s) in BLOCK_SWEEP.iter().zip(best) {
+            println!("cpu-time sweep T={t} blocks {bq}x{bk}: {:.1} ms CPU per call", s * 1e3);
+        }
     }
 }
 
@@ -336,9 +246,6 @@ fn main() {
     }
     if env_on("W2VBERT_ATTN_TUNE") {
         cpu_time_sweep();
-    }
-    if env_on("W2VBERT_ATTN_LAYOUT") {
-        cpu_time_layouts();
     }
     benches();
     Criterion::default().configure_from_args().final_summary();

@@ -1,7 +1,7 @@
-//! Kernel benchmarks: each elementwise/normalization/conv kernel, scalar reference vs SIMD, at model
-//! sizes (d = 1024 and 4096, T = 500 and 3000; conv c = 1024, k = 31), and `linear` on the conformer's
-//! projection shapes at T = 500 with 1 and 2 threads, next to the `gemm` crate called directly on the
-//! same [500×1024]·[1024×4096] product (the wrapper should cost nothing).
+//! Kernel benchmarks: each elementwise/normalization/conv kernel the encoder runs, scalar reference vs SIMD, at
+//! model sizes (d = 1024 and 4096, T = 500 and 3000; conv c = 1024, k = 31), and the channel-major linears (f32 and
+//! bf16) on the conformer's projection shapes at T = 500 with 1 and 2 threads, next to the `gemm` crate called
+//! directly on the same [500×1024]·[1024×4096] product.
 //!
 //! Linear throughput is declared as `Throughput::Elements(2·m·k·n)`, so criterion's "elem/s" reads as
 //! FLOP/s. Defaults are short (10 samples, 0.5 s warm-up, 2 s measurement); override on the command line:
@@ -14,8 +14,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use w2vbert_kernels::bf16::{
     linear_bf16_cm, linear_bf16_rows_cm, owned_rows, Bf16Kernel, Bf16Weights, Epilogue, RowsFrom,
 };
-use w2vbert_kernels::gemm::{linear, linear_cm, linear_ref, Threads};
-use w2vbert_kernels::{activation, conv, elementwise, norm, softmax};
+use w2vbert_kernels::gemm::{linear_cm, linear_cm_ref, Threads};
+use w2vbert_kernels::{activation, conv, norm};
 
 /// Deterministic inputs in [-2, 2) (values do not change timing, except that they avoid subnormals).
 fn data(n: usize, seed: u32) -> Vec<f32> {
@@ -42,12 +42,6 @@ fn bench_layer_norm(c: &mut Criterion) {
             let mut y = vec![0f32; t * d];
             g.throughput(Throughput::Elements((t * d) as u64));
             let id = format!("T{t}xd{d}");
-            g.bench_function(BenchmarkId::new("ref", &id), |b| {
-                b.iter(|| norm::layer_norm_ref(&mut y, black_box(&x), &gamma, &beta, 1e-5, t, d))
-            });
-            g.bench_function(BenchmarkId::new("simd", &id), |b| {
-                b.iter(|| norm::layer_norm(&mut y, black_box(&x), &gamma, &beta, 1e-5, t, d))
-            });
             // What the encoder runs: channel-major [d, t].
             g.bench_function(BenchmarkId::new("ref_channel_major", &id), |b| {
                 b.iter(|| norm::layer_norm_cm_ref(&mut y, black_box(&x), &gamma, &beta, 1e-5, d, t))
@@ -91,59 +85,17 @@ fn bench_glu(c: &mut Criterion) {
     let mut g = c.benchmark_group("glu");
     for &t in &TS {
         for &ch in &DS {
+            // The conv module's [2c, t]: value half rows 0..c, gate half rows c..2c.
             let x = data(t * 2 * ch, 5);
+            let (a, gate) = x.split_at(t * ch);
             let mut y = vec![0f32; t * ch];
             g.throughput(Throughput::Elements((t * ch) as u64));
             let id = format!("T{t}xc{ch}");
             g.bench_function(BenchmarkId::new("ref", &id), |b| {
-                b.iter(|| activation::glu_ref(&mut y, black_box(&x), t, ch))
+                b.iter(|| activation::gated_ref(&mut y, black_box(a), gate))
             });
             g.bench_function(BenchmarkId::new("simd", &id), |b| {
-                b.iter(|| activation::glu(&mut y, black_box(&x), t, ch))
-            });
-        }
-    }
-    g.finish();
-}
-
-fn bench_softmax(c: &mut Criterion) {
-    // Attention-score rows: [T, T].
-    let mut g = c.benchmark_group("softmax_rows");
-    for &t in &TS {
-        let x: Vec<f32> = data(t * t, 6).iter().map(|v| v * 5.0).collect();
-        let mut y = x.clone();
-        g.throughput(Throughput::Elements((t * t) as u64));
-        let id = format!("{t}x{t}");
-        g.bench_function(BenchmarkId::new("ref", &id), |b| {
-            b.iter(|| {
-                y.copy_from_slice(&x);
-                softmax::softmax_rows_ref(black_box(&mut y), t, t)
-            })
-        });
-        g.bench_function(BenchmarkId::new("simd", &id), |b| {
-            b.iter(|| {
-                y.copy_from_slice(&x);
-                softmax::softmax_rows_inplace(black_box(&mut y), t, t)
-            })
-        });
-    }
-    g.finish();
-}
-
-fn bench_scaled_add(c: &mut Criterion) {
-    let mut g = c.benchmark_group("scaled_add");
-    for &t in &TS {
-        for &d in &DS {
-            let x = data(t * d, 7);
-            let mut h = data(t * d, 8);
-            g.throughput(Throughput::Elements((t * d) as u64));
-            let id = format!("T{t}xd{d}");
-            // alpha is tiny so h barely drifts over the run (no restore copy needed).
-            g.bench_function(BenchmarkId::new("ref", &id), |b| {
-                b.iter(|| elementwise::scaled_add_ref(&mut h, black_box(&x), 1e-6))
-            });
-            g.bench_function(BenchmarkId::new("simd", &id), |b| {
-                b.iter(|| elementwise::scaled_add(&mut h, black_box(&x), 1e-6))
+                b.iter(|| activation::gated(&mut y, black_box(a), gate))
             });
         }
     }
@@ -164,7 +116,7 @@ fn bench_conv(c: &mut Criterion) {
             b.iter(|| conv::depthwise_conv1d_causal_cm_ref(&mut y, black_box(&x), &w, ch, t, k))
         });
         g.bench_function(BenchmarkId::new("simd", &id), |b| {
-            b.iter(|| conv::depthwise_conv1d_causal_cm(&mut y, black_box(&x), &w, ch, t, k))
+            b.iter(|| conv::depthwise_conv1d_causal_cm_segments(&mut y, black_box(&x), &w, ch, t, k, &[t]))
         });
     }
     g.finish();
@@ -182,9 +134,6 @@ fn bench_linear(c: &mut Criterion) {
         g.throughput(Throughput::Elements((2 * m * k * n) as u64));
         let id = format!("{m}x{k}x{n}");
         for (name, threads) in [("1thread", Threads::Single), ("2threads", Threads::Rayon(2))] {
-            g.bench_function(BenchmarkId::new(name, &id), |b| {
-                b.iter(|| linear(&mut y, black_box(&x), &w, Some(&bias), m, k, n, threads))
-            });
             // What the encoder runs: yᵀ[n, m] = W·xᵀ + b, activations channel-major (x read as [k, m]).
             g.bench_function(BenchmarkId::new(format!("channel_major_{name}"), &id), |b| {
                 b.iter(|| linear_cm(&mut y, black_box(&x), &w, Some(&bias), n, k, m, threads))
@@ -220,9 +169,9 @@ fn bench_linear(c: &mut Criterion) {
             }
         }
         if (k, n) == (1024, 4096) {
-            // The gemm crate directly, same operands and strides as the time-major wrapper (bias pre-filled,
-            // then dst = 1·dst + 1·x·Wᵀ) in one call on gemm's own threads: what channel_major's row blocks
-            // are measured against.
+            // The gemm crate directly, time-major y[m, n] = x·Wᵀ with W read in place (bias pre-filled, then
+            // dst = 1·dst + 1·x·Wᵀ) in one call on gemm's own threads: what channel_major's row blocks are measured
+            // against.
             for (name, par) in [
                 ("gemm_direct_1thread", gemm::Parallelism::None),
                 ("gemm_direct_2threads", gemm::Parallelism::Rayon(2)),
@@ -273,7 +222,7 @@ fn bench_linear(c: &mut Criterion) {
     let mut y = vec![0f32; m * n];
     g.throughput(Throughput::Elements((2 * m * k * n) as u64));
     g.bench_function(BenchmarkId::new("ref", format!("{m}x{k}x{n}")), |b| {
-        b.iter(|| linear_ref(&mut y, black_box(&x), &w, None, m, k, n))
+        b.iter(|| linear_cm_ref(&mut y, black_box(&x), &w, None, n, k, m))
     });
     g.finish();
 }
@@ -337,6 +286,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_bf16_peak, bench_linear, bench_layer_norm, bench_silu, bench_glu, bench_softmax, bench_scaled_add, bench_conv
+    targets = bench_bf16_peak, bench_linear, bench_layer_norm, bench_silu, bench_glu, bench_conv
 }
 criterion_main!(benches);

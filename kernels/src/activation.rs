@@ -8,9 +8,7 @@ use wide::f32x8;
 
 #[cfg(target_arch = "x86_64")]
 use crate::math::exp_f32x16;
-/// The vectorized exp shared by σ, softmax and attention (documented in [`crate::math`]).
-pub use crate::math::exp_f32x8;
-use crate::math::{load8, load_partial, map_inplace, store8, store_partial, LANES};
+use crate::math::{exp_f32x8, load8, load_partial, map_inplace, store8, store_partial, LANES};
 
 /// `a · σ(g) = a / (1 + e^(-g))` for eight lanes.
 #[inline(always)]
@@ -76,26 +74,9 @@ pub fn silu_inplace_ref(x: &mut [f32] /* [n] */) {
     }
 }
 
-/// torch `GLU(dim = channels)`: `y[r, j] = x[r, j] · σ(x[r, c + j])` for `j < c`.
-pub fn glu(
-    y: &mut [f32], // [rows, c]
-    x: &[f32],     // [rows, 2c]: value half a = [.., 0..c], gate half g = [.., c..2c]
-    rows: usize,
-    c: usize,
-) {
-    assert!(y.len() >= rows * c, "glu: y too small");
-    assert!(x.len() >= rows * 2 * c, "glu: x too small");
-    if c == 0 {
-        return;
-    }
-    for (yr, xr) in y[..rows * c].chunks_exact_mut(c).zip(x.chunks_exact(2 * c)) {
-        let (a, g) = xr.split_at(c);
-        gated(yr, a, g);
-    }
-}
-
-/// `y[j] = a[j] · σ(g[j])`: GLU on its two halves given apart (`y, a, g: [n]`), so a caller can split the work
-/// anywhere; every element is computed exactly as [`glu`] computes it.
+/// torch `GLU(dim = channels)` on its two halves given apart: `y[j] = a[j] · σ(g[j])` (`y, a, g: [n]`; GLU's
+/// value half a, gate half g), so a caller can split the work anywhere: every element gets the same arithmetic
+/// wherever it sits (16 lanes on AVX-512 cores, 8 otherwise, the tail padded into one vector; the same bits).
 pub fn gated(y: &mut [f32], a: &[f32], g: &[f32]) {
     let n = y.len();
     assert!(a.len() >= n && g.len() >= n, "gated: a or g shorter than y");
@@ -111,17 +92,10 @@ pub fn gated(y: &mut [f32], a: &[f32], g: &[f32]) {
     }
 }
 
-/// Scalar f64 reference for [`glu`].
-pub fn glu_ref(
-    y: &mut [f32], // [rows, c]
-    x: &[f32],     // [rows, 2c]
-    rows: usize,
-    c: usize,
-) {
-    for r in 0..rows {
-        for j in 0..c {
-            y[r * c + j] = gate_ref(x[r * 2 * c + j], x[r * 2 * c + c + j]);
-        }
+/// Scalar f64 reference for [`gated`].
+pub fn gated_ref(y: &mut [f32] /* [n] */, a: &[f32] /* [n] */, g: &[f32] /* [n] */) {
+    for ((yv, &av), &gv) in y.iter_mut().zip(a).zip(g) {
+        *yv = gate_ref(av, gv);
     }
 }
 

@@ -10,18 +10,19 @@
 //! The bias depends on `j - i` only through `L + R + 1` buckets, so `P = q Eᵀ / √dh` (`[Bq, L+R+1]` per query
 //! block) gives every bias value: `bias[i, j] = P[i, clamp(j - i, -L, R) + L]`. Keys are streamed in blocks
 //! of `Bk` with an online softmax (running max and sum per row, accumulator rescaled when the max moves), so
-//! neither `[T, T, dh]` (what HF builds) nor `[H, T, T]` ever exists: scratch is `O((Bq + dh)·Bk + Bq·dh)` per task.
+//! neither `[T, T, dh]` (what HF builds) nor `[H, T, T]` ever exists: scratch is `O(Bq·(Bk + L + R + 1 + dh))` per
+//! task.
 //!
 //! Masking: adding `f32::MIN` makes `exp(score - max)` exactly 0 in f32 for a masked key whenever the row has
 //! one valid key, so the fused kernel simply gives masked keys probability 0 (and skips key blocks with no
 //! valid key at all — trailing padding costs nothing). When *every* key is masked, HF's scores all round to
 //! exactly `f32::MIN` (any |score| < 2¹⁰³ is absorbed) and its softmax is uniform: every output row is the
-//! plain mean of `v`. Both kernels reproduce that. Masked *query* rows are computed like any other.
+//! plain mean of `v`. The fused kernel and the naive reference both reproduce that. Masked *query* rows are
+//! computed like any other.
 //!
-//! Layouts: q/k/v/out are (time, channel) views given by [`Strides`]: time-major `[T, d]` rows
-//! ([`relative_attention`]) or channel-major `[d, T]`, one channel per row ([`relative_attention_cm`], what the
-//! encoder uses). Channel-major keys are read in place as gemm's row-major rhs of `Q_blk·K_blkᵀ`; time-major
-//! keys are transposed per block into a cache-resident tile first. Values are read in place in both layouts.
+//! Layout: q/k/v/out are channel-major `[d, T]`, one channel per row (what the encoder holds): head h is rows
+//! `h·dh..(h+1)·dh`. Keys are read in place as gemm's row-major rhs of `Q_blk·K_blkᵀ` (no key transpose), values
+//! in place as the rhs of `P·V_blk`.
 //!
 //! Parallelism: rayon over (head × query block) tasks; each task's matmuls run single-threaded. A task's
 //! result depends only on its own inputs, never on scheduling, so the output is bit-identical for any
@@ -33,7 +34,7 @@ use crate::gemm::{matmul, Threads};
 
 mod naive;
 mod rowops;
-pub use naive::{relative_attention_naive, relative_attention_naive_strided};
+pub use naive::relative_attention_cm_naive;
 pub use rowops::{exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block, transpose_block_ref};
 
 /// Shapes of one relative-key attention call (`L = left_max`, `R = right_max`).
@@ -71,32 +72,26 @@ pub struct AttnBlocks {
 }
 
 /// Chosen with the CPU-time sweep of `benches/attention.rs` (`W2VBERT_ATTN_TUNE=1`) on a 2-core AMD EPYC
-/// (Zen 4), 16 heads × 64: 64×256 … 256×512 lie within ~15% of each other; Bq = 128 re-reads and re-transposes
-/// each head's keys half as often as 64 and was ~10% faster, while still giving 2·16 tasks at T = 250 (256
-/// would be ~5% faster again at T = 3000 but halves the tasks). Bk = 256 keeps the score tile at 128 KiB.
-/// Re-checked on the no-AMX Xeon for the channel-major kernel the encoder runs (the sweep now covers both
-/// layouts): 256×512 took 12 % less CPU than 128×256 at T = 3000 in the kernel alone, but the whole CLI at 51 s
-/// measured 0.994 and 0.988 (4 of 8 and 9 of 16 interleaved pairs: ~1 %, and not bit-identical, since Bk sets
-/// the online softmax's sums), and 256×256 1.030 (3 of 8): no change.
+/// (Zen 4), 16 heads × 64, then on a time-major kernel since deleted: 64×256 … 256×512 lie within ~15% of each
+/// other; Bq = 128 re-reads and re-transposes each head's keys half as often as 64 and was ~10% faster, while
+/// still giving 2·16 tasks at T = 250 (256 would be ~5% faster again at T = 3000 but halves the tasks). Bk = 256
+/// keeps the score tile at 128 KiB. Re-checked on the no-AMX Xeon for the channel-major kernel the encoder runs:
+/// 256×512 took 12 % less CPU than 128×256 at T = 3000 in the kernel alone, but the whole CLI at 51 s measured
+/// 0.994 and 0.988 (4 of 8 and 9 of 16 interleaved pairs: ~1 %, and not bit-identical, since Bk sets the online
+/// softmax's sums), and 256×256 1.030 (3 of 8): no change.
 pub const DEFAULT_BLOCKS: AttnBlocks = AttnBlocks { q: 128, k: 256 };
 
-/// Where element (time i, channel c) of a q/k/v/out buffer lives: index `i·ts + c·cs`.
-/// Time-major `[t, ≥ d]` rows with row stride `ld` is `{ ts: ld, cs: 1 }`; channel-major `[≥ d, t]` (one
-/// channel per row, row stride `ld ≥ t`) is `{ ts: 1, cs: ld }`.
+/// Where element (time i, channel c) of a q/k/v/out buffer lives: index `i·ts + c·cs`. Channel-major `[≥ d, t]`
+/// (one channel per row, row stride `ld ≥ t`) is `{ ts: 1, cs: ld }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Strides {
-    pub ts: usize,
-    pub cs: usize,
+struct Strides {
+    ts: usize,
+    cs: usize,
 }
 
 impl Strides {
-    /// `[t, ≥ d]`, row stride `ld`.
-    pub fn time_major(ld: usize) -> Self {
-        Strides { ts: ld, cs: 1 }
-    }
-
     /// `[≥ d, t]`, row stride `ld` (channel c of time i at `c·ld + i`).
-    pub fn channel_major(ld: usize) -> Self {
+    fn channel_major(ld: usize) -> Self {
         Strides { ts: 1, cs: ld }
     }
 
@@ -184,75 +179,6 @@ fn all_masked_mean(
     }
 }
 
-/// Fused relative-key attention with [`DEFAULT_BLOCKS`] on time-major buffers. See the module docs.
-#[allow(clippy::too_many_arguments)]
-pub fn relative_attention(
-    cfg: &RelPosAttention,
-    out: &mut [f32], // [t, n_heads*head_dim], row stride ldo
-    ldo: usize,
-    q: &[f32], // [t, ≥ n_heads*head_dim], row stride ldq; head h in columns h*dh..(h+1)*dh
-    ldq: usize,
-    k: &[f32], // [t, ≥ n_heads*head_dim], row stride ldk
-    ldk: usize,
-    v: &[f32], // [t, ≥ n_heads*head_dim], row stride ldv
-    ldv: usize,
-    emb: &[f32],               // [left_max + right_max + 1, head_dim], shared by all heads
-    key_mask: Option<&[bool]>, // [t], true = valid key
-    t: usize,
-) {
-    let tm = Strides::time_major;
-    relative_attention_strided(
-        cfg,
-        DEFAULT_BLOCKS,
-        out,
-        tm(ldo),
-        q,
-        tm(ldq),
-        k,
-        tm(ldk),
-        v,
-        tm(ldv),
-        emb,
-        key_mask,
-        t,
-    );
-}
-
-/// Fused relative-key attention with [`DEFAULT_BLOCKS`] on channel-major buffers: head h is rows
-/// `h·dh..(h+1)·dh`. Scores `Q_blk·K_blkᵀ` then read K in place as a row-major rhs (no key transpose).
-#[allow(clippy::too_many_arguments)]
-pub fn relative_attention_cm(
-    cfg: &RelPosAttention,
-    out: &mut [f32], // [n_heads*head_dim, t], row stride ldo ≥ t
-    ldo: usize,
-    q: &[f32], // [≥ n_heads*head_dim, t], row stride ldq
-    ldq: usize,
-    k: &[f32], // [≥ n_heads*head_dim, t], row stride ldk
-    ldk: usize,
-    v: &[f32], // [≥ n_heads*head_dim, t], row stride ldv
-    ldv: usize,
-    emb: &[f32],               // [left_max + right_max + 1, head_dim]
-    key_mask: Option<&[bool]>, // [t], true = valid key
-    t: usize,
-) {
-    let cm = Strides::channel_major;
-    relative_attention_strided(
-        cfg,
-        DEFAULT_BLOCKS,
-        out,
-        cm(ldo),
-        q,
-        cm(ldq),
-        k,
-        cm(ldk),
-        v,
-        cm(ldv),
-        emb,
-        key_mask,
-        t,
-    );
-}
-
 /// Output rows are written by many tasks at once, each into its own `[rows, head_dim]` rectangle.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -267,76 +193,36 @@ impl OutPtr {
     }
 }
 
-/// Row stride of a transposed key tile: not a multiple of 1 KiB (bk = 256 would be), so the 64 rows a
-/// transposed row is scattered over do not all fall into the same few L1 sets.
-fn kt_stride(bk: usize) -> usize {
-    bk + 8
-}
-
-/// Per-task scratch: `O(Bq·Bk + Bk·dh + Bq·(L+R+1) + Bq·dh)`.
+/// Per-task scratch: `O(Bq·Bk + Bq·(L+R+1) + Bq·dh)`.
 struct Scratch {
     s: Vec<f32>,    // [bq, bk]: scores, then probabilities, of one key block
-    kt: Vec<f32>,   // [dh, bk + 8]: this head's key block, transposed (time-major keys only)
     bias: Vec<f32>, // [bq, L+R+1]: P = q_blk Eᵀ / √dh
     acc: Vec<f32>,  // [bq, dh]: unnormalized output accumulator
     max: Vec<f32>,  // [bq]: running row max
     sum: Vec<f32>,  // [bq]: running row sum of exp(score - max)
 }
 
-/// Time-major [`relative_attention`] with explicit block sizes (for tuning and for tests that make blocks
-/// tiny so every block/band boundary case occurs at small T).
+/// Fused relative-key attention on channel-major buffers (see the module docs): head h is rows `h·dh..(h+1)·dh`.
+/// Scores `Q_blk·K_blkᵀ` read K in place as a row-major rhs (no key transpose). `blocks`: [`DEFAULT_BLOCKS`] in the
+/// encoder; tiny ones in tests, so every block/band boundary case occurs at small T; others when tuning.
 #[allow(clippy::too_many_arguments)]
-pub fn relative_attention_blocked(
+pub fn relative_attention_cm(
     cfg: &RelPosAttention,
     blocks: AttnBlocks,
-    out: &mut [f32], // [t, n_heads*head_dim], row stride ldo
+    out: &mut [f32], // [n_heads*head_dim, t], row stride ldo ≥ t
     ldo: usize,
-    q: &[f32], // [t, ≥ n_heads*head_dim], row stride ldq
+    q: &[f32], // [≥ n_heads*head_dim, t], row stride ldq
     ldq: usize,
-    k: &[f32], // [t, ≥ n_heads*head_dim], row stride ldk
+    k: &[f32], // [≥ n_heads*head_dim, t], row stride ldk
     ldk: usize,
-    v: &[f32], // [t, ≥ n_heads*head_dim], row stride ldv
+    v: &[f32], // [≥ n_heads*head_dim, t], row stride ldv
     ldv: usize,
     emb: &[f32],               // [left_max + right_max + 1, head_dim]
     key_mask: Option<&[bool]>, // [t], true = valid key
     t: usize,
 ) {
-    let tm = Strides::time_major;
-    relative_attention_strided(
-        cfg,
-        blocks,
-        out,
-        tm(ldo),
-        q,
-        tm(ldq),
-        k,
-        tm(ldk),
-        v,
-        tm(ldv),
-        emb,
-        key_mask,
-        t,
-    );
-}
-
-/// The fused kernel on arbitrary (time, channel) views: element (i, c) of `q` at `q[i·sq.ts + c·sq.cs]`, etc.
-/// Time-major and channel-major buffers (see [`Strides`]) both take their fast path.
-#[allow(clippy::too_many_arguments)]
-pub fn relative_attention_strided(
-    cfg: &RelPosAttention,
-    blocks: AttnBlocks,
-    out: &mut [f32], // (t, n_heads*head_dim) view `so`, injective
-    so: Strides,
-    q: &[f32], // (t, ≥ n_heads*head_dim) view `sq`
-    sq: Strides,
-    k: &[f32], // (t, ≥ n_heads*head_dim) view `sk`
-    sk: Strides,
-    v: &[f32], // (t, ≥ n_heads*head_dim) view `sv`
-    sv: Strides,
-    emb: &[f32],               // [left_max + right_max + 1, head_dim]
-    key_mask: Option<&[bool]>, // [t], true = valid key
-    t: usize,
-) {
+    let cm = Strides::channel_major;
+    let (so, sq, sk, sv) = (cm(ldo), cm(ldq), cm(ldk), cm(ldv));
     check_sizes(cfg, out, so, q, sq, k, sk, v, sv, emb, key_mask, t);
     assert!(blocks.q > 0 && blocks.k > 0, "attention: zero block size");
     let (dh, nb) = (cfg.head_dim, cfg.n_buckets());
@@ -359,11 +245,6 @@ pub fn relative_attention_strided(
     (0..n_qb * cfg.n_heads).into_par_iter().for_each_init(
         || Scratch {
             s: vec![0.0; bq * bk],
-            kt: if sk.cs == 1 {
-                vec![0.0; dh * kt_stride(bk)]
-            } else {
-                Vec::new()
-            },
             bias: vec![0.0; bq * nb],
             acc: vec![0.0; bq * dh],
             max: vec![0.0; bq],
@@ -376,27 +257,17 @@ pub fn relative_attention_strided(
             let mq = bq.min(t - i0);
             attend_block(cfg, sc, q, sq, k, sk, v, sv, emb, key_mask, t, h, i0, mq, bk);
             // Normalize and store this task's rectangle: times i0..i0+mq, channels h*dh..(h+1)*dh.
-            // SAFETY (both branches): `check_sizes` proved every (time < t, channel < d) index of `so` lies inside
-            // `out` and that `so` is injective; tasks own distinct (query block, head) pairs, so no two tasks write
-            // the same element, and `out` stays exclusively borrowed for the whole parallel loop.
-            if so.cs == 1 {
+            // SAFETY: `check_sizes` proved every (time < t, channel < d) index of `so` lies inside `out` and that
+            // `so` is injective; tasks own distinct (query block, head) pairs, so no two tasks write the same
+            // element, and `out` stays exclusively borrowed for the whole parallel loop.
+            // One channel at a time: consecutive times are adjacent in the channel-major output.
+            for r in 0..mq {
+                sc.max[r] = 1.0 / sc.sum[r];
+            }
+            for c in 0..dh {
+                let base = (h * dh + c) * so.cs + i0 * so.ts;
                 for r in 0..mq {
-                    let inv = 1.0 / sc.sum[r];
-                    let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.at((i0 + r) * so.ts + h * dh), dh) };
-                    for (o, &a) in dst.iter_mut().zip(&sc.acc[r * dh..(r + 1) * dh]) {
-                        *o = a * inv;
-                    }
-                }
-            } else {
-                // One channel at a time: consecutive times are adjacent when the output is channel-major.
-                for r in 0..mq {
-                    sc.max[r] = 1.0 / sc.sum[r];
-                }
-                for c in 0..dh {
-                    let base = (h * dh + c) * so.cs + i0 * so.ts;
-                    for r in 0..mq {
-                        unsafe { *out_ptr.at(base + r * so.ts) = sc.acc[r * dh + c] * sc.max[r] };
-                    }
+                    unsafe { *out_ptr.at(base + r * so.ts) = sc.acc[r * dh + c] * sc.max[r] };
                 }
             }
         },
@@ -423,7 +294,6 @@ fn attend_block(
     bk: usize,
 ) {
     let (dh, nb, scale) = (cfg.head_dim, cfg.n_buckets(), cfg.scale());
-    let ldkt = kt_stride(bk);
     let (l, r_max) = (cfg.left_max as isize, cfg.right_max as isize);
     // q_blk [mq, dh]: element (r, c) at q_blk[r·sq.ts + c·sq.cs].
     let q_blk = &q[i0 * sq.ts + h * dh * sq.cs..];
@@ -459,46 +329,23 @@ fn attend_block(
         // s[r, c] = (q_{i0+r} · k_{j0+c}) / √dh, with rhs k_blkᵀ [dh, nk].
         let k_blk = &k[j0 * sk.ts + h * dh * sk.cs..];
         let s = &mut sc.s;
-        if sk.cs == 1 {
-            // Time-major keys: handed k in place (row stride 1, column stride ldk) gemm packs it with one scalar
-            // load per element, each from another row of the buffer (~45% of the whole kernel's time).
-            // Transposing the block into a cache-resident tile first, reading whole k rows, is much cheaper.
-            transpose_block(&mut sc.kt, ldkt, k_blk, sk.ts, nk, dh);
-            matmul(
-                s,
-                bk,
-                q_blk,
-                sq.ts,
-                sq.cs,
-                &sc.kt,
-                ldkt,
-                1,
-                mq,
-                dh,
-                nk,
-                scale,
-                false,
-                Threads::Single,
-            );
-        } else {
-            // Channel-major keys: k_blkᵀ is already a row-major [dh, nk] view (row stride sk.cs).
-            matmul(
-                s,
-                bk,
-                q_blk,
-                sq.ts,
-                sq.cs,
-                k_blk,
-                sk.cs,
-                sk.ts,
-                mq,
-                dh,
-                nk,
-                scale,
-                false,
-                Threads::Single,
-            );
-        }
+        // k_blkᵀ is a row-major [dh, nk] view of the channel-major keys (row stride sk.cs).
+        matmul(
+            s,
+            bk,
+            q_blk,
+            sq.ts,
+            sq.cs,
+            k_blk,
+            sk.cs,
+            sk.ts,
+            mq,
+            dh,
+            nk,
+            scale,
+            false,
+            Threads::Single,
+        );
 
         for r in 0..mq {
             let i = (i0 + r) as isize;

@@ -23,22 +23,12 @@ const CM_BLOCK_T: usize = CM_VECS * LANES;
 /// Rows per rayon task.
 const CM_ROWS_PER_TASK: usize = 16;
 
-/// Causal depthwise conv, channel-major: `y[ch, τ] = Σ_{j<k} w[ch, j] · x[ch, τ - (k-1) + j]` (zero before 0).
-pub fn depthwise_conv1d_causal_cm(
-    y: &mut [f32], // [c, t]
-    x: &[f32],     // [c, t]
-    w: &[f32],     // [c, k] (PyTorch's [c, 1, k])
-    c: usize,
-    t: usize,
-    k: usize,
-) {
-    depthwise_conv1d_causal_cm_segments(y, x, w, c, t, k, &[t]);
-}
-
-/// [`depthwise_conv1d_causal_cm`] on several sequences packed side by side along time: `segments` are the
-/// lengths of consecutive column ranges of `[c, t]` (summing to t), and the causal window restarts at each
-/// segment's first column (its k-1 left zeros), so no value crosses a segment boundary. Each segment's output
-/// is bit-identical to running it alone: a column's sum is the same taps in the same order wherever it sits.
+/// Causal depthwise conv, channel-major, on several sequences packed side by side along time:
+/// `y[ch, τ] = Σ_{j<k} w[ch, j] · x[ch, τ - (k-1) + j]` within each segment (zero before its first column).
+/// `segments` are the lengths of consecutive column ranges of `[c, t]` (summing to t; `&[t]` for one sequence), and
+/// the causal window restarts at each segment's first column (its k-1 left zeros), so no value crosses a segment
+/// boundary. Each segment's output is bit-identical to running it alone: a column's sum is the same taps in the
+/// same order wherever it sits.
 pub fn depthwise_conv1d_causal_cm_segments(
     y: &mut [f32], // [c, t]
     x: &[f32],     // [c, t]
@@ -50,13 +40,16 @@ pub fn depthwise_conv1d_causal_cm_segments(
 ) {
     assert!(
         y.len() >= c * t && x.len() >= c * t,
-        "depthwise_conv1d_causal_cm: x or y too small"
+        "depthwise_conv1d_causal_cm_segments: x or y too small"
     );
-    assert!(w.len() >= c * k, "depthwise_conv1d_causal_cm: weights too small");
+    assert!(
+        w.len() >= c * k,
+        "depthwise_conv1d_causal_cm_segments: weights too small"
+    );
     assert_eq!(
         segments.iter().sum::<usize>(),
         t,
-        "depthwise_conv1d_causal_cm: segment lengths must sum to t"
+        "depthwise_conv1d_causal_cm_segments: segment lengths must sum to t"
     );
     if t == 0 || c == 0 {
         return;
@@ -151,7 +144,8 @@ pub fn depthwise_conv1d_causal_cm_segments_ref(
     }
 }
 
-/// Scalar f64 reference for [`depthwise_conv1d_causal_cm`].
+/// Scalar f64 reference of one sequence (`[c, t]`, a single segment of
+/// [`depthwise_conv1d_causal_cm_segments`]).
 pub fn depthwise_conv1d_causal_cm_ref(
     y: &mut [f32], // [c, t]
     x: &[f32],     // [c, t]

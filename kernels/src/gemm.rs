@@ -2,8 +2,8 @@
 //!
 //! gemm computes `dst := alpha·dst + beta·(lhs·rhs)` (alpha scales the *old* dst, beta the product: the
 //! reverse of BLAS). That inversion is handled here once; callers see `c = [c +] scale·a·b`.
-//! All strides are in elements. Weights stored `[out, in]` (PyTorch Linear) are read in place as `[in, out]`
-//! through strides — never transposed by copy.
+//! All strides are in elements. Weights stored `[out, in]` (PyTorch Linear) are read in place — never transposed
+//! by copy.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -121,53 +121,6 @@ pub fn matmul_ref(
             }
             let old = if accumulate { c[i * ldc + j] } else { 0.0 };
             c[i * ldc + j] = old + scale * s as f32;
-        }
-    }
-}
-
-/// PyTorch Linear: `y[m, n] = x[m, k] · w[n, k]ᵀ + bias[n]`. `w` is the checkpoint's `[out, in]` matrix,
-/// read in place (as `[k, n]` with strides 1 and k).
-#[allow(clippy::too_many_arguments)]
-pub fn linear(
-    y: &mut [f32],        // [m, n]
-    x: &[f32],            // [m, k]
-    w: &[f32],            // [n, k]
-    bias: Option<&[f32]>, // [n]
-    m: usize,
-    k: usize,
-    n: usize,
-    threads: Threads,
-) {
-    assert!(
-        y.len() >= m * n && x.len() >= m * k && w.len() >= n * k,
-        "linear: slice too small"
-    );
-    if let Some(b) = bias {
-        assert!(b.len() >= n, "linear: bias too small");
-        for row in y[..m * n].chunks_exact_mut(n.max(1)) {
-            row.copy_from_slice(&b[..n]);
-        }
-    }
-    matmul(y, n, x, k, 1, w, 1, k, m, k, n, 1.0, bias.is_some(), threads);
-}
-
-/// Scalar reference for [`linear`].
-#[allow(clippy::too_many_arguments)]
-pub fn linear_ref(
-    y: &mut [f32],        // [m, n]
-    x: &[f32],            // [m, k]
-    w: &[f32],            // [n, k]
-    bias: Option<&[f32]>, // [n]
-    m: usize,
-    k: usize,
-    n: usize,
-) {
-    matmul_ref(y, n, x, k, 1, w, 1, k, m, k, n, 1.0, false);
-    if let Some(b) = bias {
-        for i in 0..m {
-            for j in 0..n {
-                y[i * n + j] += b[j];
-            }
         }
     }
 }

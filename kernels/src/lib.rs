@@ -1,4 +1,6 @@
-//! `w2vbert-kernels`: the CPU kernels of the w2vbert engine. Knows nothing of the model.
+//! `w2vbert-kernels`: the CPU kernels of the w2vbert engine. Knows nothing of the model. Holds what the engine
+//! runs (activations channel-major, `[channels, T]`), with the scalar references and helpers its tests and benches
+//! check it against; nothing else.
 //!
 //! Conventions (after llm.c): kernels are plain functions, outputs first, then inputs, then sizes, with a
 //! shape comment on every slice argument. Matrices are row-major. Every SIMD kernel has a scalar reference
@@ -13,8 +15,6 @@ pub mod attention;
 pub mod bf16;
 pub mod conv;
 pub mod cpu;
-pub mod elementwise;
 pub mod gemm;
 pub mod math;
 pub mod norm;
-pub mod softmax;

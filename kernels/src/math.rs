@@ -89,7 +89,7 @@ fn pow2i(n: i32x8) -> f32x8 {
 }
 
 /// e^x for eight lanes: ≤ 2 ulp for normal results, subnormal results scaled correctly, +∞ above
-/// ~88.72, 0 below ~-103.97, NaN in → NaN out. Reusable by any kernel (softmax, attention, σ).
+/// ~88.72, 0 below ~-103.97, NaN in → NaN out. Reusable by any kernel (attention's softmax, σ).
 #[inline(always)]
 pub fn exp_f32x8(x: f32x8) -> f32x8 {
     // fast_max/fast_min (vmaxps/vminps) turn a NaN `x` into the constant; NaN is restored at the end.
@@ -141,29 +141,9 @@ pub(crate) fn exp_f32x16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m
     _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), y, x)
 }
 
-/// Scalar e^x with exactly the lane arithmetic of [`exp_f32x8`] (same result bit for bit).
-#[inline]
-pub fn exp_f32(x: f32) -> f32 {
-    let mut a = [0f32; LANES];
-    a[0] = x;
-    exp_f32x8(f32x8::from(a)).to_array()[0]
-}
-
-/// Reference e^x: f64 `exp`, rounded once to f32.
+/// Scalar reference for [`exp_f32x8`]: f64 `exp`, rounded once to f32.
 pub fn exp_ref(x: f32) -> f32 {
     (x as f64).exp() as f32
-}
-
-/// Vectorized e^x over a slice, in place (`x: [n]`). Tail lanes go through the same vector code.
-pub fn exp_inplace(x: &mut [f32]) {
-    map_inplace(x, exp_f32x8);
-}
-
-/// Scalar reference for [`exp_inplace`].
-pub fn exp_inplace_ref(x: &mut [f32]) {
-    for v in x {
-        *v = exp_ref(*v);
-    }
 }
 
 /// Loads the first 8 elements of `s` (unaligned). `s.len() >= 8` is the caller's invariant.

@@ -1,10 +1,9 @@
-//! Fused relative-key attention = the naive `[T, T]` reference, on time-major and on channel-major buffers;
-//! the reference = a hand-derived formula; output identical for any rayon thread count.
+//! Fused relative-key attention (channel-major, as the encoder runs it) = the naive `[T, T]` reference; the
+//! reference = a hand-derived formula; output identical for any rayon thread count.
 
 use proptest::prelude::*;
 use w2vbert_kernels::attention::{
-    relative_attention, relative_attention_blocked, relative_attention_cm, relative_attention_naive,
-    relative_attention_naive_strided, relative_attention_strided, AttnBlocks, RelPosAttention, Strides, DEFAULT_BLOCKS,
+    relative_attention_cm, relative_attention_cm_naive, AttnBlocks, RelPosAttention, DEFAULT_BLOCKS,
 };
 
 /// splitmix64 + Box–Muller: standard normal values from a seed (no dependency, reproducible).
@@ -51,7 +50,8 @@ fn make_mask(kind: Mask, t: usize, rng: &mut Rng) -> Option<Vec<bool>> {
     }
 }
 
-/// One problem: q/k/v live in a fused `[t, 3d]` buffer (row stride 3d + 1) that starts at offset `off`.
+/// One problem: q/k/v drawn as a fused `[t, 3d]` buffer (row stride 3d + 1) that starts at offset `off`, run
+/// channel-major (see [`Problem::qkv_cm`]).
 struct Problem {
     cfg: RelPosAttention,
     t: usize,
@@ -80,41 +80,8 @@ impl Problem {
         }
     }
 
-    /// Runs `f` (fused or naive) into an output with row stride d + 3 starting at offset `off`, sentinel-filled.
-    fn run(&self, f: impl Fn(&mut [f32], usize, &[f32], &[f32], &[f32])) -> Vec<f32> {
-        let d = self.cfg.width();
-        let ldo = d + 3;
-        let mut out = vec![f32::NAN; self.off + self.t * ldo];
-        let x = &self.qkv[self.off..];
-        f(&mut out[self.off..], ldo, x, &x[d..], &x[2 * d..]);
-        // Nothing outside the [t, d] rectangle may be written.
-        for (idx, &o) in out.iter().enumerate() {
-            let inside = idx >= self.off && (idx - self.off) % ldo < d;
-            assert_eq!(inside, !o.is_nan(), "out[{idx}] = {o} (inside = {inside})");
-        }
-        out
-    }
-
-    fn naive(&self) -> Vec<f32> {
-        let (m, ldx) = (self.mask.as_deref(), self.ldx);
-        self.run(|out, ldo, q, k, v| {
-            relative_attention_naive(&self.cfg, out, ldo, q, ldx, k, ldx, v, ldx, &self.emb, m, self.t)
-        })
-    }
-
-    fn fused(&self, blocks: AttnBlocks) -> Vec<f32> {
-        let (m, ldx) = (self.mask.as_deref(), self.ldx);
-        self.run(|out, ldo, q, k, v| {
-            relative_attention_blocked(
-                &self.cfg, blocks, out, ldo, q, ldx, k, ldx, v, ldx, &self.emb, m, self.t,
-            )
-        })
-    }
-}
-
-/// Channel-major views of the same problem: q/k/v in a fused `[3d, t + 1]` buffer (row stride t + 1, so rows
-/// are unaligned) starting at offset `off`; outputs `[d, t + 3]` at offset `off`.
-impl Problem {
+    /// The channel-major view of the problem: q/k/v in a fused `[3d, t + 1]` buffer (row stride t + 1, so rows
+    /// are unaligned) starting at offset `off` (outputs: `[d, t + 3]` at offset `off`, [`Problem::run_cm`]).
     fn qkv_cm(&self) -> (Vec<f32>, usize) {
         let (d3, ld) = (3 * self.cfg.width(), self.t + 1);
         let mut b = vec![0.0; self.off + d3 * ld];
@@ -126,8 +93,9 @@ impl Problem {
         (b, ld)
     }
 
-    /// Runs `f` on the channel-major q/k/v (each with strides `Strides::channel_major(ld)`) into a channel-major
-    /// sentinel-filled output; checks nothing outside it was written; returns the result as compact `[t, d]`.
+    /// Runs `f` (fused or naive) on the channel-major q/k/v (each with row stride `ld`) into a channel-major
+    /// sentinel-filled output (row stride `ldo`); checks nothing outside it was written; returns the result as
+    /// compact `[t, d]`.
     fn run_cm(&self, f: impl Fn(&mut [f32], usize, &[f32], &[f32], &[f32], usize)) -> Vec<f32> {
         let (d, t) = (self.cfg.width(), self.t);
         let (buf, ld) = self.qkv_cm();
@@ -142,53 +110,18 @@ impl Problem {
         (0..t * d).map(|e| out[self.off + (e % d) * ldo + e / d]).collect()
     }
 
-    fn fused_cm(&self, blocks: AttnBlocks) -> Vec<f32> {
+    fn fused(&self, blocks: AttnBlocks) -> Vec<f32> {
         let m = self.mask.as_deref();
         self.run_cm(|out, ldo, q, k, v, ld| {
-            let cm = Strides::channel_major;
-            relative_attention_strided(
-                &self.cfg,
-                blocks,
-                out,
-                cm(ldo),
-                q,
-                cm(ld),
-                k,
-                cm(ld),
-                v,
-                cm(ld),
-                &self.emb,
-                m,
-                self.t,
-            )
+            relative_attention_cm(&self.cfg, blocks, out, ldo, q, ld, k, ld, v, ld, &self.emb, m, self.t)
         })
     }
 
-    fn naive_cm(&self) -> Vec<f32> {
+    fn naive(&self) -> Vec<f32> {
         let m = self.mask.as_deref();
         self.run_cm(|out, ldo, q, k, v, ld| {
-            let cm = Strides::channel_major;
-            relative_attention_naive_strided(
-                &self.cfg,
-                out,
-                cm(ldo),
-                q,
-                cm(ld),
-                k,
-                cm(ld),
-                v,
-                cm(ld),
-                &self.emb,
-                m,
-                self.t,
-            )
+            relative_attention_cm_naive(&self.cfg, out, ldo, q, ld, k, ld, v, ld, &self.emb, m, self.t)
         })
-    }
-
-    /// A time-major output of [`Problem::run`] as compact `[t, d]`.
-    fn compact(&self, out: &[f32]) -> Vec<f32> {
-        let (d, ldo) = (self.cfg.width(), self.cfg.width() + 3);
-        (0..self.t * d).map(|e| out[self.off + (e / d) * ldo + e % d]).collect()
     }
 }
 
@@ -241,12 +174,7 @@ fn fused_matches_naive_named_cases() {
                 seed += 1;
                 let p = Problem::new(c, t, mask, seed, seed as usize % 4);
                 let what = format!("t={t} {c:?} {blocks:?} {mask:?}");
-                let naive = p.naive();
-                assert_close(&p.fused(blocks), &naive, &what);
-                // Channel-major: the strided reference gives the same bits, the fused kernel the same values.
-                let naive_tm = p.compact(&naive);
-                assert!(p.naive_cm() == naive_tm, "{what}: channel-major naive differs");
-                assert_close(&p.fused_cm(blocks), &naive_tm, &format!("cm {what}"));
+                assert_close(&p.fused(blocks), &p.naive(), &what);
             }
         }
     }
@@ -257,28 +185,7 @@ fn fused_matches_naive_long_sequence_default_blocks() {
     // Several key blocks of the default size, so the online-softmax rescaling runs at real block sizes.
     for mask in [Mask::None, Mask::Trailing(300), Mask::Random] {
         let p = Problem::new(cfg(1, 64, 64, 8), 700, mask, 99, 1);
-        let out = p.run(|out, ldo, q, k, v| {
-            relative_attention(
-                &p.cfg,
-                out,
-                ldo,
-                q,
-                p.ldx,
-                k,
-                p.ldx,
-                v,
-                p.ldx,
-                &p.emb,
-                p.mask.as_deref(),
-                p.t,
-            )
-        });
-        let naive = p.naive();
-        assert_close(&out, &naive, &format!("t=700 {mask:?}"));
-        let out_cm = p.run_cm(|out, ldo, q, k, v, ld| {
-            relative_attention_cm(&p.cfg, out, ldo, q, ld, k, ld, v, ld, &p.emb, p.mask.as_deref(), p.t)
-        });
-        assert_close(&out_cm, &p.compact(&naive), &format!("cm t=700 {mask:?}"));
+        assert_close(&p.fused(DEFAULT_BLOCKS), &p.naive(), &format!("t=700 {mask:?}"));
     }
 }
 
@@ -302,9 +209,22 @@ fn empty_sequence_is_a_no_op() {
     let c = cfg(2, 8, 4, 2);
     let emb = vec![0.0; c.n_buckets() * 8];
     let mut out: Vec<f32> = vec![];
-    relative_attention(&c, &mut out, 16, &[], 48, &[], 48, &[], 48, &emb, Some(&[]), 0);
-    relative_attention_naive(&c, &mut out, 16, &[], 48, &[], 48, &[], 48, &emb, None, 0);
-    relative_attention_cm(&c, &mut out, 0, &[], 0, &[], 0, &[], 0, &emb, Some(&[]), 0);
+    relative_attention_cm(
+        &c,
+        DEFAULT_BLOCKS,
+        &mut out,
+        0,
+        &[],
+        0,
+        &[],
+        0,
+        &[],
+        0,
+        &emb,
+        Some(&[]),
+        0,
+    );
+    relative_attention_cm_naive(&c, &mut out, 0, &[], 0, &[], 0, &[], 0, &emb, None, 0);
 }
 
 /// T = 2 worked from the formula: with two keys, softmax is a sigmoid of the score difference, so
@@ -319,14 +239,16 @@ fn naive_reference_on_a_hand_checked_case() {
     let dot = |a: &[f32; 4], b: &[f32; 4]| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum::<f64>();
     let score = |i: usize, j: usize| (dot(&q[i], &k[j]) + dot(&q[i], &e[j + 1 - i])) / 2.0;
     let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
-    let flat = |m: &[[f32; 4]]| m.iter().flatten().copied().collect::<Vec<f32>>();
-    let (qf, kf, vf, ef) = (flat(&q), flat(&k), flat(&v), flat(&e));
+    // q, k, v channel-major: [4 channels, 2 times] (row stride 2); E stays [3 buckets, 4].
+    let cm = |m: &[[f32; 4]; 2]| (0..8).map(|idx| m[idx % 2][idx / 2]).collect::<Vec<f32>>();
+    let (qf, kf, vf) = (cm(&q), cm(&k), cm(&v));
+    let ef: Vec<f32> = e.iter().flatten().copied().collect();
 
     let run = |mask: Option<&[bool]>| {
         let mut out = vec![0f32; 8];
-        relative_attention_naive(&c, &mut out, 4, &qf, 4, &kf, 4, &vf, 4, &ef, mask, 2);
+        relative_attention_cm_naive(&c, &mut out, 2, &qf, 2, &kf, 2, &vf, 2, &ef, mask, 2);
         let mut fused = vec![0f32; 8];
-        relative_attention(&c, &mut fused, 4, &qf, 4, &kf, 4, &vf, 4, &ef, mask, 2);
+        relative_attention_cm(&c, DEFAULT_BLOCKS, &mut fused, 2, &qf, 2, &kf, 2, &vf, 2, &ef, mask, 2);
         assert_close(&fused, &out, "hand case");
         out
     };
@@ -335,9 +257,9 @@ fn naive_reference_on_a_hand_checked_case() {
             for ch in 0..4 {
                 let x = expect(i, ch);
                 assert!(
-                    (out[i * 4 + ch] as f64 - x).abs() < 1e-6,
+                    (out[ch * 2 + i] as f64 - x).abs() < 1e-6,
                     "o[{i},{ch}] = {} want {x}",
-                    out[i * 4 + ch]
+                    out[ch * 2 + i]
                 );
             }
         }
@@ -367,24 +289,11 @@ fn output_is_identical_for_any_thread_count() {
     };
     let one = run_in(1);
     for threads in [2, 3] {
-        let many = run_in(threads);
-        let same = one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "{threads} threads differ from 1 thread");
-    }
-    let run_cm_in = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("rayon pool");
-        pool.install(|| p.fused_cm(AttnBlocks { q: 64, k: 128 }))
-    };
-    let one = run_cm_in(1);
-    for threads in [2, 3] {
         let same = one
             .iter()
-            .zip(&run_cm_in(threads))
+            .zip(&run_in(threads))
             .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "channel-major: {threads} threads differ from 1 thread");
+        assert!(same, "{threads} threads differ from 1 thread");
     }
 }
 
@@ -413,8 +322,6 @@ proptest! {
         };
         let p = Problem::new(cfg(n_heads, head_dim, left_max, right_max), t, mask, seed, off);
         let blocks = AttnBlocks { q: bq, k: bk };
-        let naive = p.naive();
-        assert_close(&p.fused(blocks), &naive, &format!("{mask:?}"));
-        assert_close(&p.fused_cm(blocks), &p.compact(&naive), &format!("cm {mask:?}"));
+        assert_close(&p.fused(blocks), &p.naive(), &format!("{mask:?}"));
     }
 }

@@ -1,14 +1,14 @@
 //! The channel-major (`[c, t]`, one channel per row) kernels against their scalar references: random sizes
 //! (0 and ragged tails included), unaligned starts (sub-slices at offset 0..3), the rayon paths bit-identical
-//! for any pool size, and agreement with the time-major kernels on transposed data.
+//! for any pool size.
 
 mod common;
 
 use common::{check_close, pool, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::gemm::{
-    block_rows, linear, linear_cm, linear_cm_accumulate, linear_cm_accumulate_ref, linear_cm_ref, linear_cm_then,
-    Threads, MIN_BLOCK_ROWS,
+    block_rows, linear_cm, linear_cm_accumulate, linear_cm_accumulate_ref, linear_cm_ref, linear_cm_then, Threads,
+    MIN_BLOCK_ROWS,
 };
 use w2vbert_kernels::{activation, conv, norm};
 
@@ -17,17 +17,6 @@ const ULP: f32 = f32::EPSILON;
 
 fn fail(e: String) -> TestCaseError {
     TestCaseError::fail(e)
-}
-
-/// `[rows, cols]` → `[cols, rows]`.
-fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut y = vec![0f32; rows * cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            y[c * rows + r] = x[r * cols + c];
-        }
-    }
-    y
 }
 
 proptest! {
@@ -49,7 +38,7 @@ proptest! {
         let mut want = vec![0f32; c * t];
         norm::layer_norm_cm(&mut got[yoff..], &x[xoff..], g, b, 1e-5, c, t);
         norm::layer_norm_cm_ref(&mut want, &x[xoff..], g, b, 1e-5, c, t);
-        // Same bound as the time-major kernel: the error scales with |γ·x̂| ≤ |y| + |β|, plus γ for rstd's error.
+        // The error scales with |γ·x̂| ≤ |y| + |β|, plus γ for rstd's error.
         let tol = |i: usize| 1e-5 * (want[i].abs() + b[i / t.max(1)].abs() + g[i / t.max(1)].abs());
         check_close("layer_norm_cm", &got[yoff..yoff + c * t], &want, tol).map_err(fail)?;
         prop_assert!(got[..yoff].iter().chain(&got[yoff + c * t..]).all(|v| v.is_nan()), "wrote outside y");
@@ -72,7 +61,7 @@ proptest! {
         let (xs, ws) = (&x[xoff..], &w[woff..]);
         let mut got = vec![f32::NAN; yoff + c * t + 3];
         let mut want = vec![0f32; c * t];
-        conv::depthwise_conv1d_causal_cm(&mut got[yoff..], xs, ws, c, t, k);
+        conv::depthwise_conv1d_causal_cm_segments(&mut got[yoff..], xs, ws, c, t, k, &[t]);
         conv::depthwise_conv1d_causal_cm_ref(&mut want, xs, ws, c, t, k);
         // Error bound of a k-term f32 sum: k·ε·Σ|w·x|; Σ|w·x| is the reference run on |w|, |x|.
         let xa: Vec<f32> = xs.iter().map(|v| v.abs()).collect();
@@ -111,7 +100,7 @@ proptest! {
         for &len in &segs {
             let xs: Vec<f32> = (0..c).flat_map(|ch| x[ch * t + s0..ch * t + s0 + len].to_vec()).collect();
             let mut alone = vec![0f32; c * len];
-            conv::depthwise_conv1d_causal_cm(&mut alone, &xs, &w, c, len, k);
+            conv::depthwise_conv1d_causal_cm_segments(&mut alone, &xs, &w, c, len, k, &[len]);
             for ch in 0..c {
                 prop_assert_eq!(&got[ch * t + s0..ch * t + s0 + len], &alone[ch * len..(ch + 1) * len]);
             }
@@ -150,11 +139,6 @@ proptest! {
         let mut par = vec![f32::NAN; n * t];
         linear_cm(&mut par, xs, ws, bias, n, k, t, Threads::Rayon(2));
         prop_assert!(par.iter().zip(&got[yoff..]).all(|(a, b)| a.to_bits() == b.to_bits()), "threads change bits");
-        // The transpose of the time-major linear on the transposed input.
-        let mut tm = vec![0f32; t * n];
-        linear(&mut tm, &transpose(xs, k, t), ws, bias, t, k, n, Threads::Single);
-        check_close("linear_cm vs linear", &got[yoff..], &transpose(&tm, t, n), |i| 1e-5 * mag[i] + 1e-30)
-            .map_err(fail)?;
     }
 
     #[test]
@@ -322,7 +306,7 @@ fn depthwise_conv_cm_parallel_is_bit_identical() {
     let w = rng.vec(c * k, -0.3, 0.3);
     let run = |threads: usize| {
         let mut y = vec![0f32; c * t];
-        pool(threads).install(|| conv::depthwise_conv1d_causal_cm(&mut y, &x, &w, c, t, k));
+        pool(threads).install(|| conv::depthwise_conv1d_causal_cm_segments(&mut y, &x, &w, c, t, k, &[t]));
         y
     };
     let one = run(1);

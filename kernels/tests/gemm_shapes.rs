@@ -1,4 +1,4 @@
-//! `gemm::matmul` / `gemm::linear` against the f64 triple loop over awkward shapes.
+//! `gemm::matmul` / `gemm::linear_cm` against the f64 triple loop over awkward shapes.
 //!
 //! m, k, n sweep {0, 1, 7, 63, 64, 65, 257} (all 343 combinations). Each combination also draws one
 //! operand layout (row-major, transposed, padded leading dimension), accumulate on/off, a scale and
@@ -11,7 +11,7 @@ mod common;
 
 use common::{check_close, Rng};
 use proptest::prelude::*;
-use w2vbert_kernels::gemm::{linear, linear_ref, matmul, matmul_ref, Threads};
+use w2vbert_kernels::gemm::{linear_cm, linear_cm_ref, matmul, matmul_ref, Threads};
 
 const SIZES: [usize; 7] = [0, 1, 7, 63, 64, 65, 257];
 const SENTINEL: f32 = -7.25e9;
@@ -185,15 +185,15 @@ fn matmul_model_shapes_sampled_rows() {
     }
 }
 
-/// `linear` (bias or not, both thread settings) against `linear_ref` on the sweep sizes.
+/// `linear_cm` (bias or not, both thread settings) against `linear_cm_ref` on the sweep sizes.
 #[test]
-fn linear_awkward_shapes() {
+fn linear_cm_awkward_shapes() {
     let mut rng = Rng::new(5);
     let mut idx = 0;
-    for &m in &SIZES {
+    for &n in &SIZES {
         for &k in &SIZES {
-            for &n in &SIZES {
-                let x = rng.vec(m * k, -1.0, 1.0);
+            for &t in &SIZES {
+                let x = rng.vec(k * t, -1.0, 1.0);
                 let w = rng.vec(n * k, -1.0, 1.0);
                 let bias = rng.vec(n, -1.0, 1.0);
                 let bias = if idx % 2 == 0 { Some(&bias[..]) } else { None };
@@ -202,16 +202,16 @@ fn linear_awkward_shapes() {
                 } else {
                     Threads::Single
                 };
-                let mut y = vec![f32::NAN; m * n];
-                let mut want = vec![0f32; m * n];
-                linear(&mut y, &x, &w, bias, m, k, n, threads);
-                linear_ref(&mut want, &x, &w, bias, m, k, n);
+                let mut y = vec![f32::NAN; n * t];
+                let mut want = vec![0f32; n * t];
+                linear_cm(&mut y, &x, &w, bias, n, k, t, threads);
+                linear_cm_ref(&mut want, &x, &w, bias, n, k, t);
                 let (xa, wa): (Vec<f32>, Vec<f32>) =
                     (x.iter().map(|v| v.abs()).collect(), w.iter().map(|v| v.abs()).collect());
                 let ba = bias.map(|b| b.iter().map(|v| v.abs()).collect::<Vec<_>>());
-                let mut mag = vec![0f32; m * n];
-                linear_ref(&mut mag, &xa, &wa, ba.as_deref(), m, k, n);
-                let what = format!("linear m={m} k={k} n={n} bias={} {threads:?}", bias.is_some());
+                let mut mag = vec![0f32; n * t];
+                linear_cm_ref(&mut mag, &xa, &wa, ba.as_deref(), n, k, t);
+                let what = format!("linear_cm n={n} k={k} t={t} bias={} {threads:?}", bias.is_some());
                 if let Err(e) = check_close(&what, &y, &want, |i| 1e-5 * mag[i] + 1e-30) {
                     panic!("{e}");
                 }

@@ -12,7 +12,7 @@ use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use w2vbert_kernels::attention::{relative_attention_cm, RelPosAttention};
+use w2vbert_kernels::attention::{relative_attention_cm, RelPosAttention, DEFAULT_BLOCKS};
 use w2vbert_kernels::bf16::Bf16Kernel;
 
 pub struct SelfAttention {
@@ -86,6 +86,7 @@ impl SelfAttention {
         for (s0, len) in pack.ranges() {
             relative_attention_cm(
                 &self.kernel,
+                DEFAULT_BLOCKS,
                 &mut ctx[s0..],
                 t,
                 &q[s0..],

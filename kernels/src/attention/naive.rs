@@ -3,43 +3,26 @@
 
 use super::{check_sizes, RelPosAttention, Strides};
 
-/// Reference attention: per head, materializes the `[T, T]` score matrix following HF's formula literally
-/// (including `+ f32::MIN` on masked keys), everything accumulated in f64. Slow; for tests and benches.
+/// Reference attention on the channel-major buffers of [`super::relative_attention_cm`]: per head, materializes the
+/// `[T, T]` score matrix following HF's formula literally (including `+ f32::MIN` on masked keys), everything
+/// accumulated in f64. Slow; for tests and benches.
 #[allow(clippy::too_many_arguments)]
-pub fn relative_attention_naive(
+pub fn relative_attention_cm_naive(
     cfg: &RelPosAttention,
-    out: &mut [f32], // [t, n_heads*head_dim], row stride ldo
+    out: &mut [f32], // [n_heads*head_dim, t], row stride ldo ≥ t
     ldo: usize,
-    q: &[f32], // [t, ≥ n_heads*head_dim], row stride ldq
+    q: &[f32], // [≥ n_heads*head_dim, t], row stride ldq
     ldq: usize,
-    k: &[f32], // [t, ≥ n_heads*head_dim], row stride ldk
+    k: &[f32], // [≥ n_heads*head_dim, t], row stride ldk
     ldk: usize,
-    v: &[f32], // [t, ≥ n_heads*head_dim], row stride ldv
+    v: &[f32], // [≥ n_heads*head_dim, t], row stride ldv
     ldv: usize,
     emb: &[f32],               // [left_max + right_max + 1, head_dim]
     key_mask: Option<&[bool]>, // [t], true = valid key
     t: usize,
 ) {
-    let tm = Strides::time_major;
-    relative_attention_naive_strided(cfg, out, tm(ldo), q, tm(ldq), k, tm(ldk), v, tm(ldv), emb, key_mask, t);
-}
-
-/// [`relative_attention_naive`] on arbitrary (time, channel) views (see [`Strides`]).
-#[allow(clippy::too_many_arguments)]
-pub fn relative_attention_naive_strided(
-    cfg: &RelPosAttention,
-    out: &mut [f32], // (t, n_heads*head_dim) view `so`
-    so: Strides,
-    q: &[f32], // (t, ≥ n_heads*head_dim) view `sq`
-    sq: Strides,
-    k: &[f32], // (t, ≥ n_heads*head_dim) view `sk`
-    sk: Strides,
-    v: &[f32], // (t, ≥ n_heads*head_dim) view `sv`
-    sv: Strides,
-    emb: &[f32],               // [left_max + right_max + 1, head_dim]
-    key_mask: Option<&[bool]>, // [t], true = valid key
-    t: usize,
-) {
+    let cm = Strides::channel_major;
+    let (so, sq, sk, sv) = (cm(ldo), cm(ldq), cm(ldk), cm(ldv));
     check_sizes(cfg, out, so, q, sq, k, sk, v, sv, emb, key_mask, t);
     let dh = cfg.head_dim;
     let scale = 1.0 / (dh as f64).sqrt();

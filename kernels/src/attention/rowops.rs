@@ -1,5 +1,5 @@
-//! Row kernels of the fused attention's online softmax, and the key-tile transpose (SIMD, each with its
-//! scalar reference beside it).
+//! Row kernels of the fused attention's online softmax, and a block transpose (the encoder's time-major ↔
+//! channel-major layout changes); SIMD, each with its scalar reference beside it.
 
 #[cfg(target_arch = "x86_64")]
 use crate::math::exp_f32x16;
