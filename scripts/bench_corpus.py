@@ -7,6 +7,8 @@ writer threads). Also: the Rust CLI one file per encoder call (--batch-frames 1)
     cargo build --release
     python scripts/bench_corpus.py                  # full size: seeded random checkpoint (fullsize_parity.py's)
     python scripts/bench_corpus.py --tiny --runs 1  # checkpoints/tiny-random: checks the script works
+    python scripts/bench_corpus.py --bf16           # also HF bf16 autocast and `--precision bf16` (f32 and
+                                                    # `convert --dtype bf16` checkpoints), parity vs HF fp32
 
 Times are whole-job wall times: HF = reading each file + feature extractor + 17 layers + normalization (model
 load excluded); Rust = the CLI process (model load, decode, fbank, encoder, writing .npy files included).
@@ -84,6 +86,8 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time HF under torch.autocast(bfloat16) and the CLI with --precision bf16")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.tiny:
@@ -102,16 +106,29 @@ def main():
     fe = ref.extractor()
     st = load_file(str(ck / "wav2vec2bert_stats.safetensors"))
     mean, std = torch.from_numpy(st["mean"]).float(), torch.sqrt(torch.from_numpy(st["var"]).float())
-    hf_times, hf_sem = [], {}
-    for _ in range(args.runs):
-        t = time.time()
-        for p in paths:
-            wav, _ = sf.read(p, dtype="float32")
-            f = fe(wav, sampling_rate=16000, return_tensors="np")
-            h17 = ref.hidden_states(model, f["input_features"], f["attention_mask"])[17][0]
-            hf_sem[p.stem] = ((torch.from_numpy(h17) - mean) / std).numpy()
-        hf_times.append(time.time() - t)
+
+    def hf_pass(dtype):
+        sem, times = {}, []
+        for _ in range(args.runs):
+            t = time.time()
+            for p in paths:
+                wav, _ = sf.read(p, dtype="float32")
+                f = fe(wav, sampling_rate=16000, return_tensors="np")
+                h17 = ref.hidden_states(model, f["input_features"], f["attention_mask"], dtype)[17][0]
+                sem[p.stem] = ((torch.from_numpy(h17) - mean) / std).numpy()
+            times.append(time.time() - t)
+        return times, sem
+
+    hf_times, hf_sem = hf_pass(None)
+    hf_bf16_times, hf_bf16_sem = hf_pass(torch.bfloat16) if args.bf16 else ([], {})
     del model
+
+    def worst_vs_hf(sems):
+        return max(float(np.linalg.norm(sems[p.stem] - hf_sem[p.stem]) / np.linalg.norm(hf_sem[p.stem]))
+                   for p in paths)
+
+    def rust_sems(out):
+        return {p.stem: np.load(out / f"{p.stem}.npy") for p in paths}
 
     # --- Rust: the directory (packed), one file per encoder call, and one 10 s file ---
     rs_times, rs1_times, long_times = [], [], []
@@ -122,10 +139,32 @@ def main():
         rs1_times.append(dt1)
         dtl, long_summary = run_rust(ck, [long], OUT / "rust_long", args.threads)
         long_times.append(dtl)
-    worst = max(
-        float(np.linalg.norm(np.load(OUT / "rust" / f"{p.stem}.npy") - hf_sem[p.stem]) / np.linalg.norm(hf_sem[p.stem]))
-        for p in paths
-    )
+    worst = worst_vs_hf(rust_sems(OUT / "rust"))
+    bf16 = {}
+    if args.bf16:
+        # The same directory with --precision bf16: from the f32 checkpoint, and from a `convert --dtype bf16` one.
+        ck16 = OUT / "ck_bf16"
+        subprocess.run([str(BIN), "convert", "--checkpoint", str(ck), "--dtype", "bf16", "--output-dir", str(ck16),
+                        "--force"], check=True, capture_output=True)
+        b32, b16 = [], []
+        for _ in range(args.runs):
+            b32.append(run_rust(ck, [OUT / "utts"], OUT / "rust_bf16", args.threads, ["--precision", "bf16"]))
+            b16.append(run_rust(ck16, [OUT / "utts"], OUT / "rust_bf16ck", args.threads, ["--precision", "bf16"]))
+        hfb = statistics.median(hf_bf16_times)
+        bf16 = {
+            "hf_bf16_autocast_17_layers_one_at_a_time_s_median": hfb,
+            "rust_bf16_packed_s_median": statistics.median(d for d, _ in b32),
+            "rust_bf16_ck_packed_s_median": statistics.median(d for d, _ in b16),
+            "rust_bf16_peak_rss_bytes": b32[-1][1]["peak_rss_bytes"],
+            "rust_bf16_ck_peak_rss_bytes": b16[-1][1]["peak_rss_bytes"],
+            "rust_bf16_speedup_vs_hf_bf16": hfb / statistics.median(d for d, _ in b32),
+            "rust_bf16_ck_speedup_vs_hf_bf16": hfb / statistics.median(d for d, _ in b16),
+            "worst_semantic_rel_l2_vs_hf_fp32": {
+                "hf_bf16_autocast": worst_vs_hf(hf_bf16_sem),
+                "rust_bf16": worst_vs_hf(rust_sems(OUT / "rust_bf16")),
+                "rust_bf16_ck": worst_vs_hf(rust_sems(OUT / "rust_bf16ck")),
+            },
+        }
     hf, rs, rs1, lg = (statistics.median(x) for x in (hf_times, rs_times, rs1_times, long_times))
     report = {
         "checkpoint": str(ck),
@@ -146,6 +185,7 @@ def main():
         "rust_encoder_s_per_audio_s_short": summary["stages"]["encoder"] / summary["audio_seconds"],
         "rust_encoder_s_per_audio_s_one_10s_file": long_summary["stages"]["encoder"] / long_summary["audio_seconds"],
         "worst_semantic_rel_l2_vs_hf": worst,
+        **bf16,
         **ref.versions(),
     }
     print(json.dumps(report, indent=2))
