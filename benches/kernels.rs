@@ -235,7 +235,10 @@ fn bench_bf16_peak(_: &mut Criterion) {
     if !std::env::args().any(|a| a.contains("bf16_peak")) {
         return;
     }
-    let m = 500;
+    let m: usize = std::env::var("W2VBERT_BF16_PEAK_T")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16]
         .into_iter()
         .filter(|k| k.available())

@@ -319,7 +319,9 @@ fn weights_with_nonzero_padding_are_refused() {
 #[test]
 fn model_shaped_weights_are_read_in_place() {
     // Multiples of 32 (as every projection of the model): the kernels read the rows as given, no copy.
-    for (n, k, t) in [(64, 96, 40), (96, 160, 33), (32, 1024, 17)] {
+    // (160, 288, 530): more than one AMX task group (4 row blocks), k block (8 chunks) and column group (16
+    // blocks), with ragged last ones.
+    for (n, k, t) in [(64, 96, 40), (96, 160, 33), (32, 1024, 17), (160, 288, 530)] {
         assert!(tiles_read_in_place(n, k));
         for kind in [Kind::Store, Kind::Silu, Kind::Accumulate] {
             run_case(n, k, t, kind, true, (n * k + t) as u64).unwrap();

@@ -1,13 +1,16 @@
-//! Intel AMX microkernel (`tdpbf16ps`) over the packed layouts of [`super`]: a 32×32 f32 output block in four
-//! 16×16 tiles (tmm0-3), two weight A-tiles (tmm4-5) and two x B-tiles (tmm6-7) per 32-wide k chunk.
+//! Intel AMX (`tdpbf16ps`) over the layouts of [`super`]: a 32×32 f32 output block in four 16×16 tiles
+//! (tmm0-3), two weight A-tiles (tmm4-5) and two x B-tiles (tmm6-7) per 32-wide k chunk, in a loop nest
+//! blocked for the caches ([`linear`]).
 //!
 //! Linux hands out the AMX tile state only to processes that ask (`arch_prctl(ARCH_REQ_XCOMP_PERM,
 //! XFEATURE_XTILEDATA)`); [`available`] asks once and reports false if the CPU, the OS or that request says
 //! no. Tile instructions are written with `asm!` (the AMX intrinsics are not stable Rust); the compiler never
 //! allocates tile registers itself, so tile state lives across the asm blocks of one call.
 
-#[cfg(target_arch = "x86_64")]
-use super::COL_BLOCK;
+use super::{epilogue, Bf16Weights, Kind, COL_BLOCK, K_CHUNK, ROW_BLOCK};
+use crate::alignedbuf::AlignedBuf;
+use crate::gemm::Threads;
+use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::asm;
 use std::sync::OnceLock;
@@ -110,89 +113,173 @@ unsafe fn tdp_loop(iters: usize) {
     asm!("tilerelease", options(nostack, nomem));
 }
 
-/// `acc[32, t_pad] (+)= W[panel rows, chunks c0..c1] · x[chunks c0..c1]` for one 32-row block.
+/// k chunks per k block: a row block's A micro-panel for one k block, packed ([`pack_panel`]), is 32 × 256
+/// bf16 = 16 KiB, which stays in L1 while the column blocks' B-tiles stream past it from L2.
+const KB: usize = 8;
+/// Row blocks per task: their accumulators (4 × 32 × t_pad f32: 256 KiB at t_pad = 512) stay in L2 between
+/// k blocks.
+const GROUP: usize = 4;
+/// Column blocks per column group: x's slice for one k block (16 × 16 KiB = 256 KiB) stays in L2 while the
+/// group's row blocks pass over it.
+const COLS: usize = 16;
+
+thread_local! {
+    /// One packed A micro-panel (`[2][KB][16][32]`) and a task's `[GROUP·32, t_pad]` accumulators, per thread.
+    static BUFS: std::cell::RefCell<(AlignedBuf<u16>, AlignedBuf<f32>)> =
+        std::cell::RefCell::new((AlignedBuf::zeroed(ROW_BLOCK * KB * K_CHUNK), AlignedBuf::zeroed(0)));
+}
+
+/// `dst = epilogue(W · x + bias)` on AMX, blocked for the caches: tasks of [`GROUP`] row blocks; per task,
+/// column groups of [`COLS`] blocks, then k blocks of [`KB`] chunks, then its row blocks, each running its
+/// packed A micro-panel past the group's column blocks ([`block`]). Each output element is computed by one
+/// task, k chunk after k chunk in order, so the result does not depend on the thread count (nor on the
+/// blocking: partial sums pass through memory as exact f32).
+///
+/// Why blocked: the 2×2 tile step loads 1 KiB per `tdpbf16ps`. A probe of that step on the Xeon with AMX ran at
+/// ~95 % of the instruction's peak with its operands in L1, ~87 % streaming one of them from a 256 KiB span
+/// (L2), ~70 % from 1 MiB and ~35 % from 4 MiB. Unblocked (each row block's W panel against all of x), every
+/// row block re-read x, 1 MiB at T = 500 and k = 1024 but 4 MiB in a corpus pack of 2000 frames: the kernel
+/// bench (`bf16_peak`, 1 thread) ran at 13 % of peak at T = 2000 and 21–28 % at T = 500; blocked, 20–21 % and
+/// 21–28 %. Corpus run of 24 short files, bf16 checkpoint: 0.862× the wall time (6 of 6 pairs); 10 s: 0.998×.
+/// What keeps it near a quarter of the peak at T = 500 is not found yet (the packed A micro-panel, prefetching
+/// the next panel, and smaller k blocks each changed nothing measurable).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn linear(
+    dst: &mut [f32], // [n, t]
+    kind: Kind,
+    bias: Option<&[f32]>, // [n]
+    xp: &[u16],           // [t_pad/16][chunks*16][16][2]
+    w: &Bf16Weights<'_>,
+    t: usize,
+    t_pad: usize,
+    chunks: usize,
+    threads: Threads,
+) {
+    let row_blocks = w.n.div_ceil(ROW_BLOCK);
+    let col_blocks = t_pad / COL_BLOCK;
+    let task = |(g, dst): (usize, &mut [f32])| {
+        BUFS.with(|cell| {
+            let (panel, acc) = &mut *cell.borrow_mut();
+            acc.grow(GROUP * ROW_BLOCK * t_pad);
+            let rbs = GROUP.min(row_blocks - g * GROUP);
+            for jg0 in (0..col_blocks).step_by(COLS) {
+                let jg1 = (jg0 + COLS).min(col_blocks);
+                for c0 in (0..chunks).step_by(KB) {
+                    let c1 = (c0 + KB).min(chunks);
+                    for i in 0..rbs {
+                        pack_panel(panel, w, (g * GROUP + i) * ROW_BLOCK, c0, c1);
+                        let acc = &mut acc[i * ROW_BLOCK * t_pad..(i + 1) * ROW_BLOCK * t_pad];
+                        // SAFETY: the caller checked availability; sizes follow the layouts (module docs).
+                        unsafe { block(acc, panel, xp, chunks, t_pad, c0, c1, jg0, jg1) };
+                    }
+                }
+            }
+            for (i, dst) in dst.chunks_mut(ROW_BLOCK * t).enumerate() {
+                let rb = g * GROUP + i;
+                let acc = &acc[i * ROW_BLOCK * t_pad..(i + 1) * ROW_BLOCK * t_pad];
+                epilogue(dst, acc, kind, bias.map(|b| &b[rb * ROW_BLOCK..]), t, t_pad);
+            }
+        })
+    };
+    match threads {
+        Threads::Single => dst.chunks_mut(GROUP * ROW_BLOCK * t).enumerate().for_each(task),
+        Threads::Rayon(_) => dst.par_chunks_mut(GROUP * ROW_BLOCK * t).enumerate().for_each(task),
+    }
+}
+
+/// Rows `r0 .. r0 + 32` of W, k chunks `c0 .. c1`, into the A-tile layout `[2 row tiles][c1 - c0][16][32]`
+/// (each tile 1 KiB, contiguous: W's own rows, 2–8 KiB apart, would share a few L1 sets).
+fn pack_panel(panel: &mut [u16] /* [2][c1 - c0][16][32] */, w: &Bf16Weights<'_>, r0: usize, c0: usize, c1: usize) {
+    let nc = c1 - c0;
+    for r in 0..ROW_BLOCK {
+        let src = w.row(r0 + r, c0 * K_CHUNK, nc * K_CHUNK);
+        let base = (r / 16) * nc * 512 + (r % 16) * K_CHUNK;
+        for (c, s) in src.chunks_exact(K_CHUNK).enumerate() {
+            panel[base + c * 512..base + c * 512 + K_CHUNK].copy_from_slice(s);
+        }
+    }
+}
+
+/// `acc[32, column blocks jb0..jb1] (+)= A · x[chunks c0..c1]` for one row block: zeroed first when c0 = 0,
+/// else added to.
 ///
 /// # Safety
-/// [`available`] returned true; `panel` is 32 rows of W at stride `ld`, each `chunks·32` values long (the
-/// last one may end there), `xp` the packed x with `chunks·16` pair rows per column block and `t_pad / 32`
-/// blocks, `acc` ≥ 32·t_pad.
+/// [`available`] returned true; `panel` is `2·(c1 - c0)·512` values, `xp` the packed x with `chunks·16` pair
+/// rows per column block and `t_pad / 32` blocks, `acc` ≥ 32·t_pad.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn row_block(
+unsafe fn block(
     acc: &mut [f32], // [32, t_pad]
-    panel: &[u16],   // [32 rows at stride ld][chunks*32]
-    ld: usize,
-    xp: &[u16], // [t_pad/16][chunks*16][16][2]
+    panel: &[u16],   // [2][c1 - c0][16][32]
+    xp: &[u16],      // [t_pad/16][chunks*16][16][2]
     chunks: usize,
     t_pad: usize,
-    c0: usize, // k chunks c0..c1 of this pass; c0 == 0 starts from zero, else adds to acc
+    c0: usize,
     c1: usize,
+    jb0: usize,
+    jb1: usize,
 ) {
-    let pairs = chunks * 16;
-    assert!(panel.len() >= 31 * ld + chunks * 32 && acc.len() >= 32 * t_pad);
-    assert!(xp.len() >= (t_pad / COL_BLOCK) * pairs * 64);
+    let (pairs, nc) = (chunks * 16, c1 - c0);
+    assert!(panel.len() >= 2 * nc * 512 && acc.len() >= 32 * t_pad);
+    assert!(xp.len() >= (t_pad / COL_BLOCK) * pairs * 64 && jb1 <= t_pad / COL_BLOCK);
     let ldc = t_pad * 4; // bytes between output rows
     asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
-    {
-        for jb in 0..t_pad / COL_BLOCK {
-            let c00 = acc.as_mut_ptr().add(jb * COL_BLOCK);
-            let c01 = c00.add(16);
-            let c10 = c00.add(16 * t_pad);
-            let c11 = c10.add(16);
-            if c0 == 0 {
-                asm!(
-                    "tilezero tmm0",
-                    "tilezero tmm1",
-                    "tilezero tmm2",
-                    "tilezero tmm3",
-                    options(nostack, nomem)
-                );
-            } else {
-                asm!(
-                    "tileloadd tmm0, [{a} + {s}*1]",
-                    "tileloadd tmm1, [{b} + {s}*1]",
-                    "tileloadd tmm2, [{c} + {s}*1]",
-                    "tileloadd tmm3, [{d} + {s}*1]",
-                    a = in(reg) c00, b = in(reg) c01, c = in(reg) c10, d = in(reg) c11, s = in(reg) ldc,
-                    options(nostack, readonly)
-                );
-            }
-            let xb = xp.as_ptr().add(jb * pairs * 64);
-            for c in c0..c1 {
-                // A-tiles: rows 0..16 and 16..32 of the panel, columns 32c.., at W's row stride.
-                let a0 = panel.as_ptr().add(c * 32);
-                let a1 = a0.add(16 * ld);
-                let b0 = xb.add(c * 16 * 32);
-                let b1 = b0.add(pairs * 32);
-                asm!(
-                    "tileloadd tmm4, [{a0} + {sa}*1]",
-                    "tileloadd tmm6, [{b0} + {sb}*1]",
-                    "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tileloadd tmm7, [{b1} + {sb}*1]",
-                    "tdpbf16ps tmm1, tmm4, tmm7",
-                    "tileloadd tmm5, [{a1} + {sa}*1]",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1,
-                    sa = in(reg) 2 * ld, sb = in(reg) 64usize,
-                    options(nostack, readonly)
-                );
-            }
+    for jb in jb0..jb1 {
+        let c00 = acc.as_mut_ptr().add(jb * COL_BLOCK);
+        let c01 = c00.add(16);
+        let c10 = c00.add(16 * t_pad);
+        let c11 = c10.add(16);
+        if c0 == 0 {
             asm!(
-                "tilestored [{a} + {s}*1], tmm0",
-                "tilestored [{b} + {s}*1], tmm1",
-                "tilestored [{c} + {s}*1], tmm2",
-                "tilestored [{d} + {s}*1], tmm3",
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
+        } else {
+            asm!(
+                "tileloadd tmm0, [{a} + {s}*1]",
+                "tileloadd tmm1, [{b} + {s}*1]",
+                "tileloadd tmm2, [{c} + {s}*1]",
+                "tileloadd tmm3, [{d} + {s}*1]",
                 a = in(reg) c00, b = in(reg) c01, c = in(reg) c10, d = in(reg) c11, s = in(reg) ldc,
-                options(nostack)
+                options(nostack, readonly)
             );
         }
+        let xb = xp.as_ptr().add(jb * pairs * 64);
+        for c in c0..c1 {
+            let a0 = panel.as_ptr().add((c - c0) * 512);
+            let a1 = panel.as_ptr().add((nc + c - c0) * 512);
+            let b0 = xb.add(c * 16 * 32);
+            let b1 = b0.add(pairs * 32);
+            asm!(
+                "tileloadd tmm4, [{a0} + {s}*1]",
+                "tileloadd tmm6, [{b0} + {s}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tileloadd tmm7, [{b1} + {s}*1]",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{a1} + {s}*1]",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1, s = in(reg) 64usize,
+                options(nostack, readonly)
+            );
+        }
+        asm!(
+            "tilestored [{a} + {s}*1], tmm0",
+            "tilestored [{b} + {s}*1], tmm1",
+            "tilestored [{c} + {s}*1], tmm2",
+            "tilestored [{d} + {s}*1], tmm3",
+            a = in(reg) c00, b = in(reg) c01, c = in(reg) c10, d = in(reg) c11, s = in(reg) ldc,
+            options(nostack)
+        );
     }
     asm!("tilerelease", options(nostack, nomem));
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: usize, _: &[u16], _: usize, _: usize, _: usize, _: usize) {
+unsafe fn block(_: &mut [f32], _: &[u16], _: &[u16], _: usize, _: usize, _: usize, _: usize, _: usize, _: usize) {
     unreachable!("AMX is x86-64 only")
 }

@@ -29,8 +29,9 @@
 //!   layout: element `(2p + e, j)` of x sits in column tile j/16 at pair row p, column j%16, slot e, so every
 //!   AMX B-tile (16 pair rows × 16 columns) is a contiguous 1 KiB. t padded to 32 with zeros.
 //!
-//! Work is split over 32-row blocks of W: each output element is computed by one task in a fixed order, so
-//! the result does not depend on the thread count (nor does WidenF32's, split like the f32 linears).
+//! Work is split over 32-row blocks of W (AMX: groups of four, its loop nest blocked for the caches, see
+//! `amx.rs`): each output element is computed by one task in a fixed order, so the result does not depend on
+//! the thread count (nor does WidenF32's, split like the f32 linears).
 
 mod amx;
 mod avx512;
@@ -50,7 +51,7 @@ pub const ROW_BLOCK: usize = 32;
 pub const COL_BLOCK: usize = 32;
 /// k values per AMX chunk / tile row.
 pub const K_CHUNK: usize = 32;
-/// k values per cache block: at k = 4096 (the FFN's second linear) a thread's halves of W and of x would not
+/// k values per cache block of the AVX512-BF16 loop nest: at k = 4096 (the FFN's second linear) a thread's halves of W and of x would not
 /// fit its L2 together; 1024 keeps W's row half (≤ 1 MiB at n = 1024) and x's slice (1 MiB at t = 512) there.
 pub const KC: usize = 1024;
 
@@ -215,6 +216,11 @@ impl<'a> Bf16Weights<'a> {
         Bf16Weights { bits, n, k, ld }
     }
 
+    /// `W[r, c0 .. c0 + len]`.
+    fn row(&self, r: usize, c0: usize, len: usize) -> &'a [u16] {
+        &self.bits[r * self.ld + c0..r * self.ld + c0 + len]
+    }
+
     /// `W[r, c]` as f32 (exact), for references and tests.
     pub fn get(&self, r: usize, c: usize) -> f32 {
         bf16_to_f32(self.bits[r * self.ld + c])
@@ -332,7 +338,7 @@ thread_local! {
 /// `epilogue(W · x + bias)` for channel-major activations: `x` `[k, t]` (one input channel per row), the
 /// result `[n, t]`. `bias` `[n]`. Runs `kernel` (which must be [`Bf16Kernel::available`]).
 ///
-/// Loop nest: k blocks of [`KC`] (so a thread's slices of W and x stay in its L2 together) × 32-row blocks
+/// Loop nest (AVX512-BF16; AMX has its own, `amx.rs`): k blocks of [`KC`] (so a thread's slices of W and x stay in its L2 together) × 32-row blocks
 /// (the parallel loop) × 32-column blocks (inside the microkernel call). The f32 accumulator lives in a
 /// `[n_pad, t_pad]` scratch between k blocks; each row block's epilogue runs right after its last k block.
 pub fn linear_bf16_cm(
@@ -369,6 +375,9 @@ pub fn linear_bf16_cm(
         xp.grow(t_pad * k_pad);
         pack_x(xp, x, k, t, k_pad, t_pad);
         let xp: &[u16] = xp;
+        if kernel == Bf16Kernel::Amx {
+            return amx::linear(dst, kind, bias, xp, &w, t, t_pad, chunks, threads);
+        }
         let kc_chunks = KC / K_CHUNK;
         // Rows rb·32 .. rb·32 + 32 of W, each read up to k_pad (Bf16Weights::new checked the bounds).
         let panel = |rb: usize| &w.bits[rb * ROW_BLOCK * ld..(rb * ROW_BLOCK + ROW_BLOCK - 1) * ld + k_pad];
@@ -376,9 +385,8 @@ pub fn linear_bf16_cm(
             // SAFETY: availability asserted above; slice sizes follow the layouts (module docs).
             unsafe {
                 match kernel {
-                    Bf16Kernel::Amx => amx::row_block(acc, panel(rb), ld, xp, chunks, t_pad, c0, c1),
                     Bf16Kernel::Avx512Bf16 => avx512::row_block(acc, panel(rb), ld, xp, chunks, t_pad, c0, c1),
-                    Bf16Kernel::WidenF32 => unreachable!("asserted above"),
+                    Bf16Kernel::Amx | Bf16Kernel::WidenF32 => unreachable!("taken above"),
                 }
             }
         };
