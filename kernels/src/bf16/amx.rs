@@ -77,13 +77,8 @@ pub fn peak_flops() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     {
         const ITERS: usize = 1 << 14;
-        let mut best = f64::INFINITY;
-        for _ in 0..5 {
-            let t = std::time::Instant::now();
-            // SAFETY: AMX available (checked above); the loop touches tile registers only.
-            unsafe { tdp_loop(ITERS) };
-            best = best.min(t.elapsed().as_secs_f64());
-        }
+        // SAFETY: AMX available (checked above); the loop touches tile registers only.
+        let best = super::fastest_of_5(|| unsafe { tdp_loop(ITERS) });
         // 4 tdpbf16ps per iteration, each 16·16·32 multiply-adds.
         Some((ITERS * 4 * 16 * 16 * 32 * 2) as f64 / best)
     }

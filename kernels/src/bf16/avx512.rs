@@ -62,13 +62,8 @@ pub fn peak_flops() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     {
         const ITERS: usize = 1 << 14;
-        let mut best = f64::INFINITY;
-        for _ in 0..5 {
-            let t = std::time::Instant::now();
-            // SAFETY: AVX512-BF16 checked above; the loop touches registers only.
-            unsafe { dot_loop(ITERS) };
-            best = best.min(t.elapsed().as_secs_f64());
-        }
+        // SAFETY: AVX512-BF16 checked above; the loop touches registers only.
+        let best = super::fastest_of_5(|| unsafe { dot_loop(ITERS) });
         // 16 vdpbf16ps per iteration, each 16 lanes × 2 multiply-adds.
         Some((ITERS * 16 * 64) as f64 / best)
     }

@@ -59,6 +59,19 @@ fn round_up(x: usize, m: usize) -> usize {
     x.div_ceil(m) * m
 }
 
+/// Seconds taken by the fastest of 5 calls of `run` (the throughput probes: register-only instruction
+/// streams, where the fastest call is the one the host did not interrupt).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn fastest_of_5(run: impl Fn()) -> f64 {
+    (0..5)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            run();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
 /// k rounded up to whole chunks (at least one, so that k = 0 still runs the epilogue).
 fn k_padded(k: usize) -> usize {
     round_up(k.max(1), K_CHUNK)
