@@ -136,7 +136,18 @@ fn bench_linear(c: &mut Criterion) {
         for (name, threads) in [("1thread", Threads::Single), ("2threads", Threads::Rayon(2))] {
             // What the encoder runs: yᵀ[n, m] = W·xᵀ + b, activations channel-major (x read as [k, m]).
             g.bench_function(BenchmarkId::new(format!("channel_major_{name}"), &id), |b| {
-                b.iter(|| linear_cm(&mut y, black_box(&x), &w, Some(&bias), n, k, m, threads))
+                b.iter(|| {
+                    linear_cm(
+                        Epilogue::Store { y: &mut y },
+                        black_box(&x),
+                        &w,
+                        Some(&bias),
+                        n,
+                        k,
+                        m,
+                        threads,
+                    )
+                })
             });
         }
         // bf16 weights as the model holds them: row-major bf16, page-aligned (x rounded to bf16 per call for the
@@ -222,7 +233,7 @@ fn bench_linear(c: &mut Criterion) {
     let mut y = vec![0f32; m * n];
     g.throughput(Throughput::Elements((2 * m * k * n) as u64));
     g.bench_function(BenchmarkId::new("ref", format!("{m}x{k}x{n}")), |b| {
-        b.iter(|| linear_cm_ref(&mut y, black_box(&x), &w, None, n, k, m))
+        b.iter(|| linear_cm_ref(Epilogue::Store { y: &mut y }, black_box(&x), &w, None, n, k, m))
     });
     g.finish();
 }

@@ -122,7 +122,8 @@ fn gemm_columns_do_not_depend_on_width() {
         let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
         let cols = |x: &[f32], width: usize, off: usize, t: usize| -> Vec<f32> {
             let mut y = vec![0f32; n * width];
-            gemm::linear_cm_accumulate(&mut y, x, &w, None, 0.5, n, k, width, gemm::Threads::Rayon(0));
+            let out = gemm::Epilogue::Accumulate { h: &mut y, scale: 0.5 };
+            gemm::linear_cm(out, x, &w, None, n, k, width, gemm::Threads::Rayon(0));
             (0..n)
                 .flat_map(|r| y[r * width + off..r * width + off + t].to_vec())
                 .collect()

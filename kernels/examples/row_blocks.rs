@@ -6,7 +6,7 @@
 //! `cargo run --release -p w2vbert-kernels --example row_blocks [threads]`
 
 use std::time::Instant;
-use w2vbert_kernels::gemm::{linear_cm, matmul, Threads};
+use w2vbert_kernels::gemm::{linear_cm, matmul, Epilogue, Threads};
 
 fn run(n: usize, k: usize, t: usize) {
     let nw = (400 << 20) / (n * k * 4); // ~400 MB of weights
@@ -41,7 +41,16 @@ fn run(n: usize, k: usize, t: usize) {
         );
         one.push(s.elapsed().as_secs_f64());
         let s = Instant::now();
-        linear_cm(&mut y, &x, &ws[(2 * it + 1) % nw], None, n, k, t, Threads::Rayon(0));
+        linear_cm(
+            Epilogue::Store { y: &mut y },
+            &x,
+            &ws[(2 * it + 1) % nw],
+            None,
+            n,
+            k,
+            t,
+            Threads::Rayon(0),
+        );
         blocks.push(s.elapsed().as_secs_f64());
     }
     let median = |v: &mut Vec<f64>| {

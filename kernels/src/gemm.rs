@@ -194,13 +194,63 @@ pub fn seed_bias(yb: &mut [f32], bias: Option<&[f32]>, t: usize, residual_scale:
     bias.is_some() || residual_scale.is_some()
 }
 
-/// Channel-major PyTorch Linear: `y[n, t] = w[n, k] · x[k, t] + bias[n]` (i.e. `yᵀ = W xᵀ + b` with the
-/// activations stored one channel per row). `w` is the checkpoint's `[out, in]` matrix read in place as the
-/// row-major lhs and `x` is a row-major rhs: the layout gemm runs fastest (no strided packing on either side).
-/// Parallel over [`row_blocks`].
+/// What happens to `acc = W · x` (`[n, t]`) on its way out: one type for the f32 linears ([`linear_cm`]) and the
+/// bf16 ones (`bf16::linear_bf16_cm`, `bf16::linear_bf16_rows_cm`).
+pub enum Epilogue<'a> {
+    /// `y = acc + bias`
+    Store { y: &'a mut [f32] /* [n, t] */ },
+    /// `y = silu(acc + bias)`
+    StoreSilu { y: &'a mut [f32] /* [n, t] */ },
+    /// `h += scale · (acc + bias)` (residual branch; the conformer's ½ rides here)
+    Accumulate {
+        h: &'a mut [f32], /* [n, t] */
+        scale: f32,
+    },
+}
+
+impl<'a> Epilogue<'a> {
+    pub(crate) fn out_len(&self) -> usize {
+        match self {
+            Epilogue::Store { y } | Epilogue::StoreSilu { y } => y.len(),
+            Epilogue::Accumulate { h, .. } => h.len(),
+        }
+    }
+
+    /// The output buffer, `[n, t]` of it.
+    pub(crate) fn into_dst(self, len: usize) -> &'a mut [f32] {
+        match self {
+            Epilogue::Store { y } | Epilogue::StoreSilu { y } => &mut y[..len],
+            Epilogue::Accumulate { h, .. } => &mut h[..len],
+        }
+    }
+}
+
+/// The epilogue without its buffer (so tasks can share it while each writes its own rows).
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Store,
+    StoreSilu,
+    Accumulate(f32),
+}
+
+pub(crate) fn out_kind(out: &Epilogue<'_>) -> Kind {
+    match out {
+        Epilogue::Store { .. } => Kind::Store,
+        Epilogue::StoreSilu { .. } => Kind::StoreSilu,
+        Epilogue::Accumulate { scale, .. } => Kind::Accumulate(*scale),
+    }
+}
+
+/// Channel-major PyTorch Linear, `epilogue(w[n, k] · x[k, t] + bias[n])` (i.e. `yᵀ = W xᵀ + b` with the
+/// activations stored one channel per row): `Store` writes y, `StoreSilu` applies SiLU to each block of rows as
+/// soon as its gemm is done, on the same thread, while the block is still in cache (the feed-forward's first
+/// half), `Accumulate` adds `scale · (W·x + b)` into the residual h on gemm's accumulate, so the product is
+/// never stored on its own (`scale·bias` is added to h with one rounding, an FMA, before the product). `w` is
+/// the checkpoint's `[out, in]` matrix read in place as the row-major lhs and `x` is a row-major rhs: the
+/// layout gemm runs fastest (no strided packing on either side). Parallel over [`row_blocks`].
 #[allow(clippy::too_many_arguments)]
 pub fn linear_cm(
-    y: &mut [f32],        // [n, t]
+    out: Epilogue<'_>,
     x: &[f32],            // [k, t]
     w: &[f32],            // [n, k]
     bias: Option<&[f32]>, // [n]
@@ -208,59 +258,19 @@ pub fn linear_cm(
     k: usize,
     t: usize,
     threads: Threads,
-) {
-    linear_cm_then(y, x, w, bias, n, k, t, threads, |_| {});
-}
-
-/// [`linear_cm`], then `post(y_block)` on each block of rows as soon as its gemm is done, on the same thread,
-/// while the block is still in cache (an elementwise activation: the feed-forward's SiLU; at 10 s a thread's
-/// block of its [4096, 500] output is 4 MiB, so mostly in L3 rather than L2). `post` must be elementwise for
-/// the result to be `post` over the whole output (as it is for any thread count).
-#[allow(clippy::too_many_arguments)]
-pub fn linear_cm_then(
-    y: &mut [f32],        // [n, t]
-    x: &[f32],            // [k, t]
-    w: &[f32],            // [n, k]
-    bias: Option<&[f32]>, // [n]
-    n: usize,
-    k: usize,
-    t: usize,
-    threads: Threads,
-    post: impl Fn(&mut [f32]) + Sync,
 ) {
     assert!(
-        y.len() >= n * t && x.len() >= k * t && w.len() >= n * k,
+        out.out_len() >= n * t && x.len() >= k * t && w.len() >= n * k,
         "linear_cm: slice too small"
     );
-    if let Some(b) = bias {
-        assert!(b.len() >= n, "linear_cm: bias too small");
+    assert!(bias.is_none_or(|b| b.len() >= n), "linear_cm: bias too small");
+    let kind = out_kind(&out);
+    let y = out.into_dst(n * t);
+    match kind {
+        Kind::Store => linear_cm_rows(y, x, w, bias, n, k, t, threads, None, |_| {}),
+        Kind::StoreSilu => linear_cm_rows(y, x, w, bias, n, k, t, threads, None, crate::activation::silu_inplace),
+        Kind::Accumulate(s) => linear_cm_rows(y, x, w, bias, n, k, t, threads, Some(s), |_| {}),
     }
-    linear_cm_rows(y, x, w, bias, n, k, t, threads, None, post);
-}
-
-/// Channel-major Linear accumulated into a residual: `h[n, t] += scale · (w[n, k] · x[k, t] + bias[n])`. The
-/// residual add and the conformer's ½ ride on gemm's accumulate, so the product is never stored on its own;
-/// `scale·bias` is added to `h` with one rounding (an FMA) before the product. Parallel over [`row_blocks`].
-#[allow(clippy::too_many_arguments)]
-pub fn linear_cm_accumulate(
-    h: &mut [f32],        // [n, t]
-    x: &[f32],            // [k, t]
-    w: &[f32],            // [n, k]
-    bias: Option<&[f32]>, // [n]
-    scale: f32,
-    n: usize,
-    k: usize,
-    t: usize,
-    threads: Threads,
-) {
-    assert!(
-        h.len() >= n * t && x.len() >= k * t && w.len() >= n * k,
-        "linear_cm_accumulate: slice too small"
-    );
-    if let Some(b) = bias {
-        assert!(b.len() >= n, "linear_cm_accumulate: bias too small");
-    }
-    linear_cm_rows(h, x, w, bias, n, k, t, threads, Some(scale), |_| {});
 }
 
 /// The body both channel-major linears share: per [`row_blocks`] block, [`seed_bias`], one single-threaded
@@ -302,42 +312,32 @@ fn linear_cm_rows(
     });
 }
 
-/// Scalar reference for [`linear_cm_accumulate`].
+/// Scalar reference for [`linear_cm`]: the f64 triple loop, then the epilogue.
 #[allow(clippy::too_many_arguments)]
-pub fn linear_cm_accumulate_ref(
-    h: &mut [f32],        // [n, t]
+pub fn linear_cm_ref(
+    out: Epilogue<'_>,
     x: &[f32],            // [k, t]
     w: &[f32],            // [n, k]
     bias: Option<&[f32]>, // [n]
-    scale: f32,
     n: usize,
     k: usize,
     t: usize,
 ) {
     let mut y = vec![0f32; n * t];
-    linear_cm_ref(&mut y, x, w, bias, n, k, t);
-    for (hv, yv) in h[..n * t].iter_mut().zip(&y) {
-        *hv += scale * yv;
-    }
-}
-
-/// Scalar reference for [`linear_cm`].
-#[allow(clippy::too_many_arguments)]
-pub fn linear_cm_ref(
-    y: &mut [f32],        // [n, t]
-    x: &[f32],            // [k, t]
-    w: &[f32],            // [n, k]
-    bias: Option<&[f32]>, // [n]
-    n: usize,
-    k: usize,
-    t: usize,
-) {
-    matmul_ref(y, t, w, k, 1, x, t, 1, n, k, t, 1.0, false);
+    matmul_ref(&mut y, t, w, k, 1, x, t, 1, n, k, t, 1.0, false);
     if let Some(b) = bias {
-        for i in 0..n {
-            for j in 0..t {
-                y[i * t + j] += b[i];
-            }
+        for (row, &bv) in y.chunks_exact_mut(t.max(1)).zip(b) {
+            row.iter_mut().for_each(|v| *v += bv);
         }
+    }
+    let kind = out_kind(&out);
+    let dst = out.into_dst(n * t);
+    match kind {
+        Kind::Store => dst.copy_from_slice(&y),
+        Kind::StoreSilu => {
+            dst.copy_from_slice(&y);
+            crate::activation::silu_inplace_ref(dst)
+        }
+        Kind::Accumulate(s) => dst.iter_mut().zip(&y).for_each(|(h, v)| *h += s * v),
     }
 }

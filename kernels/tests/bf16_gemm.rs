@@ -10,12 +10,11 @@ mod common;
 
 use common::{check_close, pool, Rng};
 use proptest::prelude::*;
-use w2vbert_kernels::activation;
 use w2vbert_kernels::bf16::{
     bf16_from_f32, bf16_from_f32_slice, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_ref, linear_bf16_rows_cm,
     owned_rows, tiles_read_in_place, Bf16Kernel, Bf16Weights, Epilogue, RowsFrom,
 };
-use w2vbert_kernels::gemm::{linear_cm, linear_cm_accumulate, linear_cm_then, Threads};
+use w2vbert_kernels::gemm::{linear_cm, Threads};
 
 const KERNELS: [Bf16Kernel; 3] = [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16, Bf16Kernel::WidenF32];
 
@@ -231,11 +230,7 @@ fn widen_kernel_is_the_f32_linear_bit_for_bit() {
         ] {
             let mut want = old.clone();
             let th = Threads::Rayon(0);
-            pool(2).install(|| match kind {
-                Kind::Store => linear_cm(&mut want, &x, &wide, b, n, k, t, th),
-                Kind::Silu => linear_cm_then(&mut want, &x, &wide, b, n, k, t, th, activation::silu_inplace),
-                Kind::Accumulate => linear_cm_accumulate(&mut want, &x, &wide, b, 0.5, n, k, t, th),
-            });
+            pool(2).install(|| linear_cm(epilogue(kind, &mut want), &x, &wide, b, n, k, t, th));
             let mut first: Option<Vec<f32>> = None;
             for threads in [1, 2, 3] {
                 let mut got = old.clone();

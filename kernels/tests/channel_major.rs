@@ -6,10 +6,7 @@ mod common;
 
 use common::{check_close, pool, Rng};
 use proptest::prelude::*;
-use w2vbert_kernels::gemm::{
-    block_rows, linear_cm, linear_cm_accumulate, linear_cm_accumulate_ref, linear_cm_ref, linear_cm_then, Threads,
-    MIN_BLOCK_ROWS,
-};
+use w2vbert_kernels::gemm::{linear_cm, linear_cm_ref, Epilogue, Threads};
 use w2vbert_kernels::{activation, conv, norm};
 
 /// One f32 ulp relative (2⁻²³).
@@ -130,19 +127,19 @@ proptest! {
         let (xs, ws) = (&x[xoff..], &w[woff..]);
         let mut got = vec![f32::NAN; yoff + n * t];
         let mut want = vec![0f32; n * t];
-        linear_cm(&mut got[yoff..], xs, ws, bias, n, k, t, Threads::Single);
-        linear_cm_ref(&mut want, xs, ws, bias, n, k, t);
+        linear_cm(Epilogue::Store { y: &mut got[yoff..] }, xs, ws, bias, n, k, t, Threads::Single);
+        linear_cm_ref(Epilogue::Store { y: &mut want }, xs, ws, bias, n, k, t);
         let mut mag = vec![0f32; n * t];
         let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
-        linear_cm_ref(&mut mag, &abs(xs), &abs(ws), bias.map(abs).as_deref(), n, k, t);
+        linear_cm_ref(Epilogue::Store { y: &mut mag }, &abs(xs), &abs(ws), bias.map(abs).as_deref(), n, k, t);
         check_close("linear_cm", &got[yoff..], &want, |i| 1e-5 * mag[i] + 1e-30).map_err(fail)?;
         let mut par = vec![f32::NAN; n * t];
-        linear_cm(&mut par, xs, ws, bias, n, k, t, Threads::Rayon(2));
+        linear_cm(Epilogue::Store { y: &mut par }, xs, ws, bias, n, k, t, Threads::Rayon(2));
         prop_assert!(par.iter().zip(&got[yoff..]).all(|(a, b)| a.to_bits() == b.to_bits()), "threads change bits");
     }
 
     #[test]
-    fn linear_cm_then_is_post_over_the_whole_output(
+    fn linear_cm_silu_is_silu_over_the_whole_output(
         n in prop_oneof![1usize..40, 250usize..600], // the latter: several of gemm::row_blocks' blocks
         k in 1usize..40,
         t in 1usize..40,
@@ -155,24 +152,14 @@ proptest! {
         let b = rng.vec(n, -1.0, 1.0);
         let bias = with_bias.then_some(&b[..]);
         let mut want = vec![0f32; n * t];
-        linear_cm(&mut want, &x, &w, bias, n, k, t, Threads::Single);
+        linear_cm(Epilogue::Store { y: &mut want }, &x, &w, bias, n, k, t, Threads::Single);
         activation::silu_inplace(&mut want);
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        let post = |yb: &mut [f32]| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            activation::silu_inplace(yb)
-        };
         for threads in [1, 2] {
             let mut got = vec![f32::NAN; n * t];
-            pool(threads).install(|| linear_cm_then(&mut got, &x, &w, bias, n, k, t, Threads::Rayon(0), post));
+            let out = Epilogue::StoreSilu { y: &mut got };
+            pool(threads).install(|| linear_cm(out, &x, &w, bias, n, k, t, Threads::Rayon(0)));
             prop_assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads");
         }
-        // Once per block of rows, per run: one block on 1 thread; on 2, one per thread unless that would cut
-        // blocks below MIN_BLOCK_ROWS or t is a single column.
-        let blocks = |p| n.div_ceil(block_rows(n, t, Threads::Rayon(p)));
-        prop_assert_eq!(blocks(1), 1);
-        prop_assert_eq!(blocks(2), if t > 1 && n >= 2 * MIN_BLOCK_ROWS { 2 } else { 1 });
-        prop_assert_eq!(calls.into_inner(), blocks(1) + blocks(2));
     }
 
     #[test]
@@ -195,17 +182,17 @@ proptest! {
         let mut got = vec![f32::NAN; hoff + n * t];
         got[hoff..].copy_from_slice(&h0);
         let mut want = h0.clone();
-        linear_cm_accumulate(&mut got[hoff..], xs, &w, bias, scale, n, k, t, Threads::Single);
-        linear_cm_accumulate_ref(&mut want, xs, &w, bias, scale, n, k, t);
+        linear_cm(Epilogue::Accumulate { h: &mut got[hoff..], scale }, xs, &w, bias, n, k, t, Threads::Single);
+        linear_cm_ref(Epilogue::Accumulate { h: &mut want, scale }, xs, &w, bias, n, k, t);
         // Bound: |h0| plus |scale|·(Σ|w·x| + |b|), times a few ulps for the accumulation.
         let mut mag = vec![0f32; n * t];
         let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
-        linear_cm_ref(&mut mag, &abs(xs), &abs(&w), bias.map(abs).as_deref(), n, k, t);
-        check_close("linear_cm_accumulate", &got[hoff..], &want, |i| 1e-5 * (scale.abs() * mag[i] + h0[i].abs()) + 1e-30)
+        linear_cm_ref(Epilogue::Store { y: &mut mag }, &abs(xs), &abs(&w), bias.map(abs).as_deref(), n, k, t);
+        check_close("linear_cm Accumulate", &got[hoff..], &want, |i| 1e-5 * (scale.abs() * mag[i] + h0[i].abs()) + 1e-30)
             .map_err(fail)?;
         prop_assert!(got[..hoff].iter().all(|v| v.is_nan()), "wrote before h");
         let mut par = h0.clone();
-        linear_cm_accumulate(&mut par, xs, &w, bias, scale, n, k, t, Threads::Rayon(2));
+        linear_cm(Epilogue::Accumulate { h: &mut par, scale }, xs, &w, bias, n, k, t, Threads::Rayon(2));
         prop_assert!(par.iter().zip(&got[hoff..]).all(|(a, b)| a.to_bits() == b.to_bits()), "threads change bits");
     }
 }
@@ -231,9 +218,9 @@ proptest! {
         let run = |threads: usize| {
             pool(threads).install(|| {
                 let mut y = vec![0f32; n * t];
-                linear_cm(&mut y, &x, &w, Some(&b), n, k, t, Threads::Rayon(0));
+                linear_cm(Epilogue::Store { y: &mut y }, &x, &w, Some(&b), n, k, t, Threads::Rayon(0));
                 let mut h = h0.clone();
-                linear_cm_accumulate(&mut h, &x, &w, Some(&b), 0.5, n, k, t, Threads::Rayon(0));
+                linear_cm(Epilogue::Accumulate { h: &mut h, scale: 0.5 }, &x, &w, Some(&b), n, k, t, Threads::Rayon(0));
                 (y, h)
             })
         };

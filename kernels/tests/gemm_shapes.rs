@@ -11,7 +11,7 @@ mod common;
 
 use common::{check_close, Rng};
 use proptest::prelude::*;
-use w2vbert_kernels::gemm::{linear_cm, linear_cm_ref, matmul, matmul_ref, Threads};
+use w2vbert_kernels::gemm::{linear_cm, linear_cm_ref, matmul, matmul_ref, Epilogue, Threads};
 
 const SIZES: [usize; 7] = [0, 1, 7, 63, 64, 65, 257];
 const SENTINEL: f32 = -7.25e9;
@@ -204,13 +204,13 @@ fn linear_cm_awkward_shapes() {
                 };
                 let mut y = vec![f32::NAN; n * t];
                 let mut want = vec![0f32; n * t];
-                linear_cm(&mut y, &x, &w, bias, n, k, t, threads);
-                linear_cm_ref(&mut want, &x, &w, bias, n, k, t);
+                linear_cm(Epilogue::Store { y: &mut y }, &x, &w, bias, n, k, t, threads);
+                linear_cm_ref(Epilogue::Store { y: &mut want }, &x, &w, bias, n, k, t);
                 let (xa, wa): (Vec<f32>, Vec<f32>) =
                     (x.iter().map(|v| v.abs()).collect(), w.iter().map(|v| v.abs()).collect());
                 let ba = bias.map(|b| b.iter().map(|v| v.abs()).collect::<Vec<_>>());
                 let mut mag = vec![0f32; n * t];
-                linear_cm_ref(&mut mag, &xa, &wa, ba.as_deref(), n, k, t);
+                linear_cm_ref(Epilogue::Store { y: &mut mag }, &xa, &wa, ba.as_deref(), n, k, t);
                 let what = format!("linear_cm n={n} k={k} t={t} bias={} {threads:?}", bias.is_some());
                 if let Err(e) = check_close(&what, &y, &want, |i| 1e-5 * mag[i] + 1e-30) {
                     panic!("{e}");

@@ -6,7 +6,7 @@ use crate::tensor::Tensor;
 use crate::weights::Weights;
 use w2vbert_kernels::alignedbuf::AlignedBuf;
 use w2vbert_kernels::bf16::{self, Bf16Kernel, Bf16Weights, Epilogue, RowsFrom};
-use w2vbert_kernels::{activation, gemm, norm};
+use w2vbert_kernels::{gemm, norm};
 
 /// How a [`Linear`] holds its weight, and so which matmul it runs.
 enum LinearWeight {
@@ -119,46 +119,32 @@ impl Linear {
     /// Channel-major: y[out, t] = W[out, in] · x[in, t] + b (one channel per row). In f32, W is gemm's
     /// row-major lhs read in place and x its row-major rhs: the fastest layout gemm has, with no weight copy.
     pub fn forward(&self, y: &mut [f32], x: &[f32], t: usize) {
-        match &self.weight {
-            LinearWeight::F32(w) => gemm::linear_cm(y, x, w.data(), self.bias(), self.out_dim, self.in_dim, t, THREADS),
-            _ => self.forward_bf16(Epilogue::Store { y }, x, t),
-        }
+        self.run(Epilogue::Store { y }, x, t)
     }
 
     /// y[out, t] = SiLU(W · x[in, t] + b) (the feed-forward's first half): applied per block of rows as it leaves
     /// the matmul, in f32 and bf16 alike.
     pub fn forward_silu(&self, y: &mut [f32], x: &[f32], t: usize) {
-        match &self.weight {
-            LinearWeight::F32(w) => {
-                let (n, k) = (self.out_dim, self.in_dim);
-                gemm::linear_cm_then(y, x, w.data(), self.bias(), n, k, t, THREADS, activation::silu_inplace)
-            }
-            _ => self.forward_bf16(Epilogue::StoreSilu { y }, x, t),
-        }
+        self.run(Epilogue::StoreSilu { y }, x, t)
     }
 
     /// h[out, t] += scale · (W · x[in, t] + b): the residual add and the conformer's ½ folded into the matmul
     /// (gemm accumulates into h; the bf16 path in its epilogue), so the product is never stored on its own.
     pub fn forward_accumulate(&self, h: &mut [f32], x: &[f32], t: usize, scale: f32) {
-        match &self.weight {
-            LinearWeight::F32(w) => {
-                let (n, k) = (self.out_dim, self.in_dim);
-                gemm::linear_cm_accumulate(h, x, w.data(), self.bias(), scale, n, k, t, THREADS)
-            }
-            _ => self.forward_bf16(Epilogue::Accumulate { h, scale }, x, t),
-        }
+        self.run(Epilogue::Accumulate { h, scale }, x, t)
     }
 
-    fn forward_bf16(&self, out: Epilogue<'_>, x: &[f32], t: usize) {
-        let LinearWeight::Bf16 { rows, ld, kernel } = &self.weight else {
-            unreachable!("forward_bf16 on an f32 weight")
-        };
+    fn run(&self, out: Epilogue<'_>, x: &[f32], t: usize) {
         let (n, k) = (self.out_dim, self.in_dim);
-        if kernel.packs_tiles() {
-            let w = Bf16Weights::new(rows.bits(), n, k, *ld);
-            bf16::linear_bf16_cm(*kernel, out, x, w, self.bias(), t, THREADS)
-        } else {
-            bf16::linear_bf16_rows_cm(out, x, rows.bits(), self.bias(), n, k, t, THREADS)
+        match &self.weight {
+            LinearWeight::F32(w) => gemm::linear_cm(out, x, w.data(), self.bias(), n, k, t, THREADS),
+            LinearWeight::Bf16 { rows, ld, kernel } if kernel.packs_tiles() => {
+                let w = Bf16Weights::new(rows.bits(), n, k, *ld);
+                bf16::linear_bf16_cm(*kernel, out, x, w, self.bias(), t, THREADS)
+            }
+            LinearWeight::Bf16 { rows, .. } => {
+                bf16::linear_bf16_rows_cm(out, x, rows.bits(), self.bias(), n, k, t, THREADS)
+            }
         }
     }
 }

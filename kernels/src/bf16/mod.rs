@@ -41,7 +41,9 @@ pub use avx512::dot_vs_fma;
 pub use widen::{linear_bf16_rows_cm, widen};
 
 use crate::alignedbuf::AlignedBuf;
+pub use crate::gemm::Epilogue;
 use crate::gemm::Threads;
+pub(crate) use crate::gemm::{out_kind, Kind};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -286,36 +288,6 @@ pub fn owned_rows(kernel: Bf16Kernel, from: RowsFrom<'_>, n: usize, k: usize) ->
     (buf, ld)
 }
 
-/// What happens to `acc = W · x` (`[n, t]`) on its way out.
-pub enum Epilogue<'a> {
-    /// `y = acc + bias`
-    Store { y: &'a mut [f32] /* [n, t] */ },
-    /// `y = silu(acc + bias)`
-    StoreSilu { y: &'a mut [f32] /* [n, t] */ },
-    /// `h += scale · (acc + bias)` (residual branch; the conformer's ½ rides here)
-    Accumulate {
-        h: &'a mut [f32], /* [n, t] */
-        scale: f32,
-    },
-}
-
-impl<'a> Epilogue<'a> {
-    pub(crate) fn out_len(&self) -> usize {
-        match self {
-            Epilogue::Store { y } | Epilogue::StoreSilu { y } => y.len(),
-            Epilogue::Accumulate { h, .. } => h.len(),
-        }
-    }
-
-    /// The output buffer, `[n, t]` of it.
-    pub(crate) fn into_dst(self, len: usize) -> &'a mut [f32] {
-        match self {
-            Epilogue::Store { y } | Epilogue::StoreSilu { y } => &mut y[..len],
-            Epilogue::Accumulate { h, .. } => &mut h[..len],
-        }
-    }
-}
-
 /// x `[k, t]` f32 row-major → bf16 pair layout `[t_pad/16][k_pad/2][16][2]` (module docs).
 fn pack_x(xp: &mut [u16], x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: usize, t_pad: usize) {
     let xp = &mut xp[..t_pad * k_pad];
@@ -446,22 +418,6 @@ pub fn linear_bf16_cm(
             }
         }
     });
-}
-
-/// The epilogue without its buffer (so tasks can share it while each writes its own rows).
-#[derive(Clone, Copy)]
-pub(crate) enum Kind {
-    Store,
-    StoreSilu,
-    Accumulate(f32),
-}
-
-pub(crate) fn out_kind(out: &Epilogue<'_>) -> Kind {
-    match out {
-        Epilogue::Store { .. } => Kind::Store,
-        Epilogue::StoreSilu { .. } => Kind::StoreSilu,
-        Epilogue::Accumulate { scale, .. } => Kind::Accumulate(*scale),
-    }
 }
 
 /// Apply the epilogue to one row block: `dst` `[rows, t]` (rows ≤ 32) from `acc` `[32, t_pad]`.
