@@ -535,7 +535,7 @@ fn converted_tensors_start_on_cache_lines() {
         let w = Weights::open(&out.join("model.safetensors")).unwrap();
         let mut names = w.names();
         names.sort_by_key(|n| w.data_range(n).unwrap().start);
-        let mut ragged_seen = false;
+        let (mut ragged_seen, mut aligned) = (false, 0);
         for n in names {
             let r = w.data_range(n).unwrap();
             if r.len().is_multiple_of(64) {
@@ -544,9 +544,15 @@ fn converted_tensors_start_on_cache_lines() {
                     "{dtype:?}: {n} comes after a tensor whose size is not a multiple of 64"
                 );
                 assert_eq!(r.start % 64, 0, "{dtype:?}: {n} starts at byte {}", r.start);
+                aligned += 1;
             } else {
                 ragged_seen = true;
             }
         }
+        // The fixture has both kinds (24-wide: a [24, 24] bf16 weight is 1152 bytes, a [24] bias 48).
+        assert!(
+            aligned > 0 && ragged_seen,
+            "{dtype:?}: {aligned} 64-byte-multiple tensors"
+        );
     }
 }

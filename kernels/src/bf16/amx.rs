@@ -67,28 +67,16 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
-/// Flops per second of one core's `tdpbf16ps` stream (4 independent accumulator tiles fed by 4 zeroed
-/// source tiles, no memory operands; best of 5 runs of ~1 ms): the instruction's ceiling the kernel is
-/// measured against (`cargo bench --bench kernels -- bf16_peak`). `None` without AMX.
-pub fn peak_flops() -> Option<f64> {
-    if !available() {
-        return None;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        const ITERS: usize = 1 << 14;
-        // SAFETY: AMX available (checked above); the loop touches tile registers only.
-        let best = super::fastest_of_5(|| unsafe { tdp_loop(ITERS) });
-        // 4 tdpbf16ps per iteration, each 16·16·32 multiply-adds.
-        Some((ITERS * 4 * 16 * 16 * 32 * 2) as f64 / best)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    None
-}
+/// f32 flops per iteration of [`peak_stream`]: 4 `tdpbf16ps`, each 16·16·32 multiply-adds.
+pub(super) const PEAK_FLOPS_PER_ITER: f64 = (4 * 16 * 16 * 32 * 2) as f64;
 
-/// `iters` × 4 independent `tdpbf16ps` on zeroed tiles (throughput, not latency).
+/// `iters` × 4 independent `tdpbf16ps` on zeroed tiles (throughput, not latency): the instruction's ceiling the
+/// kernel is measured against ([`super::Bf16Kernel::instruction_peak`]).
+///
+/// # Safety
+/// [`available`] returned true.
 #[cfg(target_arch = "x86_64")]
-unsafe fn tdp_loop(iters: usize) {
+pub(super) unsafe fn peak_stream(iters: usize) {
     asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
     asm!(
         "tilezero tmm4",
@@ -271,6 +259,11 @@ unsafe fn block(
         );
     }
     asm!("tilerelease", options(nostack, nomem));
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) unsafe fn peak_stream(_: usize) {
+    unreachable!("AMX is x86-64 only")
 }
 
 #[cfg(not(target_arch = "x86_64"))]

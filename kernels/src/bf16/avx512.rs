@@ -53,22 +53,19 @@ pub fn dot_vs_fma() -> Option<f64> {
     })
 }
 
-/// Flops per second of one core's `vdpbf16ps` stream (16 independent accumulators, operands in registers;
-/// best of 5 runs): the instruction's ceiling the kernel is measured against. `None` without AVX512-BF16.
-pub fn peak_flops() -> Option<f64> {
-    if !available() {
-        return None;
-    }
+/// f32 flops per iteration of [`peak_stream`]: 16 `vdpbf16ps`, each 16 lanes × 2 multiply-adds.
+pub(super) const PEAK_FLOPS_PER_ITER: f64 = (16 * 64) as f64;
+
+/// `iters` × 16 independent `vdpbf16ps` (registers only): the instruction's ceiling the kernel is measured
+/// against ([`super::Bf16Kernel::instruction_peak`]).
+///
+/// # Safety
+/// [`available`] returned true.
+pub(super) unsafe fn peak_stream(iters: usize) {
     #[cfg(target_arch = "x86_64")]
-    {
-        const ITERS: usize = 1 << 14;
-        // SAFETY: AVX512-BF16 checked above; the loop touches registers only.
-        let best = super::fastest_of_5(|| unsafe { dot_loop(ITERS) });
-        // 16 vdpbf16ps per iteration, each 16 lanes × 2 multiply-adds.
-        Some((ITERS * 16 * 64) as f64 / best)
-    }
+    dot_loop(iters);
     #[cfg(not(target_arch = "x86_64"))]
-    None
+    unreachable!("AVX512-BF16 is x86-64 only (iters {iters})")
 }
 
 #[cfg(target_arch = "x86_64")]

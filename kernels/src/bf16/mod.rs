@@ -22,9 +22,10 @@
 //! products) only in the f32 summation order. WidenF32 multiplies the bf16 weights by the unrounded f32 x.
 //!
 //! Layouts (element = bf16 as `u16`):
-//! - weights [`Bf16Weights`]: `[n, k]` row-major at row stride `ld`; an AMX A-tile is rows 16i.. of one
-//!   32-column chunk, loaded at that stride. n and k are multiples of 32 in every projection of the model;
-//!   other shapes get a zero-padded copy ([`owned_rows`]).
+//! - weights [`Bf16Weights`]: `[n, k]` row-major at row stride `ld`, as stored. The AVX512-BF16 kernel
+//!   broadcasts value pairs from the rows; AMX copies one 32-row × 256-column micro-panel at a time into the
+//!   A-tile layout (`[2][8][16][32]`, 16 KiB, L1) inside the matmul (`amx.rs`). n and k are multiples of 32 in
+//!   every projection of the model; other shapes get a zero-padded copy at load ([`owned_rows`]).
 //! - activations (packed per call): `[t_pad/16 column tiles][k_pad/2 pairs][16 columns][2]`, the VNNI pair
 //!   layout: element `(2p + e, j)` of x sits in column tile j/16 at pair row p, column j%16, slot e, so every
 //!   AMX B-tile (16 pair rows × 16 columns) is a contiguous 1 KiB. t padded to 32 with zeros.
@@ -53,8 +54,9 @@ pub const ROW_BLOCK: usize = 32;
 pub const COL_BLOCK: usize = 32;
 /// k values per AMX chunk / tile row.
 pub const K_CHUNK: usize = 32;
-/// k values per cache block of the AVX512-BF16 loop nest: at k = 4096 (the FFN's second linear) a thread's halves of W and of x would not
-/// fit its L2 together; 1024 keeps W's row half (≤ 1 MiB at n = 1024) and x's slice (1 MiB at t = 512) there.
+/// k values per cache block of the AVX512-BF16 loop nest: at k = 4096 (the FFN's second linear) a thread's
+/// halves of W and of x would not fit its L2 together; 1024 keeps W's row half (≤ 1 MiB at n = 1024) and x's
+/// slice (1 MiB at t = 512) there.
 pub const KC: usize = 1024;
 
 fn round_up(x: usize, m: usize) -> usize {
@@ -63,7 +65,6 @@ fn round_up(x: usize, m: usize) -> usize {
 
 /// Seconds taken by the fastest of 5 calls of `run` (the throughput probes: register-only instruction
 /// streams, where the fastest call is the one the host did not interrupt).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn fastest_of_5(run: impl Fn()) -> f64 {
     (0..5)
         .map(|_| {
@@ -134,12 +135,18 @@ impl Bf16Kernel {
     /// Flops per second one core's stream of the kernel's instruction delivers with operands in registers
     /// (`tdpbf16ps`, `vdpbf16ps`): the ceiling its efficiency is quoted against. `None` for WidenF32 (its
     /// ceiling is the f32 FMA's) and for kernels this CPU lacks.
+    /// The stream: 2^14 iterations of the instruction's throughput loop (`amx::peak_stream`,
+    /// `avx512::peak_stream`: independent accumulators, zeroed sources, no memory operands), fastest of 5.
     pub fn instruction_peak(self) -> Option<f64> {
-        match self {
-            Bf16Kernel::Amx => amx::peak_flops(),
-            Bf16Kernel::Avx512Bf16 => avx512::peak_flops(),
-            Bf16Kernel::WidenF32 => None,
-        }
+        const ITERS: usize = 1 << 14;
+        let (stream, flops_per_iter): (unsafe fn(usize), f64) = match self {
+            Bf16Kernel::Amx => (amx::peak_stream, amx::PEAK_FLOPS_PER_ITER),
+            Bf16Kernel::Avx512Bf16 => (avx512::peak_stream, avx512::PEAK_FLOPS_PER_ITER),
+            Bf16Kernel::WidenF32 => return None,
+        };
+        // SAFETY: the kernel is available on this CPU (checked first); the loops touch registers only.
+        self.available()
+            .then(|| ITERS as f64 * flops_per_iter / fastest_of_5(|| unsafe { stream(ITERS) }))
     }
 
     /// Whether the kernel multiplies 32×32 blocks of [`Bf16Weights`] by x rounded to bf16 ([`linear_bf16_cm`]:
@@ -195,9 +202,9 @@ pub fn describe() -> String {
 }
 
 /// bf16 weights `[n, k]`, row-major with row stride `ld`, as the tile kernels read them in place: a bf16
-/// checkpoint's mapping as stored, or f32 weights rounded once at load ([`owned_rows`]). An AMX A-tile is 16
-/// rows × 32 values at stride `ld` (`tileloadd` takes the stride), and the `vdpbf16ps` kernel broadcasts value
-/// pairs from the same rows, so no packed copy is made.
+/// checkpoint's mapping as stored, or f32 weights rounded once at load ([`owned_rows`]). Nothing is packed at
+/// load: the `vdpbf16ps` kernel broadcasts value pairs from the rows, and AMX packs a 16 KiB micro-panel at a
+/// time inside the matmul (module docs).
 ///
 /// The kernels read whole blocks of [`ROW_BLOCK`] rows × [`K_CHUNK`] columns: rows up to n rounded up to 32 and
 /// columns up to k rounded up to 32 must lie inside `bits`, and the columns from k on must be zero (they meet
