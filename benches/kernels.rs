@@ -239,7 +239,7 @@ fn bench_linear(c: &mut Criterion) {
 }
 
 /// The tile kernels against their instruction's ceiling on the encoder's four projection shapes at T = 500, one
-/// thread (`cargo bench --bench kernels -- bf16_peak`): paired rounds, each timing 5 kernel calls then the
+/// thread (`cargo bench --bench kernels -- bf16_peak`; `W2VBERT_BF16_KERNEL=amx` for one kernel): paired rounds, each timing 5 kernel calls then the
 /// instruction's register-only stream ([`Bf16Kernel::instruction_peak`]), so both see the same host; printed
 /// is the median over rounds of achieved / peak flops, and its range.
 fn bench_bf16_peak(_: &mut Criterion) {
@@ -250,9 +250,11 @@ fn bench_bf16_peak(_: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
+    // W2VBERT_BF16_KERNEL=amx|avx512 measures that one kernel only (bf16::best_kernel).
+    let only = std::env::var_os("W2VBERT_BF16_KERNEL").and(w2vbert_kernels::bf16::best_kernel());
     for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16]
         .into_iter()
-        .filter(|k| k.available())
+        .filter(|k| k.available() && only.is_none_or(|o| o == *k))
     {
         for &(k, n) in &[(1024, 4096), (4096, 1024), (1024, 1024), (1024, 2048)] {
             let (x, w, bias) = (data(m * k, 11), data(n * k, 12), data(n, 13));

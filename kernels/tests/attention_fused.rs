@@ -1,6 +1,8 @@
 //! Fused relative-key attention (channel-major, as the encoder runs it) = the naive `[T, T]` reference; the
 //! reference = a hand-derived formula; output identical for any rayon thread count.
 
+mod common;
+
 use proptest::prelude::*;
 use w2vbert_kernels::attention::{
     relative_attention_cm, relative_attention_cm_naive, AttnBlocks, RelPosAttention, DEFAULT_BLOCKS,
@@ -298,7 +300,7 @@ fn output_is_identical_for_any_thread_count() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(common::cases(48))]
 
     #[test]
     fn fused_matches_naive(

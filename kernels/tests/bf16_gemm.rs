@@ -325,7 +325,7 @@ fn model_shaped_weights_are_read_in_place() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(common::cases(48))]
     #[test]
     fn matches_reference(n in 1usize..80, k in 1usize..300, t in 1usize..90, kind in 0usize..3, bias: bool,
                          seed: u64) {

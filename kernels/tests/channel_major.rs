@@ -198,7 +198,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(common::cases(24))]
 
     /// The linears split W's rows one block per thread ([`block_rows`]), so the split changes with the pool; the
     /// bits must not. Depths past gemm's 512-deep `kc` blocks (two and three blocks, even and ragged), widths

@@ -222,7 +222,7 @@ fn linear_cm_awkward_shapes() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(common::cases(64))]
     /// Random small shapes and strides, beyond the fixed sweep.
     #[test]
     fn matmul_random_small(

@@ -78,3 +78,17 @@ pub fn pool(threads: usize) -> rayon::ThreadPool {
         .build()
         .expect("rayon pool")
 }
+
+/// A proptest config of `cases` cases, or of `PROPTEST_CASES` when that is set (proptest's own variable, which
+/// its default config honours but an explicit case count would override): the AVX2-only CI step runs these
+/// tests under `qemu-x86_64 -cpu EPYC-Milan`, where each case costs ~50× its native time, with fewer cases.
+pub fn cases(cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    proptest::test_runner::Config {
+        cases,
+        ..Default::default()
+    }
+}
