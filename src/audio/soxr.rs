@@ -27,17 +27,20 @@
 //! 64 kHz and up to 16 kHz) sums in another order elsewhere (docs/platforms.md). [`engine`] names the engine a
 //! build runs. Apple targets are not configured so (their C build cannot be run here): `cr32` there.
 //!
-//! Threads. On x86-64 every HQ float32 resampler runs `cr32s`, whose FFT (pffft) keeps its tables per resampler.
-//! Elsewhere it runs `cr32` (aarch64 Linux now runs `cr32s` too, see "Engines", but the lock below still follows
-//! the target), whose FFT (`fft4g32`, `fft4g_cache.h`) keeps its bit-reversal and twiddle tables in process-wide
-//! statics, grown by `realloc` whenever a longer transform is asked for, and guarded by reader/writer locks that
-//! exist only in an OpenMP build (media-soxr-sys builds it with `WITH_OPENMP=OFF`: `ccrw2.h` compiles them to
-//! nothing). Both `soxr_create` (it transforms the filter) and `soxr_process` transform, so two threads resampling
-//! at once could free the tables under each other (segfaults and wrong output under qemu-aarch64). [`ffi_guard`]
-//! therefore takes one process-wide lock around every libsoxr call on those targets: each call sees the tables
-//! whole, and no call holds a pointer into them across calls. Resampling is then serialized there (it is ~1 % of a
-//! run's time next to the encoder); x86-64 takes no lock. tests/soxr_threads.rs resamples from several threads at
-//! once and compares with a single-threaded run.
+//! Threads. libsoxr's process-wide mutable state is the FFT tables of its fft4g transforms (`fft4g_cache.h`:
+//! bit-reversal and twiddle tables in statics, grown by `realloc` whenever a longer transform is asked for, and
+//! guarded by reader/writer locks that exist only in an OpenMP build; media-soxr-sys builds it with
+//! `WITH_OPENMP=OFF`, and `ccrw2.h` compiles them to nothing) and the variable-rate engine's tables. `cr32`
+//! transforms with `fft4g32`, in `soxr_create` (the filter) and in `soxr_process`, so two threads resampling at
+//! once could free the tables under each other (segfaults and wrong output under qemu-aarch64 while aarch64 ran
+//! `cr32`). `cr32s` keeps its pffft set-up per resampler, and at linear phase (HQ, flags 0) reaches neither
+//! table: the double fft4g serves only `lsx_fir_to_phase` (other phase responses) and the 64-bit engines.
+//! [`ffi_guard`] therefore takes one process-wide lock around every libsoxr call when, and only when, the engine
+//! is not `cr32s`: decided at run time by [`engine`], so that a build without the wrapper (a crate depending on
+//! this one, whose build does not read this repository's .cargo/config.toml; a target dir built before it; macOS)
+//! is still safe, only serialized (resampling is ~1 % of a run's time next to the encoder). x86-64 and aarch64
+//! Linux built here take no lock. tests/soxr_threads.rs resamples from several threads at once and compares with
+//! a single-threaded run.
 
 use crate::error::{Error, Result};
 use media_soxr_sys as sys;
@@ -78,10 +81,11 @@ pub fn engine() -> &'static str {
     })
 }
 
-/// The lock held around each libsoxr call where libsoxr's FFT tables are process-wide and unlocked (module
-/// docs): every target but x86-64. `None` (no lock) on x86-64, whose `cr32s` engine shares nothing.
+/// The lock held around each libsoxr call where libsoxr's FFT tables are process-wide and unlocked: whenever
+/// [`engine`] is not `cr32s` (module docs, "Threads"). `None` (no lock) with `cr32s`, which shares nothing.
+/// Every libsoxr call goes through here, and so first through [`engine`]: none runs while the engine is asked.
 fn ffi_guard() -> Option<std::sync::MutexGuard<'static, ()>> {
-    if cfg!(target_arch = "x86_64") {
+    if engine() == "cr32s" {
         return None;
     }
     static LIBSOXR: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -226,10 +230,11 @@ mod tests {
     #[test]
     fn the_engine_is_one_of_libsoxrs_hq_float_engines() {
         assert!(["cr32s", "cr32"].contains(&engine()), "{}", engine());
+        assert_eq!(ffi_guard().is_none(), engine() == "cr32s");
     }
 
     /// Where this repository builds libsoxr's SIMD engine (module docs, "Engines"), it must be there: without it
-    /// the output leaves x86-64's / librosa's bits. A target dir whose libsoxr was
+    /// the output leaves x86-64's / librosa's bits and every call takes the lock. A target dir whose libsoxr was
     /// built before .cargo/config.toml named the wrapper keeps it (media-soxr-sys' build script does not rerun):
     /// `cargo clean --release --target aarch64-unknown-linux-gnu -p media-soxr-sys` (.ci/platforms.sh does it).
     #[test]
@@ -241,6 +246,7 @@ mod tests {
             "libsoxr was built without its SIMD engine (an aarch64 libsoxr built before \
              scripts/cmake-libsoxr-neon.sh? cargo clean -p media-soxr-sys for that target)"
         );
+        assert!(ffi_guard().is_none());
     }
 
     fn noise(n: usize, seed: u64) -> Vec<f32> {
