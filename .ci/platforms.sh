@@ -73,6 +73,18 @@ a64_runner="qemu-aarch64 -L /usr/aarch64-linux-gnu"
     # The CLI tests start the binary themselves: through the emulator (tests/common/mod.rs, `cli`).
     export W2VBERT_CLI_RUNNER="$a64_runner"
     a64=(--release --locked --target aarch64-unknown-linux-gnu)
+    # libsoxr is configured through scripts/cmake-libsoxr-neon.sh (.cargo/config.toml), but media-soxr-sys' build
+    # script does not rerun when that changes: a libsoxr configured otherwise (e.g. before it, without its NEON
+    # engine) would stay. Its CMakeCache.txt carries the wrapper's stamp: clean it where the stamp differs.
+    stamp=$(cksum <scripts/cmake-libsoxr-neon.sh)
+    for c in "${CARGO_TARGET_DIR:-target}"/aarch64-unknown-linux-gnu/release/build/media-soxr-sys-*/out/build/CMakeCache.txt; do
+        [ -f "$c" ] || continue
+        if ! grep -qx "W2VBERT_SOXR_WRAPPER:UNINITIALIZED=${stamp%% *}" "$c"; then
+            echo "libsoxr in ${c%/CMakeCache.txt} was not configured by this scripts/cmake-libsoxr-neon.sh: rebuilding it"
+            cargo clean --release --target aarch64-unknown-linux-gnu -p media-soxr-sys
+            break
+        fi
+    done
     if [ "${W2VBERT_QEMU_FULL:-0}" = 1 ]; then
         cargo test "${a64[@]}" --workspace
     else

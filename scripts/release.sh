@@ -97,11 +97,15 @@ for a in "${arches[@]}"; do
     zenv=(env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS "BINDGEN_EXTRA_CLANG_ARGS_$triple=$bindgen_args"
         "CC_${triple//-/_}=$gcc" "CMAKE_TOOLCHAIN_FILE_${triple//-/_}=$toolchain")
     # media-soxr-sys's build script does not rerun when the C compiler changes: clean a libsoxr that an
-    # earlier run built with another compiler (zig cc).
+    # earlier run built with another compiler (zig cc). Nor when its configuration does: on aarch64 libsoxr is
+    # configured through scripts/cmake-libsoxr-neon.sh (.cargo/config.toml; its NEON engine), whose stamp its
+    # CMakeCache.txt must carry.
+    stamp=$(cksum <scripts/cmake-libsoxr-neon.sh)
     for t in "$cli_target" "$wheel_target"; do
-        for c in "$t/$triple"/release/build/media-soxr-sys-*/out/build/CMakeFiles/*/CMakeCCompiler.cmake; do
-            [ -f "$c" ] || continue
-            if ! grep -q "set(CMAKE_C_COMPILER \"$gcc\")" "$c"; then
+        for b in "$t/$triple"/release/build/media-soxr-sys-*/out/build; do
+            [ -d "$b" ] || continue
+            if ! grep -qs "set(CMAKE_C_COMPILER \"$gcc\")" "$b"/CMakeFiles/*/CMakeCCompiler.cmake ||
+                { [ "$a" = aarch64 ] && ! grep -qx "W2VBERT_SOXR_WRAPPER:UNINITIALIZED=${stamp%% *}" "$b/CMakeCache.txt"; }; then
                 CARGO_TARGET_DIR=$t cargo clean --release --target "$triple" -p media-soxr-sys
                 break
             fi
@@ -125,6 +129,10 @@ for a in "${arches[@]}"; do
         for c in "$f"/release/build/media-soxr-sys-*/out/build/CMakeFiles/*/CMakeCCompiler.cmake; do
             grep -q "set(CMAKE_C_COMPILER \"$gcc\")" "$c" || die "libsoxr in $f was not compiled by $gcc ($c)"
         done
+        # Its SIMD engine (cr32s: pffft) is in, on both architectures (src/audio/soxr.rs, "Engines").
+        for b in "$f"/release/build/media-soxr-sys-*/out/build; do
+            [ -f "$b/src/CMakeFiles/soxr.dir/pffft32s.c.o" ] || die "libsoxr in $b was built without its SIMD engine (cr32s)"
+        done
     done
 
     step "$a: CLI archive"
@@ -140,6 +148,22 @@ done
 
 step "sdist (maturin sdist)"
 maturin sdist -m python/Cargo.toml --out "$dist"
+# maturin writes every file with mode 0644. scripts/cmake-libsoxr-neon.sh must stay executable: an aarch64 build
+# from the sdist runs it as cmake (.cargo/config.toml). Give back the mode git has for each file (pip keeps a
+# member's executable bit when it unpacks an sdist).
+python3 - "$dist/w2vbert-$version.tar.gz" "w2vbert-$version/" $(git ls-files -s | awk '$1 == "100755" { print $4 }') <<'PY'
+import gzip, io, sys, tarfile
+path, prefix, executable = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+with tarfile.open(path, "r:gz") as src:
+    members = [(m, src.extractfile(m).read() if m.isfile() else None) for m in src.getmembers()]
+buf = io.BytesIO()
+with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as dst:
+    for m, data in members:
+        if m.isfile() and m.name.startswith(prefix) and m.name[len(prefix):] in executable:
+            m.mode |= 0o111
+        dst.addfile(m, io.BytesIO(data) if data is not None else None)
+open(path, "wb").write(buf.getvalue())
+PY
 
 # --- checks --------------------------------------------------------------------------------------------------
 step "checks"
@@ -148,6 +172,8 @@ sdist="$dist/w2vbert-$version.tar.gz"
 # The sdist must carry the root crate and the kernels crate (python/ depends on them by path).
 # .cargo/config.toml too: a build from the sdist keeps the x86-64-v3 baseline.
 listing=$(tar -tzf "$sdist")
+tar -tvzf "$sdist" "w2vbert-$version/scripts/cmake-libsoxr-neon.sh" | grep -q '^-rwxr-xr-x' ||
+    die "sdist: scripts/cmake-libsoxr-neon.sh is not executable (an aarch64 build from it would fail)"
 for f in Cargo.toml Cargo.lock .cargo/config.toml src/lib.rs src/bin/w2vbert-infer/main.rs kernels/Cargo.toml \
     kernels/src/lib.rs python/Cargo.toml python/Cargo.lock python/src/lib.rs pyproject.toml; do
     grep -qx "w2vbert-$version/$f" <<<"$listing" || die "sdist lacks $f"

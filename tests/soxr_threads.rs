@@ -1,11 +1,13 @@
 //! Resampling from several threads at once gives, bit for bit, what one thread gives (src/audio/soxr.rs,
-//! "Threads"): libsoxr's fallback engine (every target but x86-64) keeps its FFT tables in process-wide statics
-//! that grow on demand, so this binary holds only this test and runs the threads FIRST, on a fresh process, while
-//! those tables are still growing. Without the lock it segfaulted or gave wrong output under qemu-aarch64.
+//! "Threads"). Where libsoxr runs its SIMD engine `cr32s` (x86-64, aarch64 Linux) no call takes a lock and no
+//! state is shared: this shows it. Where it runs its scalar engine `cr32` (a build without `cr32s`), the FFT
+//! tables are process-wide statics that grow on demand and every call takes one lock: this binary holds only this
+//! test and runs the threads FIRST, on a fresh process, while those tables are still growing (without the lock,
+//! `cr32` segfaulted or gave wrong output under qemu-aarch64).
 
 use std::path::Path;
 use std::sync::{Arc, Barrier};
-use w2vbert::audio::soxr::resample;
+use w2vbert::audio::soxr::{engine, resample};
 
 /// Rate pairs with different filter and FFT lengths (each thread starts at another one).
 const RATES: [(u32, u32); 10] = [
@@ -88,5 +90,14 @@ fn resampling_from_several_threads_equals_one_thread() {
             compared += 1;
         }
     }
-    println!("{compared} threaded resamples ({THREADS} threads) equal the single-threaded ones bit for bit");
+    let lock = if engine() == "cr32s" {
+        "no lock"
+    } else {
+        "one lock around every call"
+    };
+    println!(
+        "{compared} threaded resamples ({THREADS} threads) equal the single-threaded ones bit for bit \
+         (libsoxr engine {}, {lock})",
+        engine()
+    );
 }

@@ -13,22 +13,34 @@
 //! soxr_process(soxr, NULL, 0, NULL, y + pos, olen - pos, &odone)   # flush
 //! ```
 //! librosa resamples mono (channels averaged first), so this takes one channel. libsoxr comes from the
-//! `media-soxr-sys` crate, which builds libsoxr 0.1.3 from source with CMake and its SIMD engines on, as
-//! python-soxr's wheels do: at HQ with float32 both run the `cr32s` engine (SSE pffft), and the output is
-//! bit-identical to librosa's (tests/rate_goldens.rs). libsoxr is LGPL-2.1: see the README.
+//! `media-soxr-sys` crate, which builds libsoxr 0.1.3 from source with CMake. libsoxr is LGPL-2.1: see the
+//! README.
 //!
-//! Threads. On x86-64 every HQ float32 resampler runs `cr32s`, whose FFT (pffft) keeps its tables per
-//! resampler. Elsewhere (aarch64: libsoxr 0.1.3's build finds no SIMD there, its CMake test looks for SSE
-//! unless the processor name starts with "arm", and its run-time check misspells `__aarch64__`) it runs `cr32`,
-//! whose FFT (`fft4g32`, `fft4g_cache.h`) keeps its bit-reversal and twiddle tables in process-wide statics,
-//! grown by `realloc` whenever a longer transform is asked for, and guarded by reader/writer locks that exist
-//! only in an OpenMP build (media-soxr-sys builds it with `WITH_OPENMP=OFF`: `ccrw2.h` compiles them to
-//! nothing). Both `soxr_create` (it transforms the filter) and `soxr_process` transform, so two threads
-//! resampling at once could free the tables under each other (segfaults and wrong output under qemu-aarch64).
-//! [`ffi_guard`] therefore takes one process-wide lock around every libsoxr call on those targets: each call
-//! sees the tables whole, and no call holds a pointer into them across calls. Resampling is then serialized
-//! there (it is ~1 % of a run's time next to the encoder); x86-64 takes no lock. tests/soxr_threads.rs
-//! resamples from several threads at once and compares with a single-threaded run.
+//! Engines. libsoxr has two for HQ float32: `cr32s` (SIMD: pffft, SSE on x86, NEON on ARM) and `cr32` (scalar,
+//! fft4g). python-soxr's wheels run `cr32s`, and so does this build on x86-64, where the output is bit-identical
+//! to librosa's (tests/rate_goldens.rs). On aarch64 libsoxr's own CMake would leave `cr32s` out (its SIMD test
+//! tries NEON flags only when the processor name starts with "arm") and its run-time choice would not pick it
+//! anyway (it misspells `__aarch64__`); .cargo/config.toml therefore has the `cmake` crate configure libsoxr for
+//! aarch64-unknown-linux-gnu through scripts/cmake-libsoxr-neon.sh: `cr32s` only, and FMA contraction off, as
+//! x86-64's build computes. The output is then x86-64's bit for bit, except where libsoxr itself has SSE-only
+//! code: its half-band decimator (`half-fir.h`, used when the input rate is at least 4x the output rate, e.g.
+//! 64 kHz and up to 16 kHz) sums in another order elsewhere (docs/platforms.md). [`engine`] names the engine a
+//! build runs. Apple targets are not configured so (their C build cannot be run here): `cr32` there.
+//!
+//! Threads. libsoxr's process-wide mutable state is the FFT tables of its fft4g transforms (`fft4g_cache.h`:
+//! bit-reversal and twiddle tables in statics, grown by `realloc` whenever a longer transform is asked for, and
+//! guarded by reader/writer locks that exist only in an OpenMP build; media-soxr-sys builds it with
+//! `WITH_OPENMP=OFF`, and `ccrw2.h` compiles them to nothing) and the variable-rate engine's tables. `cr32`
+//! transforms with `fft4g32`, in `soxr_create` (the filter) and in `soxr_process`, so two threads resampling at
+//! once could free the tables under each other (segfaults and wrong output under qemu-aarch64 while aarch64 ran
+//! `cr32`). `cr32s` keeps its pffft set-up per resampler, and at linear phase (HQ, flags 0) reaches neither
+//! table: the double fft4g serves only `lsx_fir_to_phase` (other phase responses) and the 64-bit engines.
+//! [`ffi_guard`] therefore takes one process-wide lock around every libsoxr call when, and only when, the engine
+//! is not `cr32s`: decided at run time by [`engine`], so that a build without the wrapper (a crate depending on
+//! this one, whose build does not read this repository's .cargo/config.toml; a target dir built before it; macOS)
+//! is still safe, only serialized (resampling is ~1 % of a run's time next to the encoder). x86-64 and aarch64
+//! Linux built here take no lock. tests/soxr_threads.rs resamples from several threads at once and compares with
+//! a single-threaded run.
 
 use crate::error::{Error, Result};
 use media_soxr_sys as sys;
@@ -45,15 +57,55 @@ const OUT_SLACK: usize = 2;
 /// Highest rate accepted on either side (libsoxr itself takes any positive rate; this bounds the buffers).
 pub const MAX_RATE: u32 = 1_536_000;
 
-/// The lock held around each libsoxr call where libsoxr's FFT tables are process-wide and unlocked (module
-/// docs): every target but x86-64. `None` (no lock) on x86-64, whose `cr32s` engine shares nothing.
+/// The engine libsoxr runs for every resampler made here (HQ, float32 in and out): `"cr32s"` where the build
+/// has its SIMD engine (x86-64; aarch64 Linux built from this repository), else `"cr32"`. Asked once, of a
+/// resampler created with both rates 0: libsoxr then picks its engine, as `soxr_engine` reports it, but sets up
+/// no stage (`soxr_create` does that only for a non-zero rate ratio), so the question runs no FFT and touches no
+/// shared state.
+pub fn engine() -> &'static str {
+    static ENGINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let (io, q) = hq_mono_f32_specs();
+        let mut err: sys::soxr_error_t = std::ptr::null();
+        // SAFETY: as in `Soxr::hq_mono_f32`; rates 0 make libsoxr stop before any stage set-up. `soxr_engine`
+        // returns a static NUL-terminated name; the resampler is deleted once.
+        unsafe {
+            let s = sys::soxr_create(0.0, 0.0, 1, &mut err, &io, &q, std::ptr::null());
+            if s.is_null() {
+                return "unknown".into();
+            }
+            let name = CStr::from_ptr(sys::soxr_engine(s)).to_string_lossy().into_owned();
+            sys::soxr_delete(s);
+            name
+        }
+    })
+}
+
+/// The lock held around each libsoxr call where libsoxr's FFT tables are process-wide and unlocked: whenever
+/// [`engine`] is not `cr32s` (module docs, "Threads"). `None` (no lock) with `cr32s`, which shares nothing.
+/// Every libsoxr call goes through here, and so first through [`engine`]: none runs while the engine is asked.
 fn ffi_guard() -> Option<std::sync::MutexGuard<'static, ()>> {
-    if cfg!(target_arch = "x86_64") {
+    if engine() == "cr32s" {
         return None;
     }
     static LIBSOXR: std::sync::Mutex<()> = std::sync::Mutex::new(());
     // The lock guards no Rust data: a panic while holding it leaves nothing half-updated on our side.
     Some(LIBSOXR.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// `soxr_io_spec(f32, f32)` and `soxr_quality_spec(SOXR_HQ, 0)`, python-soxr's specs for `quality="soxr_hq"`.
+fn hq_mono_f32_specs() -> (sys::soxr_io_spec_t, sys::soxr_quality_spec_t) {
+    // SAFETY: plain constructors of by-value specs.
+    unsafe {
+        (
+            sys::soxr_io_spec(
+                sys::soxr_datatype_t::SOXR_FLOAT32_I,
+                sys::soxr_datatype_t::SOXR_FLOAT32_I,
+            ),
+            // soxr.h: `#define SOXR_HQ SOXR_20_BITQ` (bindgen does not carry the alias).
+            sys::soxr_quality_spec(sys::SOXR_20_BITQ as _, 0),
+        )
+    }
 }
 
 /// libsoxr's message for a non-null `soxr_error_t`.
@@ -77,14 +129,9 @@ impl Soxr {
     /// `soxr_create(in, out, 1, &err, &io_spec(f32, f32), &quality_spec(SOXR_HQ, 0), NULL)`.
     fn hq_mono_f32(from_rate: f64, to_rate: f64) -> std::result::Result<Self, String> {
         let _g = ffi_guard();
-        // SAFETY: plain constructors of by-value specs; soxr_create copies what it needs from them.
+        let (io, q) = hq_mono_f32_specs();
+        // SAFETY: soxr_create copies what it needs from the specs; a resampler it returns is deleted once.
         unsafe {
-            let io = sys::soxr_io_spec(
-                sys::soxr_datatype_t::SOXR_FLOAT32_I,
-                sys::soxr_datatype_t::SOXR_FLOAT32_I,
-            );
-            // soxr.h: `#define SOXR_HQ SOXR_20_BITQ` (bindgen does not carry the alias).
-            let q = sys::soxr_quality_spec(sys::SOXR_20_BITQ as _, 0);
             let mut err: sys::soxr_error_t = std::ptr::null();
             let s = sys::soxr_create(from_rate, to_rate, 1, &mut err, &io, &q, std::ptr::null());
             if !err.is_null() {
@@ -179,6 +226,28 @@ pub fn resample(x: &[f32], from_rate: u32, to_rate: u32, path: &Path) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engine_is_one_of_libsoxrs_hq_float_engines() {
+        assert!(["cr32s", "cr32"].contains(&engine()), "{}", engine());
+        assert_eq!(ffi_guard().is_none(), engine() == "cr32s");
+    }
+
+    /// Where this repository builds libsoxr's SIMD engine (module docs, "Engines"), it must be there: without it
+    /// the output leaves x86-64's / librosa's bits and every call takes the lock. A target dir whose libsoxr was
+    /// built before .cargo/config.toml named the wrapper keeps it (media-soxr-sys' build script does not rerun):
+    /// `cargo clean --release --target aarch64-unknown-linux-gnu -p media-soxr-sys` (.ci/platforms.sh does it).
+    #[test]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_os = "linux")))]
+    fn this_build_runs_the_simd_engine() {
+        assert_eq!(
+            engine(),
+            "cr32s",
+            "libsoxr was built without its SIMD engine (an aarch64 libsoxr built before \
+             scripts/cmake-libsoxr-neon.sh? cargo clean -p media-soxr-sys for that target)"
+        );
+        assert!(ffi_guard().is_none());
+    }
 
     fn noise(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
