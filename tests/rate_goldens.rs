@@ -203,13 +203,10 @@ const LOSSY_DECODE_MAX: f64 = 2e-6;
 /// python-soxr wheels do: x86-64 (SSE), and aarch64 Linux (NEON), where scripts/cmake-libsoxr-neon.sh builds it
 /// with FMA contraction off (src/audio/soxr.rs, "Engines"). Measured under qemu-aarch64: 0 on every lossless case
 /// (it was rel L2 2.3e-7..3.1e-7 with the scalar `cr32` engine before). The lib test
-/// `this_build_runs_the_simd_engine` checks the engine itself on these targets. No rate here
+/// `this_build_runs_the_simd_engine` checks the engine itself (`soxr::SIMD_ENGINE_BUILT` names these targets). No rate here
 /// takes libsoxr's half-band decimator, whose SSE-only code sums in another order on aarch64 (input at least 4x
 /// the output rate, e.g. 64 kHz and up: rel L2 1.3e-7..1.6e-7 from x86-64, docs/platforms.md).
-const SOXR_ENGINE_REL: f64 = if cfg!(any(
-    target_arch = "x86_64",
-    all(target_arch = "aarch64", target_os = "linux")
-)) {
+const SOXR_ENGINE_REL: f64 = if audio::soxr::SIMD_ENGINE_BUILT {
     0.0
 } else {
     SOXR_OTHER_ENGINE_REL
