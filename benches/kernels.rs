@@ -252,6 +252,14 @@ fn bench_bf16_peak(_: &mut Criterion) {
         .unwrap_or(500);
     // W2VBERT_BF16_KERNEL=amx|avx512 measures that one kernel only (bf16::best_kernel).
     let only = std::env::var_os("W2VBERT_BF16_KERNEL").and(w2vbert_kernels::bf16::best_kernel());
+    if let Some(k) = only.filter(|k| !k.packs_tiles()) {
+        println!(
+            "bf16_peak: the kernel `{}` has no bf16 instruction peak to be measured against (it runs the f32 \
+             gemm); `cargo bench --bench kernels -- bf16_widen` times it as a linear",
+            k.name()
+        );
+        return;
+    }
     for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16]
         .into_iter()
         .filter(|k| k.available() && only.is_none_or(|o| o == *k))

@@ -176,6 +176,7 @@ fn model_shapes_and_awkward_sizes() {
         (96, 1000, 31),
         (128, 1024, 100),
         (40, 2050, 33),
+        (160, 300, 530), // AMX: two tasks, two column groups, two k blocks of unequal length
         (600, 70, 20),   // WidenF32: two row blocks on one thread
         (1100, 1030, 9), // WidenF32: three row blocks, three depth blocks
     ] {
