@@ -298,17 +298,22 @@ pub fn owned_rows(kernel: Bf16Kernel, from: RowsFrom<'_>, n: usize, k: usize) ->
 /// x `[k, t]` f32 row-major → bf16 pair layout `[t_pad/16][k_pad/2][16][2]` (module docs).
 fn pack_x(xp: &mut [u16], x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: usize, t_pad: usize) {
     let xp = &mut xp[..t_pad * k_pad];
-    xp.fill(0);
     let block = k_pad * COL_BLOCK; // elements per 32-column block (two column tiles)
     let pairs = k_pad / 2;
+    // Each block zeroes what it does not write (the buffer is reused across calls), inside the parallel loop.
     xp.par_chunks_mut(block).enumerate().for_each(|(jb, dst)| {
         let j0 = jb * COL_BLOCK;
         let cols = COL_BLOCK.min(t - j0);
         if avx512::available() && cols == COL_BLOCK {
+            // pack_x_block writes pair rows 0 .. ceil(k/2) of both column tiles; the rest is k's padding.
+            for tile in dst.chunks_exact_mut(pairs * 32) {
+                tile[k.div_ceil(2) * 32..].fill(0);
+            }
             // SAFETY: AVX-512 BW/BF16 checked; every row c < k reads x[c*t + j0 .. + 32] in bounds.
             unsafe { avx512::pack_x_block(dst, x, k, t, j0, pairs) };
             return;
         }
+        dst.fill(0);
         for c in 0..k {
             let (p, e) = (c / 2, c % 2);
             let row = &x[c * t + j0..c * t + j0 + cols];
