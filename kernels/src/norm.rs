@@ -125,32 +125,35 @@ fn cm_stats(x: &[f32], c: usize, t: usize, eps: f32) -> ColStats {
     s
 }
 
-/// `row[j] = ((row[j] - m0[j]) - delta[j]) · rstd[j] · g + b` over one channel row `[t]`.
+/// `row[j] = ((x[j] - m0[j]) - delta[j]) · rstd[j] · g + b` over one channel row `[t]`, where x is `src`'s
+/// row, or `row` itself when `src` is None (in place).
 #[inline]
-fn cm_apply_row(row: &mut [f32], s: &ColStats, g: f32, b: f32) {
+fn cm_apply_row(row: &mut [f32], src: Option<&[f32]>, s: &ColStats, g: f32, b: f32) {
     let t = row.len();
     let body = t - t % LANES;
     let (vg, vb) = (f32x8::splat(g), f32x8::splat(b));
     for j in (0..body).step_by(LANES) {
-        let xh = (load8(&row[j..]) - load8(&s.m0[j..]) - load8(&s.delta[j..])) * load8(&s.rstd[j..]);
+        let x = load8(&src.unwrap_or(row)[j..]);
+        let xh = (x - load8(&s.m0[j..]) - load8(&s.delta[j..])) * load8(&s.rstd[j..]);
         store8(&mut row[j..], fma8(xh, vg, vb));
     }
-    for (j, v) in row.iter_mut().enumerate().skip(body) {
-        let xh = (*v - s.m0[j] - s.delta[j]) * s.rstd[j];
-        *v = xh.mul_add(g, b);
+    for j in body..t {
+        let xh = (src.unwrap_or(row)[j] - s.m0[j] - s.delta[j]) * s.rstd[j];
+        row[j] = xh.mul_add(g, b);
     }
 }
 
-/// Affine pass over every row of `y` `[c, t]`, which already holds x.
-fn cm_apply(y: &mut [f32], s: &ColStats, gamma: &[f32], beta: &[f32], c: usize, t: usize) {
+/// Affine pass over every row of `y` `[c, t]`, from `x` `[c, t]` (None: y holds x, in place).
+fn cm_apply(y: &mut [f32], x: Option<&[f32]>, s: &ColStats, gamma: &[f32], beta: &[f32], c: usize, t: usize) {
     let y = &mut y[..c * t];
+    let per = (PAR_CHUNK_ELEMS / t).max(1) * t;
     let rows = |(i, yc): (usize, &mut [f32])| {
         let r0 = i * (PAR_CHUNK_ELEMS / t).max(1);
         for (r, row) in yc.chunks_exact_mut(t).enumerate() {
-            cm_apply_row(row, s, gamma[r0 + r], beta[r0 + r]);
+            let src = x.map(|x| &x[(r0 + r) * t..(r0 + r + 1) * t]);
+            cm_apply_row(row, src, s, gamma[r0 + r], beta[r0 + r]);
         }
     };
-    let per = (PAR_CHUNK_ELEMS / t).max(1) * t;
     if c * t >= PAR_MIN_ELEMS {
         y.par_chunks_mut(per).enumerate().for_each(rows);
     } else {
@@ -177,8 +180,7 @@ pub fn layer_norm_cm(
         return;
     }
     let s = cm_stats(x, c, t, eps);
-    y[..c * t].copy_from_slice(&x[..c * t]);
-    cm_apply(y, &s, gamma, beta, c, t);
+    cm_apply(y, Some(x), &s, gamma, beta, c, t);
 }
 
 /// Channel-major LayerNorm in place (`x: [c, t]`).
@@ -199,7 +201,7 @@ pub fn layer_norm_cm_inplace(
         return;
     }
     let s = cm_stats(x, c, t, eps);
-    cm_apply(x, &s, gamma, beta, c, t);
+    cm_apply(x, None, &s, gamma, beta, c, t);
 }
 
 /// f64 reference for [`layer_norm_cm`] (exact two-pass statistics per column, one rounding at the end).
