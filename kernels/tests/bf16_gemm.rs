@@ -11,8 +11,9 @@ mod common;
 use common::{check_close, pool, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::bf16::{
-    bf16_from_f32, bf16_from_f32_slice, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_ref, linear_bf16_rows_cm,
-    owned_rows, tiles_read_in_place, Bf16Kernel, Bf16Weights, Epilogue, RowsFrom,
+    bf16_from_f32, bf16_from_f32_slice, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_packed, linear_bf16_cm_ref,
+    linear_bf16_cm_then_pack, linear_bf16_rows_cm, owned_rows, tiles_read_in_place, Bf16Kernel, Bf16Weights, Epilogue,
+    PackedX, RowsFrom,
 };
 use w2vbert_kernels::gemm::{linear_cm, Threads};
 
@@ -186,6 +187,76 @@ fn model_shapes_and_awkward_sizes() {
         run_case(n, k, t, Kind::Store, false, 3).unwrap();
     }
     eprintln!("bf16 kernels checked on this CPU: {kernels_run}");
+}
+
+/// The packed-input routes are the plain one bit for bit: a linear that also packs its output
+/// (`linear_bf16_cm_then_pack`) writes the same output, and the next linear reading that (`linear_bf16_cm_packed`)
+/// gives what it gives on the f32 output; `PackedX::pack` likewise. One `PackedX` serves every case in turn, larger
+/// ones first, so stale values from an earlier case would show; row counts that leave a partial row block,
+/// partial column blocks, two column groups, 1 and 2 threads, every tile kernel this CPU has.
+#[test]
+fn packed_inputs_are_the_f32_inputs_bit_for_bit() {
+    let mut next = PackedX::default();
+    let mut kernels_run = 0;
+    for &(n, k, m, t) in &[
+        (130, 200, 40, 530),
+        (64, 96, 33, 65),
+        (33, 40, 20, 31),
+        (32, 32, 32, 32),
+        (1, 5, 3, 7),
+    ] {
+        let a = Operands::new(n, k, t, (n + k + t) as u64);
+        let b = Operands::new(m, n, t, (m * n) as u64);
+        for kernel in KERNELS.into_iter().filter(|k| k.available() && k.packs_tiles()) {
+            let (wa, lda) = owned_rows(kernel, RowsFrom::Bf16(&a.bits), n, k);
+            let (wb, ldb) = owned_rows(kernel, RowsFrom::Bf16(&b.bits), m, n);
+            let (wa, wb) = (Bf16Weights::new(&wa, n, k, lda), Bf16Weights::new(&wb, m, n, ldb));
+            for threads in [Threads::Single, Threads::Rayon(2)] {
+                let case = format!("{kernel:?} n{n} k{k} m{m} t{t} {threads:?}");
+                let (mut y, mut z) = (vec![0f32; n * t], b.old.clone());
+                linear_bf16_cm(
+                    kernel,
+                    epilogue(Kind::Silu, &mut y),
+                    &a.x,
+                    wa,
+                    Some(&a.bias),
+                    t,
+                    threads,
+                );
+                linear_bf16_cm(
+                    kernel,
+                    epilogue(Kind::Accumulate, &mut z),
+                    &y,
+                    wb,
+                    Some(&b.bias),
+                    t,
+                    threads,
+                );
+                let (mut y2, mut z2) = (vec![0f32; n * t], b.old.clone());
+                let out = epilogue(Kind::Silu, &mut y2);
+                linear_bf16_cm_then_pack(kernel, out, &mut next, &a.x, wa, Some(&a.bias), t, threads);
+                linear_bf16_cm_packed(
+                    kernel,
+                    epilogue(Kind::Accumulate, &mut z2),
+                    &next,
+                    wb,
+                    Some(&b.bias),
+                    threads,
+                );
+                let same = |p: &[f32], q: &[f32]| p.iter().zip(q).all(|(u, v)| u.to_bits() == v.to_bits());
+                assert!(same(&y, &y2), "{case}: the output of the linear that packs differs");
+                assert!(same(&z, &z2), "{case}: the linear reading the packed output differs");
+                let mut z3 = vec![0f32; m * t];
+                next.pack(&y, n, t);
+                linear_bf16_cm_packed(kernel, epilogue(Kind::Store, &mut z3), &next, wb, None, threads);
+                let mut z4 = vec![0f32; m * t];
+                linear_bf16_cm(kernel, epilogue(Kind::Store, &mut z4), &y, wb, None, t, threads);
+                assert!(same(&z3, &z4), "{case}: PackedX::pack then the packed linear differs");
+            }
+            kernels_run += 1;
+        }
+    }
+    eprintln!("tile kernels checked on this CPU: {kernels_run}");
 }
 
 /// WidenF32 widens W one `[≤ 512, ≤ 512]` block at a time and runs one gemm call per depth block, in the depth

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 use w2vbert_kernels::attention::{relative_attention_cm, RelPosAttention, DEFAULT_BLOCKS};
-use w2vbert_kernels::bf16::Bf16Kernel;
+use w2vbert_kernels::bf16::{Bf16Kernel, PackedX};
 
 pub struct SelfAttention {
     pub linear_q: Linear,
@@ -75,14 +75,24 @@ impl SelfAttention {
         k: &mut [f32],
         v: &mut [f32],
         ctx: &mut [f32],
+        packed: &mut PackedX,
         x: &[f32],
         key_mask: Option<&[bool]>,
         pack: &Pack,
     ) {
         let t = pack.total();
-        self.linear_q.forward(q, x, t);
-        self.linear_k.forward(k, x, t);
-        self.linear_v.forward(v, x, t);
+        let qkv = [&self.linear_q, &self.linear_k, &self.linear_v];
+        if qkv.iter().all(|l| l.reads_packed()) {
+            // One packing of x for the three projections.
+            packed.pack(x, self.linear_q.in_dim, t);
+            self.linear_q.forward_packed(q, packed);
+            self.linear_k.forward_packed(k, packed);
+            self.linear_v.forward_packed(v, packed);
+        } else {
+            self.linear_q.forward(q, x, t);
+            self.linear_k.forward(k, x, t);
+            self.linear_v.forward(v, x, t);
+        }
         for (s0, len) in pack.ranges() {
             relative_attention_cm(
                 &self.kernel,

@@ -5,7 +5,7 @@ use super::primitives::Linear;
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::weights::Weights;
-use w2vbert_kernels::bf16::Bf16Kernel;
+use w2vbert_kernels::bf16::{Bf16Kernel, PackedX};
 
 pub struct FeedForward {
     pub intermediate_dense: Linear,
@@ -27,9 +27,23 @@ impl FeedForward {
     }
 
     /// h[d, t] += scale · FFN(x[d, t]) (channel-major) — the conformer's half-step residual (scale 0.5).
-    /// `inter` [intermediate, t] is scratch.
-    pub fn forward_residual(&self, h: &mut [f32], inter: &mut [f32], x: &[f32], t: usize, scale: f32) {
-        self.intermediate_dense.forward_silu(inter, x, t);
-        self.output_dense.forward_accumulate(h, inter, t, scale);
+    /// `inter` [intermediate, t] and `packed` are scratch: on the bf16 tile kernels the intermediate also goes
+    /// straight into the second linear's input layout, row block by row block (same values, bit for bit).
+    pub fn forward_residual(
+        &self,
+        h: &mut [f32],
+        inter: &mut [f32],
+        packed: &mut PackedX,
+        x: &[f32],
+        t: usize,
+        scale: f32,
+    ) {
+        if self.intermediate_dense.reads_packed() && self.output_dense.reads_packed() {
+            self.intermediate_dense.forward_silu_then_pack(inter, packed, x, t);
+            self.output_dense.forward_accumulate_packed(h, packed, scale);
+        } else {
+            self.intermediate_dense.forward_silu(inter, x, t);
+            self.output_dense.forward_accumulate(h, inter, t, scale);
+        }
     }
 }

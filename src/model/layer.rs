@@ -10,7 +10,7 @@ use super::primitives::LayerNorm;
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::weights::Weights;
-use w2vbert_kernels::bf16::Bf16Kernel;
+use w2vbert_kernels::bf16::{Bf16Kernel, PackedX};
 
 pub struct EncoderLayer {
     pub ffn1_layer_norm: LayerNorm,
@@ -31,6 +31,7 @@ pub struct Scratch {
     v: Vec<f32>,     // [d, t]
     ctx: Vec<f32>,   // [d, t]
     inter: Vec<f32>, // [max(intermediate, 2d), t]
+    packed: PackedX, // a projection's input in the bf16 tile kernels' layout (FFN intermediate, q/k/v input)
 }
 
 impl Scratch {
@@ -44,6 +45,7 @@ impl Scratch {
             v: vec![0.0; t * d],
             ctx: vec![0.0; t * d],
             inter: vec![0.0; t * wide],
+            packed: PackedX::default(),
         }
     }
 }
@@ -79,17 +81,26 @@ impl EncoderLayer {
     pub fn forward(&self, h: &mut [f32], s: &mut Scratch, mask: Option<&[bool]>, pack: &Pack) {
         let t = pack.total();
         self.ffn1_layer_norm.forward(&mut s.x, h, t);
-        self.ffn1.forward_residual(h, &mut s.inter, &s.x, t, 0.5);
+        self.ffn1.forward_residual(h, &mut s.inter, &mut s.packed, &s.x, t, 0.5);
 
         self.self_attn_layer_norm.forward(&mut s.x, h, t);
-        self.self_attn
-            .forward_residual(h, &mut s.q, &mut s.k, &mut s.v, &mut s.ctx, &s.x, mask, pack);
+        self.self_attn.forward_residual(
+            h,
+            &mut s.q,
+            &mut s.k,
+            &mut s.v,
+            &mut s.ctx,
+            &mut s.packed,
+            &s.x,
+            mask,
+            pack,
+        );
 
         self.conv_module
             .forward_residual(h, &mut s.x, &mut s.ctx, &mut s.inter, mask, pack);
 
         self.ffn2_layer_norm.forward(&mut s.x, h, t);
-        self.ffn2.forward_residual(h, &mut s.inter, &s.x, t, 0.5);
+        self.ffn2.forward_residual(h, &mut s.inter, &mut s.packed, &s.x, t, 0.5);
 
         self.final_layer_norm.forward_inplace(h, t);
     }

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 use w2vbert_kernels::alignedbuf::AlignedBuf;
-use w2vbert_kernels::bf16::{self, Bf16Kernel, Bf16Weights, Epilogue, RowsFrom};
+use w2vbert_kernels::bf16::{self, Bf16Kernel, Bf16Weights, Epilogue, PackedX, RowsFrom};
 use w2vbert_kernels::{gemm, norm};
 
 /// How a [`Linear`] holds its weight, and so which matmul it runs.
@@ -134,14 +134,54 @@ impl Linear {
         self.run(Epilogue::Accumulate { h, scale }, x, t)
     }
 
+    /// Whether the weight is held for a bf16 tile kernel (AMX, AVX512-BF16), which can read its input packed
+    /// ([`PackedX`]): then [`Self::forward_packed`] and the other `_packed` forwards apply.
+    pub fn reads_packed(&self) -> bool {
+        self.tiles().is_some()
+    }
+
+    /// y[out, t] = W · x + b from x packed ([`PackedX::pack`]): one packing for several projections of one input.
+    pub fn forward_packed(&self, y: &mut [f32], x: &PackedX) {
+        self.run_packed(Epilogue::Store { y }, x)
+    }
+
+    /// h[out, t] += scale · (W · x + b) from x packed (by [`Self::forward_silu_then_pack`]).
+    pub fn forward_accumulate_packed(&self, h: &mut [f32], x: &PackedX, scale: f32) {
+        self.run_packed(Epilogue::Accumulate { h, scale }, x)
+    }
+
+    /// [`Self::forward_silu`], whose output is also left in `next`, packed for a linear that reads it with a
+    /// `_packed` forward (the feed-forward's second half), so that linear does not read y back from memory.
+    /// Only where [`Self::reads_packed`].
+    pub fn forward_silu_then_pack(&self, y: &mut [f32], next: &mut PackedX, x: &[f32], t: usize) {
+        let (kernel, w) = self
+            .tiles()
+            .expect("forward_silu_then_pack: not a tile-kernel bf16 weight");
+        bf16::linear_bf16_cm_then_pack(kernel, Epilogue::StoreSilu { y }, next, x, w, self.bias(), t, THREADS)
+    }
+
+    /// The bf16 tile kernel and the weight as it reads it, where the weight is held for one.
+    fn tiles(&self) -> Option<(Bf16Kernel, Bf16Weights<'_>)> {
+        match &self.weight {
+            LinearWeight::Bf16 { rows, ld, kernel } if kernel.packs_tiles() => {
+                Some((*kernel, Bf16Weights::new(rows.bits(), self.out_dim, self.in_dim, *ld)))
+            }
+            _ => None,
+        }
+    }
+
+    fn run_packed(&self, out: Epilogue<'_>, x: &PackedX) {
+        let (kernel, w) = self.tiles().expect("a _packed forward: not a tile-kernel bf16 weight");
+        bf16::linear_bf16_cm_packed(kernel, out, x, w, self.bias(), THREADS)
+    }
+
     fn run(&self, out: Epilogue<'_>, x: &[f32], t: usize) {
         let (n, k) = (self.out_dim, self.in_dim);
+        if let Some((kernel, w)) = self.tiles() {
+            return bf16::linear_bf16_cm(kernel, out, x, w, self.bias(), t, THREADS);
+        }
         match &self.weight {
             LinearWeight::F32(w) => gemm::linear_cm(out, x, w.data(), self.bias(), n, k, t, THREADS),
-            LinearWeight::Bf16 { rows, ld, kernel } if kernel.packs_tiles() => {
-                let w = Bf16Weights::new(rows.bits(), n, k, *ld);
-                bf16::linear_bf16_cm(*kernel, out, x, w, self.bias(), t, THREADS)
-            }
             LinearWeight::Bf16 { rows, .. } => {
                 bf16::linear_bf16_rows_cm(out, x, rows.bits(), self.bias(), n, k, t, THREADS)
             }

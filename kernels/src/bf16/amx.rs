@@ -137,6 +137,7 @@ pub(super) fn linear(
     t_pad: usize,
     chunks: usize,
     threads: Threads,
+    put: &(dyn Fn(usize, &[f32]) + Sync), // each row block of dst after its epilogue
 ) {
     let row_blocks = w.n.div_ceil(ROW_BLOCK);
     let col_blocks = t_pad / COL_BLOCK;
@@ -161,6 +162,7 @@ pub(super) fn linear(
                 let rb = g * GROUP + i;
                 let acc = &acc[i * ROW_BLOCK * t_pad..(i + 1) * ROW_BLOCK * t_pad];
                 epilogue(dst, acc, kind, bias.map(|b| &b[rb * ROW_BLOCK..]), t, t_pad);
+                put(rb, dst);
             }
         })
     };

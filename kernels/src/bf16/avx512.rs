@@ -197,15 +197,16 @@ pub unsafe fn row_block(
 }
 
 /// Pack one full 32-column block of x `[k, t]` (columns j0..j0+32) into the VNNI pair layout, rounding to
-/// bf16 (nearest even) with `vcvtne2ps2bf16`. Rows at and beyond k stay as they are (zero).
+/// bf16 (nearest even) with `vcvtne2ps2bf16`: pair row p of column tile h (h < 2) at `dst + (h·pairs + p)·32`,
+/// for p < ceil(k/2). Nothing else is written.
 ///
 /// # Safety
-/// AVX512-F/BW/BF16 available; `j0 + 32 ≤ t`, `x.len() ≥ k·t`, `pairs ≥ ceil(k/2)`, `dst.len() ≥ pairs·64`
-/// (two column tiles of `pairs` rows).
+/// AVX512-F/BW/BF16 available; `j0 + 32 ≤ t`, `x.len() ≥ k·t`; `dst` valid for writes of those pair rows (32
+/// values each), and no other reference to them alive.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-pub unsafe fn pack_x_block(dst: &mut [u16], x: &[f32], k: usize, t: usize, j0: usize, pairs: usize) {
-    assert!(j0 + COL_BLOCK <= t && x.len() >= k * t && pairs >= k.div_ceil(2) && dst.len() >= pairs * 64);
+pub unsafe fn pack_x_block(dst: *mut u16, pairs: usize, x: &[f32], k: usize, t: usize, j0: usize) {
+    assert!(j0 + COL_BLOCK <= t && x.len() >= k * t && pairs >= k.div_ceil(2));
     // Interleave [a0..a15 | b0..b15] into [a0 b0 a1 b1 ...].
     let idx = _mm512_set_epi16(
         31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
@@ -223,7 +224,7 @@ pub unsafe fn pack_x_block(dst: &mut [u16], x: &[f32], k: usize, t: usize, j0: u
             };
             let ab: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(b, a));
             let v = _mm512_permutexvar_epi16(idx, ab);
-            _mm512_storeu_si512(dst.as_mut_ptr().add((h * pairs + p) * 32) as *mut _, v);
+            _mm512_storeu_si512(dst.add((h * pairs + p) * 32) as *mut _, v);
         }
     }
 }
@@ -235,6 +236,6 @@ pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: usize, _: &[u16], _: usize,
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub unsafe fn pack_x_block(_: &mut [u16], _: &[f32], _: usize, _: usize, _: usize, _: usize) {
+pub unsafe fn pack_x_block(_: *mut u16, _: usize, _: &[f32], _: usize, _: usize, _: usize) {
     unreachable!("AVX512-BF16 is x86-64 only")
 }

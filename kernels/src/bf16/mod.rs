@@ -36,9 +36,12 @@
 
 mod amx;
 mod avx512;
+mod packed;
 mod widen;
 
 pub use avx512::dot_vs_fma;
+pub use packed::PackedX;
+use packed::{pack_x, PackSink};
 pub use widen::{linear_bf16_rows_cm, widen};
 
 use crate::alignedbuf::AlignedBuf;
@@ -295,35 +298,6 @@ pub fn owned_rows(kernel: Bf16Kernel, from: RowsFrom<'_>, n: usize, k: usize) ->
     (buf, ld)
 }
 
-/// x `[k, t]` f32 row-major → bf16 pair layout `[t_pad/16][k_pad/2][16][2]` (module docs).
-fn pack_x(xp: &mut [u16], x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: usize, t_pad: usize) {
-    let xp = &mut xp[..t_pad * k_pad];
-    let block = k_pad * COL_BLOCK; // elements per 32-column block (two column tiles)
-    let pairs = k_pad / 2;
-    // Each block zeroes what it does not write (the buffer is reused across calls), inside the parallel loop.
-    xp.par_chunks_mut(block).enumerate().for_each(|(jb, dst)| {
-        let j0 = jb * COL_BLOCK;
-        let cols = COL_BLOCK.min(t - j0);
-        if avx512::available() && cols == COL_BLOCK {
-            // pack_x_block writes pair rows 0 .. ceil(k/2) of both column tiles; the rest is k's padding.
-            for tile in dst.chunks_exact_mut(pairs * 32) {
-                tile[k.div_ceil(2) * 32..].fill(0);
-            }
-            // SAFETY: AVX-512 BW/BF16 checked; every row c < k reads x[c*t + j0 .. + 32] in bounds.
-            unsafe { avx512::pack_x_block(dst, x, k, t, j0, pairs) };
-            return;
-        }
-        dst.fill(0);
-        for c in 0..k {
-            let (p, e) = (c / 2, c % 2);
-            let row = &x[c * t + j0..c * t + j0 + cols];
-            for (j, &v) in row.iter().enumerate() {
-                dst[((j / 16) * pairs + p) * 32 + (j % 16) * 2 + e] = bf16_from_f32(v);
-            }
-        }
-    });
-}
-
 thread_local! {
     /// One row block's `[32, t_pad]` f32 accumulator, per thread (single k block).
     static ROW_ACC: std::cell::RefCell<AlignedBuf<f32>> = std::cell::RefCell::new(AlignedBuf::zeroed(0));
@@ -347,13 +321,76 @@ pub fn linear_bf16_cm(
     t: usize,
     threads: Threads,
 ) {
+    linear_tiles(kernel, out, Input::F32(x, t), w, bias, None, threads)
+}
+
+/// [`linear_bf16_cm`], and the output `[n, t]` also left in `next`, as the next linear reads it
+/// ([`linear_bf16_cm_packed`]): each row block packed right after its epilogue, while it is in cache, so the
+/// next linear does not read the f32 output back (the feed-forward: SiLU(W₁x) `[4096, t]` into W₂).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_bf16_cm_then_pack(
+    kernel: Bf16Kernel,
+    out: Epilogue<'_>,
+    next: &mut PackedX,
+    x: &[f32], // [k, t]
+    w: Bf16Weights<'_>,
+    bias: Option<&[f32]>, // [n]
+    t: usize,
+    threads: Threads,
+) {
+    let sink = next.sink(w.n, t);
+    linear_tiles(kernel, out, Input::F32(x, t), w, bias, Some(sink), threads)
+}
+
+/// [`linear_bf16_cm`] on an input already packed ([`linear_bf16_cm_then_pack`], [`PackedX::pack`]): `x` holds
+/// `[k, t]`, the result is `[n, t]`.
+pub fn linear_bf16_cm_packed(
+    kernel: Bf16Kernel,
+    out: Epilogue<'_>,
+    x: &PackedX,
+    w: Bf16Weights<'_>,
+    bias: Option<&[f32]>, // [n]
+    threads: Threads,
+) {
+    assert_eq!(
+        x.k, w.k,
+        "linear_bf16_cm_packed: x holds k = {}, W has k = {}",
+        x.k, w.k
+    );
+    linear_tiles(kernel, out, Input::Packed(x), w, bias, None, threads)
+}
+
+/// A tile kernel's input: f32 `[k, t]`, packed per call, or packed already.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    F32(&'a [f32], usize),
+    Packed(&'a PackedX),
+}
+
+/// The tile kernels' loop nests behind [`linear_bf16_cm`] and its two variants; `sink` takes each row block of
+/// the output after its epilogue.
+fn linear_tiles(
+    kernel: Bf16Kernel,
+    out: Epilogue<'_>,
+    input: Input<'_>,
+    w: Bf16Weights<'_>,
+    bias: Option<&[f32]>, // [n]
+    sink: Option<PackSink>,
+    threads: Threads,
+) {
     let (n, k) = (w.n, w.k);
+    let t = match input {
+        Input::F32(x, t) => {
+            assert!(x.len() >= k * t, "linear_bf16_cm: x too small");
+            t
+        }
+        Input::Packed(x) => x.t,
+    };
     assert!(
         kernel.available() && kernel.packs_tiles(),
         "linear_bf16_cm: {} is not a tile kernel available on this CPU",
         kernel.name()
     );
-    assert!(x.len() >= k * t, "linear_bf16_cm: x too small");
     assert!(out.out_len() >= n * t, "linear_bf16_cm: output too small");
     assert!(bias.is_none_or(|b| b.len() >= n), "linear_bf16_cm: bias too small");
     if n == 0 || t == 0 {
@@ -367,13 +404,23 @@ pub fn linear_bf16_cm(
     let kind = out_kind(&out);
     let dst = out.into_dst(n * t);
     SCRATCH.with(|cell| {
-        let (xp, acc) = &mut *cell.borrow_mut();
-        // Grow only: shrinking and regrowing would zero the regrown part again on every call.
-        xp.grow(t_pad * k_pad);
-        pack_x(xp, x, k, t, k_pad, t_pad);
-        let xp: &[u16] = xp;
+        let (own, acc) = &mut *cell.borrow_mut();
+        let xp: &[u16] = match input {
+            Input::F32(x, _) => {
+                // Grow only: shrinking and regrowing would zero the regrown part again on every call.
+                own.grow(t_pad * k_pad);
+                pack_x(own, x, k, t, k_pad, t_pad);
+                own
+            }
+            Input::Packed(x) => x.bits(),
+        };
+        let put = |rb: usize, dst: &[f32]| {
+            if let Some(s) = sink {
+                s.put(rb, dst)
+            }
+        };
         if kernel == Bf16Kernel::Amx {
-            return amx::linear(dst, kind, bias, xp, &w, t, t_pad, chunks, threads);
+            return amx::linear(dst, kind, bias, xp, &w, t, t_pad, chunks, threads, &put);
         }
         let kc_chunks = KC / K_CHUNK;
         // Rows rb·32 .. rb·32 + 32 of W, each read up to k_pad (Bf16Weights::new checked the bounds).
@@ -398,6 +445,7 @@ pub fn linear_bf16_cm(
                     let acc = &mut acc[..ROW_BLOCK * t_pad];
                     run(acc, rb, 0, chunks);
                     epilogue(dst, acc, kind, bias_of(rb), t, t_pad);
+                    put(rb, dst);
                 })
             };
             match threads {
@@ -414,6 +462,7 @@ pub fn linear_bf16_cm(
                 run(acc, rb, c0, c1);
                 if c1 == chunks {
                     epilogue(dst, acc, kind, bias_of(rb), t, t_pad);
+                    put(rb, dst);
                 }
             };
             match threads {

@@ -1,0 +1,145 @@
+//! x in the tile kernels' VNNI pair layout `[t_pad/16][k_pad/2][16][2]` (module docs of [`super`]): packed
+//! from f32 per call ([`pack_x`]), once for several linears ([`PackedX::pack`]), or left by the linear before
+//! ([`PackSink`]), so that the feed-forward's second linear does not read its f32 input back from memory.
+
+use super::{avx512, bf16_from_f32, k_padded, round_up, COL_BLOCK, ROW_BLOCK};
+use crate::alignedbuf::AlignedBuf;
+use rayon::prelude::*;
+
+/// An input `[k, t]` of the tile kernels, already packed: by [`PackedX::pack`], or by the linear that produced
+/// it ([`super::linear_bf16_cm_then_pack`]); read by [`super::linear_bf16_cm_packed`].
+pub struct PackedX {
+    buf: AlignedBuf<u16>, // [t_pad/16][k_pad/2][16][2]
+    pub(super) k: usize,
+    pub(super) t: usize,
+}
+
+impl Default for PackedX {
+    fn default() -> Self {
+        PackedX {
+            buf: AlignedBuf::zeroed(0),
+            k: 0,
+            t: 0,
+        }
+    }
+}
+
+impl PackedX {
+    /// x `[k, t]` packed in place of what this held (the buffer only grows).
+    pub fn pack(&mut self, x: &[f32] /* [k, t] */, k: usize, t: usize) {
+        assert!(
+            x.len() >= k * t,
+            "PackedX::pack: x holds {} values, not [{k}, {t}]",
+            x.len()
+        );
+        let (k_pad, t_pad) = (k_padded(k), round_up(t, COL_BLOCK));
+        self.buf.grow(t_pad * k_pad);
+        pack_x(&mut self.buf, x, k, t, k_pad, t_pad);
+        (self.k, self.t) = (k, t);
+    }
+
+    /// The packed values, `t_pad · k_pad`.
+    pub(super) fn bits(&self) -> &[u16] {
+        &self.buf[..round_up(self.t, COL_BLOCK) * k_padded(self.k)]
+    }
+
+    /// Room for `[k, t]`, to be filled through the returned sink, one row block of 32 rows of x at a time.
+    pub(super) fn sink(&mut self, k: usize, t: usize) -> PackSink {
+        let (k_pad, t_pad) = (k_padded(k), round_up(t, COL_BLOCK));
+        self.buf.grow(t_pad * k_pad);
+        if k == 0 {
+            // No row block will write the one zero chunk a reader of k = 0 multiplies.
+            self.buf[..t_pad * k_pad].fill(0);
+        }
+        (self.k, self.t) = (k, t);
+        PackSink {
+            ptr: self.buf.as_mut_ptr(),
+            pairs: k_pad / 2,
+            t,
+            t_pad,
+        }
+    }
+}
+
+/// x `[k, t]` f32 row-major → bf16 pair layout `[t_pad/16][k_pad/2][16][2]` (module docs).
+pub(super) fn pack_x(xp: &mut [u16], x: &[f32] /* [k, t] */, k: usize, t: usize, k_pad: usize, t_pad: usize) {
+    let xp = &mut xp[..t_pad * k_pad];
+    let block = k_pad * COL_BLOCK; // elements per 32-column block (two column tiles)
+    let pairs = k_pad / 2;
+    // Each block zeroes what it does not write (the buffer is reused across calls), inside the parallel loop.
+    xp.par_chunks_mut(block).enumerate().for_each(|(jb, dst)| {
+        let j0 = jb * COL_BLOCK;
+        let cols = COL_BLOCK.min(t - j0);
+        if avx512::available() && cols == COL_BLOCK {
+            // pack_x_block writes pair rows 0 .. ceil(k/2) of both column tiles; the rest is k's padding.
+            for tile in dst.chunks_exact_mut(pairs * 32) {
+                tile[k.div_ceil(2) * 32..].fill(0);
+            }
+            // SAFETY: AVX-512 BW/BF16 checked; every row c < k reads x[c*t + j0 .. + 32] in bounds; `dst` is
+            // this block's two column tiles of `pairs` pair rows, borrowed here only.
+            unsafe { avx512::pack_x_block(dst.as_mut_ptr(), pairs, x, k, t, j0) };
+            return;
+        }
+        dst.fill(0);
+        for c in 0..k {
+            let (p, e) = (c / 2, c % 2);
+            let row = &x[c * t + j0..c * t + j0 + cols];
+            for (j, &v) in row.iter().enumerate() {
+                dst[((j / 16) * pairs + p) * 32 + (j % 16) * 2 + e] = bf16_from_f32(v);
+            }
+        }
+    });
+}
+
+/// A [`PackedX`] being filled by a linear's tasks, one row block of its output at a time, from several threads
+/// at once: row block `rb` (rows `rb·32 ..`) owns pair rows `rb·16 .. rb·16 + 16` of every column tile, so no
+/// two tasks write the same value, and nothing reads the buffer until the linear returns (the `PackedX` stays
+/// mutably borrowed by the caller meanwhile).
+#[derive(Clone, Copy)]
+pub(super) struct PackSink {
+    ptr: *mut u16, // [t_pad/16][pairs][16][2]
+    pairs: usize,
+    t: usize,
+    t_pad: usize,
+}
+
+// SAFETY: the sink is a pointer into a buffer that outlives the linear; tasks write disjoint values (type docs).
+unsafe impl Send for PackSink {}
+unsafe impl Sync for PackSink {}
+
+impl PackSink {
+    /// Rows `rb·32 .. rb·32 + rows` of x from `y` `[rows, t]` (rows ≤ 32; the epilogue's output rows) into their
+    /// pair rows, rounded to bf16 as [`pack_x`] rounds; the row block's pair rows past them and the columns past t
+    /// get zeros.
+    pub(super) fn put(&self, rb: usize, y: &[f32]) {
+        let t = self.t;
+        let rows = y.len() / t;
+        assert!(
+            rows <= ROW_BLOCK && rows * t == y.len() && rb * 16 + 16 <= self.pairs,
+            "PackSink::put: row block {rb} of {rows} rows does not fit"
+        );
+        for jb in 0..self.t_pad / COL_BLOCK {
+            let j0 = jb * COL_BLOCK;
+            // SAFETY: column block jb < t_pad/32 and pair rows rb·16 .. rb·16 + 16 ≤ pairs lie inside the buffer
+            // (`PackedX::sink` sized it); this row block alone writes them (type docs).
+            let base = unsafe { self.ptr.add(jb * self.pairs * 64 + rb * 16 * 32) };
+            if avx512::available() && j0 + COL_BLOCK <= t && rows == ROW_BLOCK {
+                // SAFETY: AVX-512 BW/BF16 checked; it writes pair rows 0..16 of both tiles from `base`, as above.
+                unsafe { avx512::pack_x_block(base, self.pairs, y, rows, t, j0) };
+                continue;
+            }
+            for p in 0..16 {
+                for (h, e, jj) in (0..2).flat_map(|h| (0..2).flat_map(move |e| (0..16).map(move |jj| (h, e, jj)))) {
+                    let (r, j) = (2 * p + e, j0 + 16 * h + jj);
+                    let v = if r < rows && j < t {
+                        bf16_from_f32(y[r * t + j])
+                    } else {
+                        0
+                    };
+                    // SAFETY: as above.
+                    unsafe { *base.add((h * self.pairs + p) * 32 + jj * 2 + e) = v };
+                }
+            }
+        }
+    }
+}
