@@ -7,11 +7,11 @@
 //! `var = Σ(x-m0)²/c - (Σ(x-m0)/c)²` lose nothing to cancellation. The output subtracts `m0` and then the
 //! small correction, so the mean is never rounded to f32 as a whole either.
 //!
-//! Vectorized across time: a tile of CM_TILE columns is reduced over all rows (c × CM_TILE values, 128 KiB for
-//! c = 1024: stays in L2 across the two passes), giving per-column `m0`, `delta`, `rstd`; the affine pass then
-//! streams whole rows. Each column's statistics are computed by the same lane arithmetic whatever the tile split
-//! or thread count (a ragged last tile is copied to a zero-padded scratch and run through the same code), so the
-//! output is bit-identical for any rayon pool size.
+//! Vectorized across time: a tile of CM_TILE columns, copied into a task's buffer (c × CM_TILE values, 128 KiB
+//! for c = 1024: stays in L2 across the three passes), is reduced over all rows to per-column `m0`, `delta`,
+//! `rstd`, then normalized and written back; tiles are the parallel tasks. Each column's result comes from the
+//! same lane arithmetic whatever the tile split or thread count (a ragged last tile is zero-padded in the
+//! buffer and run through the same code), so the output is bit-identical for any rayon pool size.
 
 use rayon::prelude::*;
 use wide::f32x8;
@@ -20,8 +20,6 @@ use crate::math::{fma8, load8, store8, LANES};
 
 /// Below this many elements the rayon fork/join costs more than it saves.
 const PAR_MIN_ELEMS: usize = 1 << 18;
-/// Elements per rayon task (whole rows).
-const PAR_CHUNK_ELEMS: usize = 1 << 15;
 
 /// Columns (time steps) per statistics tile: 4 vectors, so pass 2's accumulators fit in registers.
 const CM_VECS: usize = 4;
@@ -29,13 +27,6 @@ const CM_TILE: usize = CM_VECS * LANES;
 /// Rows summed into a partial before it is added to the column total: the f32 rounding error grows with
 /// `CM_ROWS + c / CM_ROWS` instead of `c`.
 const CM_ROWS: usize = 32;
-
-/// Per-column statistics of a `[c, t]` block: `m0` (first-pass mean), `delta` (correction), `rstd`.
-struct ColStats {
-    m0: Vec<f32>,
-    delta: Vec<f32>,
-    rstd: Vec<f32>,
-}
 
 /// Statistics of `CM_TILE` columns of `x` (`[c, ≥ CM_TILE]`, row stride `ld`) into `m0`/`delta`/`rstd` `[CM_TILE]`.
 #[inline]
@@ -84,80 +75,69 @@ fn cm_stats_tile(m0: &mut [f32], delta: &mut [f32], rstd: &mut [f32], x: &[f32],
     }
 }
 
-/// One tile's `(index, ((m0, delta), rstd))` as the zipped chunk iterators hand it over.
-type StatsTile<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
+/// `x` and `y` `[c, t]` (possibly the same buffer) for the column tiles' tasks: each task reads and writes only
+/// its own columns.
+#[derive(Clone, Copy)]
+struct Columns {
+    x: *const f32,
+    y: *mut f32,
+}
 
-/// Column statistics of `x` `[c, t]` (c, t > 0).
-fn cm_stats(x: &[f32], c: usize, t: usize, eps: f32) -> ColStats {
-    let padded = t.div_ceil(CM_TILE) * CM_TILE;
-    let mut s = ColStats {
-        m0: vec![0.0; padded],
-        delta: vec![0.0; padded],
-        rstd: vec![0.0; padded],
-    };
-    let tile = |(j, ((m0, dl), rs)): StatsTile| {
-        let j0 = j * CM_TILE;
-        if j0 + CM_TILE <= t {
-            cm_stats_tile(m0, dl, rs, &x[j0..], t, c, eps);
-        } else {
-            // Ragged last tile: zero-padded copy, same arithmetic per column.
-            let w = t - j0;
-            let mut buf = vec![0f32; c * CM_TILE];
-            for (r, row) in buf.chunks_exact_mut(CM_TILE).enumerate() {
-                row[..w].copy_from_slice(&x[r * t + j0..r * t + t]);
+// SAFETY: tasks touch disjoint columns (`layer_norm_columns`).
+unsafe impl Send for Columns {}
+unsafe impl Sync for Columns {}
+
+impl Columns {
+    /// Row r's columns j0..j0 + w of x (methods, so closures capture the whole `Columns`, which is Sync).
+    ///
+    /// # Safety
+    /// In bounds, and no task writes them meanwhile.
+    unsafe fn x_row(&self, r: usize, t: usize, j0: usize, w: usize) -> &[f32] {
+        std::slice::from_raw_parts(self.x.add(r * t + j0), w)
+    }
+
+    /// Writes `v` to row r's columns j0.. of y.
+    ///
+    /// # Safety
+    /// In bounds, and no other task reads or writes them meanwhile.
+    unsafe fn put_y(&self, r: usize, t: usize, j0: usize, v: &[f32]) {
+        std::ptr::copy_nonoverlapping(v.as_ptr(), self.y.add(r * t + j0), v.len())
+    }
+}
+
+/// `y = LN(x)` over `[c, t]`, one task per tile of [`CM_TILE`] columns: the tile is copied into the task's
+/// `buf` `[c, CM_TILE]` (zero-padded when ragged; 128 KiB at c = 1024, so it stays in L2), reduced to its
+/// statistics, then normalized and written back: x is read from memory once, in one parallel pass.
+///
+/// # Safety
+/// `x` and `y` point to `c·t` valid values each (the same buffer for in place), not otherwise accessed
+/// during the call.
+unsafe fn layer_norm_columns(cols: Columns, gamma: &[f32], beta: &[f32], eps: f32, c: usize, t: usize) {
+    let tile = |buf: &mut Vec<f32>, j: usize| {
+        let (j0, w) = (j * CM_TILE, CM_TILE.min(t - j * CM_TILE));
+        for (r, row) in buf.chunks_exact_mut(CM_TILE).enumerate() {
+            // SAFETY: row r's columns j0..j0 + w lie inside x; no task writes them but this one.
+            row[..w].copy_from_slice(unsafe { cols.x_row(r, t, j0, w) });
+        }
+        let (mut m0, mut dl, mut rs) = ([0f32; CM_TILE], [0f32; CM_TILE], [0f32; CM_TILE]);
+        cm_stats_tile(&mut m0, &mut dl, &mut rs, buf, CM_TILE, c, eps);
+        for (r, row) in buf.chunks_exact_mut(CM_TILE).enumerate() {
+            let (vg, vb) = (f32x8::splat(gamma[r]), f32x8::splat(beta[r]));
+            for v in (0..CM_TILE).step_by(LANES) {
+                let xh = (load8(&row[v..]) - load8(&m0[v..]) - load8(&dl[v..])) * load8(&rs[v..]);
+                store8(&mut row[v..], fma8(xh, vg, vb));
             }
-            cm_stats_tile(m0, dl, rs, &buf, CM_TILE, c, eps);
+            // SAFETY: as above, for y.
+            unsafe { cols.put_y(r, t, j0, &row[..w]) };
         }
     };
+    let tiles = t.div_ceil(CM_TILE);
+    let buf = || vec![0f32; c * CM_TILE];
     if c * t >= PAR_MIN_ELEMS {
-        s.m0.par_chunks_mut(CM_TILE)
-            .zip(s.delta.par_chunks_mut(CM_TILE))
-            .zip(s.rstd.par_chunks_mut(CM_TILE))
-            .enumerate()
-            .for_each(tile);
+        (0..tiles).into_par_iter().for_each_init(buf, tile);
     } else {
-        s.m0.chunks_mut(CM_TILE)
-            .zip(s.delta.chunks_mut(CM_TILE))
-            .zip(s.rstd.chunks_mut(CM_TILE))
-            .enumerate()
-            .for_each(tile);
-    }
-    s
-}
-
-/// `row[j] = ((x[j] - m0[j]) - delta[j]) · rstd[j] · g + b` over one channel row `[t]`, where x is `src`'s
-/// row, or `row` itself when `src` is None (in place).
-#[inline]
-fn cm_apply_row(row: &mut [f32], src: Option<&[f32]>, s: &ColStats, g: f32, b: f32) {
-    let t = row.len();
-    let body = t - t % LANES;
-    let (vg, vb) = (f32x8::splat(g), f32x8::splat(b));
-    for j in (0..body).step_by(LANES) {
-        let x = load8(&src.unwrap_or(row)[j..]);
-        let xh = (x - load8(&s.m0[j..]) - load8(&s.delta[j..])) * load8(&s.rstd[j..]);
-        store8(&mut row[j..], fma8(xh, vg, vb));
-    }
-    for j in body..t {
-        let xh = (src.unwrap_or(row)[j] - s.m0[j] - s.delta[j]) * s.rstd[j];
-        row[j] = xh.mul_add(g, b);
-    }
-}
-
-/// Affine pass over every row of `y` `[c, t]`, from `x` `[c, t]` (None: y holds x, in place).
-fn cm_apply(y: &mut [f32], x: Option<&[f32]>, s: &ColStats, gamma: &[f32], beta: &[f32], c: usize, t: usize) {
-    let y = &mut y[..c * t];
-    let per = (PAR_CHUNK_ELEMS / t).max(1) * t;
-    let rows = |(i, yc): (usize, &mut [f32])| {
-        let r0 = i * (PAR_CHUNK_ELEMS / t).max(1);
-        for (r, row) in yc.chunks_exact_mut(t).enumerate() {
-            let src = x.map(|x| &x[(r0 + r) * t..(r0 + r + 1) * t]);
-            cm_apply_row(row, src, s, gamma[r0 + r], beta[r0 + r]);
-        }
-    };
-    if c * t >= PAR_MIN_ELEMS {
-        y.par_chunks_mut(per).enumerate().for_each(rows);
-    } else {
-        y.chunks_mut(per).enumerate().for_each(rows);
+        let mut b = buf();
+        (0..tiles).for_each(|j| tile(&mut b, j));
     }
 }
 
@@ -179,8 +159,12 @@ pub fn layer_norm_cm(
     if c == 0 || t == 0 {
         return;
     }
-    let s = cm_stats(x, c, t, eps);
-    cm_apply(y, Some(x), &s, gamma, beta, c, t);
+    let cols = Columns {
+        x: x.as_ptr(),
+        y: y.as_mut_ptr(),
+    };
+    // SAFETY: both hold c·t values (asserted) and are borrowed for the call.
+    unsafe { layer_norm_columns(cols, gamma, beta, eps, c, t) };
 }
 
 /// Channel-major LayerNorm in place (`x: [c, t]`).
@@ -200,8 +184,9 @@ pub fn layer_norm_cm_inplace(
     if c == 0 || t == 0 {
         return;
     }
-    let s = cm_stats(x, c, t, eps);
-    cm_apply(x, None, &s, gamma, beta, c, t);
+    let p = x.as_mut_ptr();
+    // SAFETY: x holds c·t values (asserted) and is borrowed for the call.
+    unsafe { layer_norm_columns(Columns { x: p, y: p }, gamma, beta, eps, c, t) };
 }
 
 /// f64 reference for [`layer_norm_cm`] (exact two-pass statistics per column, one rounding at the end).
