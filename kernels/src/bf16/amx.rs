@@ -124,8 +124,12 @@ thread_local! {
 /// row block re-read x, 1 MiB at T = 500 and k = 1024 but 4 MiB in a corpus pack of 2000 frames: the kernel
 /// bench (`bf16_peak`, 1 thread) ran at 13 % of peak at T = 2000 and 21–28 % at T = 500; blocked, 20–21 % and
 /// 21–28 %. Corpus run of 24 short files, bf16 checkpoint: 0.862× the wall time (6 of 6 pairs); 10 s: 0.998×.
-/// What keeps it near a quarter of the peak at T = 500 is not found yet (the packed A micro-panel, prefetching
-/// the next panel, and smaller k blocks each changed nothing measurable).
+/// What keeps it near a quarter of the peak at T = 500, 1 thread: the tile loop itself runs at ~40–45 % (a probe
+/// of it at these sizes: ~80 % without the accumulators' round trip between k blocks, ~55–60 % with it; longer
+/// k blocks push the micro-panel out of L1 and lose as much), and copying W's micro-panels, the epilogue and
+/// packing x take the rest. Prefetching the next micro-panel into L2 during the tile loop ([`NextPanel`])
+/// changes nothing on one thread but gains ~3.5 % of a 10 s bf16 run on two, where both threads' panel copies
+/// otherwise wait on memory at once.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear(
     dst: &mut [f32], // [n, t]
@@ -152,9 +156,17 @@ pub(super) fn linear(
                     let c1 = (c0 + KB).min(chunks);
                     for i in 0..rbs {
                         pack_panel(panel, w, (g * GROUP + i) * ROW_BLOCK, c0, c1);
+                        // The next step of this column group (next row block, or the next k block's first).
+                        let (ni, nc0) = if i + 1 < rbs { (i + 1, c0) } else { (0, c0 + KB) };
+                        let next = (nc0 < chunks).then(|| NextPanel {
+                            w,
+                            r0: (g * GROUP + ni) * ROW_BLOCK,
+                            c0: nc0,
+                            nc: (nc0 + KB).min(chunks) - nc0,
+                        });
                         let acc = &mut acc[i * ROW_BLOCK * t_pad..(i + 1) * ROW_BLOCK * t_pad];
                         // SAFETY: the caller checked availability; sizes follow the layouts (module docs).
-                        unsafe { block(acc, panel, xp, chunks, t_pad, c0, c1, jg0, jg1) };
+                        unsafe { block(acc, panel, xp, chunks, t_pad, c0, c1, jg0, jg1, next) };
                     }
                 }
             }
@@ -185,6 +197,31 @@ fn pack_panel(panel: &mut [u16] /* [2][c1 - c0][16][32] */, w: &Bf16Weights<'_>,
     }
 }
 
+/// The next step's micro-panel where it lies in W (rows `r0 .. r0 + 32`, k chunks `c0 .. c0 + nc`): [`block`]
+/// fetches its `32·nc` 64-byte lines into L2 while the tiles run, spread over the k chunks, so that
+/// [`pack_panel`] then reads L2 instead of waiting on memory for 32 short row streams. (Copying the next panel
+/// inside the tile loop instead was slower: 1.07x the wall time of a 10 s bf16 run.)
+#[derive(Clone, Copy)]
+struct NextPanel<'a> {
+    w: &'a Bf16Weights<'a>,
+    r0: usize,
+    c0: usize,
+    nc: usize,
+}
+
+impl NextPanel<'_> {
+    fn lines(&self) -> usize {
+        ROW_BLOCK * self.nc
+    }
+
+    /// Line `l`: row `l / nc`, chunk `l % nc`.
+    fn line(&self, l: usize) -> *const u16 {
+        self.w
+            .row(self.r0 + l / self.nc, (self.c0 + l % self.nc) * K_CHUNK, K_CHUNK)
+            .as_ptr()
+    }
+}
+
 /// `acc[32, column blocks jb0..jb1] (+)= A · x[chunks c0..c1]` for one row block: zeroed first when c0 = 0,
 /// else added to.
 ///
@@ -203,8 +240,11 @@ unsafe fn block(
     c1: usize,
     jb0: usize,
     jb1: usize,
+    next: Option<NextPanel<'_>>,
 ) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
     let (pairs, nc) = (chunks * 16, c1 - c0);
+    let (steps, lines, mut fetched) = ((jb1 - jb0) * nc, next.map_or(0, |p| p.lines()), 0);
     assert!(panel.len() >= 2 * nc * 512 && acc.len() >= 32 * t_pad);
     assert!(xp.len() >= (t_pad / COL_BLOCK) * pairs * 64 && jb1 <= t_pad / COL_BLOCK);
     let ldc = t_pad * 4; // bytes between output rows
@@ -234,6 +274,13 @@ unsafe fn block(
         }
         let xb = xp.as_ptr().add(jb * pairs * 64);
         for c in c0..c1 {
+            if let Some(p) = next {
+                let upto = (lines * ((jb - jb0) * nc + c - c0 + 1)).div_ceil(steps);
+                for l in fetched..upto {
+                    _mm_prefetch::<_MM_HINT_T1>(p.line(l).cast());
+                }
+                fetched = fetched.max(upto);
+            }
             let a0 = panel.as_ptr().add((c - c0) * 512);
             let a1 = panel.as_ptr().add((nc + c - c0) * 512);
             let b0 = xb.add(c * 16 * 32);
@@ -270,6 +317,17 @@ pub(super) unsafe fn peak_stream(_: usize) {
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block(_: &mut [f32], _: &[u16], _: &[u16], _: usize, _: usize, _: usize, _: usize, _: usize, _: usize) {
+unsafe fn block(
+    _: &mut [f32],
+    _: &[u16],
+    _: &[u16],
+    _: usize,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: Option<NextPanel<'_>>,
+) {
     unreachable!("AMX is x86-64 only")
 }
