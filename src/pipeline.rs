@@ -167,7 +167,10 @@ impl Extractor {
         let mut wanted = self.request.hidden_states.clone();
         wanted.extend(self.request.normalized);
         let utterances: Vec<(&[f32], &[bool])> = items.iter().map(|f| (&f.data[..], &f.mask[..])).collect();
-        let states = self.model.forward_packed(&utterances, &wanted)?;
+        // On one of the pool's threads (called from elsewhere, rayon moves it there and this thread waits once):
+        // the encoder's ~25 parallel steps per layer then fork from a worker, instead of each waking the pool
+        // from outside and sleeping on it.
+        let states = rayon::scope(|_| self.model.forward_packed(&utterances, &wanted))?;
         Ok(items
             .iter()
             .zip(states)
