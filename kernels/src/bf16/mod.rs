@@ -28,7 +28,8 @@
 //!   every projection of the model; other shapes get a zero-padded copy at load ([`owned_rows`]).
 //! - activations (packed per call): `[t_pad/16 column tiles][k_pad/2 pairs][16 columns][2]`, the VNNI pair
 //!   layout: element `(2p + e, j)` of x sits in column tile j/16 at pair row p, column j%16, slot e, so every
-//!   AMX B-tile (16 pair rows × 16 columns) is a contiguous 1 KiB. t padded to 32 with zeros.
+//!   AMX B-tile (16 pair rows × 16 columns) is a contiguous 1 KiB. t padded to 32 with zeros. Packed per call
+//!   from f32, or once for several linears, or by the linear producing it ([`PackedX`], `packed.rs`).
 //!
 //! Work is split over 32-row blocks of W (AMX: groups of four, its loop nest blocked for the caches, see
 //! `amx.rs`): each output element is computed by one task in a fixed order, so the result does not depend on
