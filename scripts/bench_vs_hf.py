@@ -68,6 +68,8 @@ def vm_hwm_gb():
 
 
 PAIR_TOKEN = "@@bench_vs_hf:paired-cli-run@@"
+# `--pair-with`: the CLI run a peer's timed runs alternate with, as the table's paired column names it.
+PAIR_LABEL = {"fp32": "fp32", "bf16ck": "bf16 (checkpoint)"}
 
 
 def timed_runs(call, runs, budget, paired=False):
@@ -334,14 +336,14 @@ def cli_cmd(binary, ck, wav, out_dir, threads, extra):
             "--output-dir", str(out_dir), str(wav), "--verbose", *extra]
 
 
-def cli_once(binary, ck, wav, out_dir, threads):
-    """One whole-process fp32 CLI run between two runs of a peer (paired mode); its wall time, or None if it
+def cli_once(binary, ck, wav, out_dir, threads, extra):
+    """One whole-process CLI run between two runs of a peer (paired mode); its wall time, or None if it
     failed. A short pause first, in case a paused peer's worker threads spin before they sleep (measured on the
     no-AMX Xeon: HF, ONNX Runtime and OpenVINO used ≤ 3 ms of CPU during a CLI run after this pause)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / (pathlib.Path(wav).stem + ".safetensors")).unlink(missing_ok=True)
     time.sleep(0.3)
-    code, wall, _ = spawn(cli_cmd(binary, ck, wav, out_dir, threads, []), child_env(threads),
+    code, wall, _ = spawn(cli_cmd(binary, ck, wav, out_dir, threads, extra), child_env(threads),
                           capture=out_dir / "cli")
     return wall if code == 0 else None
 
@@ -444,18 +446,19 @@ def fmt(x, spec=".2f", none="—"):
 
 
 def paired(r):
-    """`1.07× (5; CLI 1.80 s)`: the median over pairs of (peer run / the CLI fp32 run right after it)."""
+    """`1.07× (5; CLI 1.80 s)`: the median over pairs of (peer run / the CLI run right after it)."""
     if "pair_ratio" not in r:
         return ""
     return (f"{r['pair_ratio']:.2f}× ({len(r['paired_cli_times'])}; CLI "
             f"{statistics.median(r['paired_cli_times']):.2f} s)")
 
 
-def table(rows, length, mach, threads, cli_fp32, cli_bf16):
+def table(rows, length, mach, threads, cli_fp32, cli_bf16, pair_with):
     out = [f"### {length['audio_s']:.1f} s of speech, T = {length['frames']} frames, {threads} threads",
            "",
-           "| engine | timed | runs | median s | load/compile s | warm-up s | ours fp32 is | ours fp32 is, paired "
-           "runs | ours bf16 is | peak RSS GB | rel L2 | max-abs | cosine | worst frame cos |",
+           "| engine | timed | runs | median s | load/compile s | warm-up s | ours fp32 is | ours "
+           f"{PAIR_LABEL[pair_with]} is, paired runs | ours bf16 is | peak RSS GB | rel L2 | max-abs | cosine | "
+           "worst frame cos |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("skipped"):
@@ -491,7 +494,10 @@ def main():
                     help="seconds of timed runs per peer and length: fewer runs (at least 1) past it (default 150)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-pair", action="store_true",
-                    help="do not run the fp32 CLI once between each two timed runs of every peer")
+                    help="do not run the CLI once between each two timed runs of every peer")
+    ap.add_argument("--pair-with", choices=sorted(PAIR_LABEL), default="fp32",
+                    help="the CLI run between two timed runs of a peer: fp32 (needs engine cli) or --precision bf16 "
+                         "on the convert --dtype bf16 checkpoint (needs engine cli-bf16ck); default fp32")
     ap.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
     ap.add_argument("--bin", type=pathlib.Path, default=ROOT / "target" / "release" / "w2vbert-infer")
     ap.add_argument("--checkpoint", type=pathlib.Path, help="an existing checkpoint dir instead of a seeded one")
@@ -574,14 +580,23 @@ def main():
                   "runs": args.peer_runs, "budget": args.peer_budget, "tag": f"{sec:g}s"}
         rows, outs = [], {}
 
-        pair = not args.no_pair and "cli" in engines and "cli" not in skip
+        pair_engine = "cli" if args.pair_with == "fp32" else "cli-bf16ck"
+        pair = not args.no_pair and pair_engine in engines and pair_engine not in skip
+        pair_ck, pair_extra = ck, []
+        if pair and args.pair_with == "bf16ck":
+            pair_ck, pair_extra = work / f"bf16_{LAYER}_{key}", ["--precision", "bf16"]
+            if "bf16ck" not in export_err:
+                export_err["bf16ck"] = convert_bf16_once(args.bin, ck, pair_ck, notes)
+            pair = not export_err["bf16ck"]
 
         def peer(name, kind, extra, env_extra=None):
-            print(f"== {name} @ {sec:g} s" + (" (paired with CLI fp32 runs)" if pair else ""), flush=True)
+            print(f"== {name} @ {sec:g} s" + (f" (paired with CLI {PAIR_LABEL[args.pair_with]} runs)" if pair
+                                              else ""), flush=True)
             spec = dict(common, **extra, output=str(work / f"h17_{name}_{sec:g}s.npy"), tag=f"{name}_{sec:g}s")
             paired = []
-            between = (lambda: paired.append(cli_once(args.bin, ck, length["wav"], work / f"cli-paired_{sec:g}s",
-                                                      threads))) if pair else None
+            between = (lambda: paired.append(cli_once(args.bin, pair_ck, length["wav"],
+                                                      work / f"cli-paired_{sec:g}s", threads, pair_extra))
+                       ) if pair else None
             res, peak, err = run_worker(kind, spec, work, threads, env_extra, between)
             if err:
                 return {"name": name, "skipped": err}
@@ -655,7 +670,7 @@ def main():
             r["label"], r["timed"] = ENGINES[r["name"]]
         med = {r["name"]: r.get("median") for r in rows}
         bf16_best = min((m for m in (med.get("cli-bf16"), med.get("cli-bf16ck")) if m), default=None)
-        md += table(rows, length, mach, threads, med.get("cli"), bf16_best) + [""]
+        md += table(rows, length, mach, threads, med.get("cli"), bf16_best, args.pair_with) + [""]
         report["lengths"][f"{sec:g}"] = {"prep": length, "rows": rows}
 
     own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
@@ -668,10 +683,11 @@ def main():
         f"(load + decode + fbank + {LAYER} layers + write of `--layers {LAYER}`), from the wav; the peers are the "
         f"encoder alone, model loaded, on HF's extractor output (extractor timed in its own row, not in their "
         f"times), so the ratios understate ours.",
-        "- `ours fp32 is, paired runs`: the host drifts between one engine's block of runs and the next, so each "
-        "peer's timed runs alternate with whole-process fp32 CLI runs (the peer's process waits, idle, while the "
-        "CLI runs once after each of its runs; `--no-pair` turns this off). The column is the median over those "
-        "pairs of peer time / CLI time, with the number of pairs and the median of those CLI runs.",
+        f"- `ours {PAIR_LABEL[args.pair_with]} is, paired runs`: the host drifts between one engine's block of runs "
+        f"and the next, so each peer's timed runs alternate with whole-process CLI runs ({PAIR_LABEL[args.pair_with]}"
+        ", `--pair-with`; the peer's process waits, idle, while the CLI runs once after each of its runs; "
+        "`--no-pair` turns this off). The column is the median over those pairs of peer time / CLI time, with the "
+        "number of pairs and the median of those CLI runs.",
         "- load/compile: HF from_pretrained (+ cut); ORT session creation; OpenVINO read + static reshape + "
         "compile. The ONNX export and OpenVINO conversion ran in their own processes (below).",
         f"- Load average (1 min) at the start {mach['load_avg_1min']:.2f}, at the end {load_end:.2f}: other work on "
