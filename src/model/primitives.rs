@@ -137,7 +137,7 @@ impl Linear {
     /// Whether the weight is held for a bf16 tile kernel (AMX, AVX512-BF16), which can read its input packed
     /// ([`PackedX`]): then [`Self::forward_packed`] and the other `_packed` forwards apply.
     pub fn reads_packed(&self) -> bool {
-        self.tiles().is_some()
+        matches!(&self.weight, LinearWeight::Bf16 { kernel, .. } if kernel.packs_tiles())
     }
 
     /// y[out, t] = W · x + b from x packed ([`PackedX::pack`]): one packing for several projections of one input.
