@@ -82,13 +82,16 @@ pub(super) fn pack_x(xp: &mut [u16], x: &[f32] /* [k, t] */, k: usize, t: usize,
         }
         dst.fill(0);
         for c in 0..k {
-            let (p, e) = (c / 2, c % 2);
-            let row = &x[c * t + j0..c * t + j0 + cols];
-            for (j, &v) in row.iter().enumerate() {
-                dst[((j / 16) * pairs + p) * 32 + (j % 16) * 2 + e] = bf16_from_f32(v);
+            for (j, &v) in x[c * t + j0..c * t + j0 + cols].iter().enumerate() {
+                dst[pair_index(pairs, c, j)] = bf16_from_f32(v);
             }
         }
     });
+}
+
+/// Where element (row `c`, column `j`) of a 32-column block sits in its `[2 column tiles][pairs][16][2]` layout.
+fn pair_index(pairs: usize, c: usize, j: usize) -> usize {
+    ((j / 16) * pairs + c / 2) * 32 + (j % 16) * 2 + c % 2
 }
 
 /// A [`PackedX`] being filled by a linear's tasks, one row block of its output at a time, from several threads
@@ -128,16 +131,12 @@ impl PackSink {
                 unsafe { avx512::pack_x_block(base, self.pairs, y, rows, t, j0) };
                 continue;
             }
-            for p in 0..16 {
-                for (h, e, jj) in (0..2).flat_map(|h| (0..2).flat_map(move |e| (0..16).map(move |jj| (h, e, jj)))) {
-                    let (r, j) = (2 * p + e, j0 + 16 * h + jj);
-                    let v = if r < rows && j < t {
-                        bf16_from_f32(y[r * t + j])
-                    } else {
-                        0
-                    };
-                    // SAFETY: as above.
-                    unsafe { *base.add((h * self.pairs + p) * 32 + jj * 2 + e) = v };
+            for r in 0..ROW_BLOCK {
+                for jj in 0..COL_BLOCK {
+                    let (j, inside) = (j0 + jj, r < rows && j0 + jj < t);
+                    let v = if inside { bf16_from_f32(y[r * t + j]) } else { 0 };
+                    // SAFETY: as above (row r < 32 of this row block, column jj < 32 of this column block).
+                    unsafe { *base.add(pair_index(self.pairs, r, jj)) = v };
                 }
             }
         }
