@@ -105,39 +105,65 @@ impl Columns {
     }
 }
 
-/// `y = LN(x)` over `[c, t]`, one task per tile of [`CM_TILE`] columns: the tile is copied into the task's
-/// `buf` `[c, CM_TILE]` (zero-padded when ragged; 128 KiB at c = 1024, so it stays in L2), reduced to its
+/// `y = LN(x)` over `[c, t]`, one task per tile of [`CM_TILE`] columns: the tile is copied into the thread's
+/// buffer `[c, CM_TILE]` (zero-padded when ragged; 128 KiB at c = 1024, so it stays in L2), reduced to its
 /// statistics, then normalized and written back: x is read from memory once, in one parallel pass.
 ///
 /// # Safety
 /// `x` and `y` point to `c·t` valid values each (the same buffer for in place), not otherwise accessed
 /// during the call.
 unsafe fn layer_norm_columns(cols: Columns, gamma: &[f32], beta: &[f32], eps: f32, c: usize, t: usize) {
-    let tile = |buf: &mut Vec<f32>, j: usize| {
-        let (j0, w) = (j * CM_TILE, CM_TILE.min(t - j * CM_TILE));
-        for (r, row) in buf.chunks_exact_mut(CM_TILE).enumerate() {
-            // SAFETY: row r's columns j0..j0 + w lie inside x; no task writes them but this one.
-            row[..w].copy_from_slice(unsafe { cols.x_row(r, t, j0, w) });
-        }
-        let (mut m0, mut dl, mut rs) = ([0f32; CM_TILE], [0f32; CM_TILE], [0f32; CM_TILE]);
-        cm_stats_tile(&mut m0, &mut dl, &mut rs, buf, CM_TILE, c, eps);
-        for (r, row) in buf.chunks_exact_mut(CM_TILE).enumerate() {
-            let (vg, vb) = (f32x8::splat(gamma[r]), f32x8::splat(beta[r]));
-            for v in (0..CM_TILE).step_by(LANES) {
-                let xh = (load8(&row[v..]) - load8(&m0[v..]) - load8(&dl[v..])) * load8(&rs[v..]);
-                store8(&mut row[v..], fma8(xh, vg, vb));
-            }
-            // SAFETY: as above, for y.
-            unsafe { cols.put_y(r, t, j0, &row[..w]) };
-        }
+    let tile = |j: usize| {
+        TILE.with(|cell| {
+            let buf = &mut *cell.borrow_mut();
+            buf.resize(c * CM_TILE, 0.0);
+            // SAFETY: the caller's guarantee; tile j is this task's alone.
+            unsafe { norm_tile(cols, buf, gamma, beta, eps, c, t, j) }
+        })
     };
-    let tiles = t.div_ceil(CM_TILE);
-    let buf = || vec![0f32; c * CM_TILE];
     if c * t >= PAR_MIN_ELEMS {
-        (0..tiles).into_par_iter().for_each_init(buf, tile);
+        (0..t.div_ceil(CM_TILE)).into_par_iter().for_each(tile);
     } else {
-        let mut b = buf();
-        (0..tiles).for_each(|j| tile(&mut b, j));
+        (0..t.div_ceil(CM_TILE)).for_each(tile);
+    }
+}
+
+thread_local! {
+    /// A task's `[c, CM_TILE]` copy of its column tile (128 KiB at c = 1024), reused across calls on each thread.
+    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Column tile `j` of [`layer_norm_columns`] through `buf` `[c, CM_TILE]`.
+///
+/// # Safety
+/// As [`layer_norm_columns`]; tile j's columns are touched by this call only.
+#[allow(clippy::too_many_arguments)]
+unsafe fn norm_tile(
+    cols: Columns,
+    buf: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    c: usize,
+    t: usize,
+    j: usize,
+) {
+    let (j0, w) = (j * CM_TILE, CM_TILE.min(t - j * CM_TILE));
+    for (r, row) in buf.chunks_exact_mut(CM_TILE).enumerate() {
+        // SAFETY: row r's columns j0..j0 + w lie inside x; no task writes them but this one.
+        row[..w].copy_from_slice(unsafe { cols.x_row(r, t, j0, w) });
+        row[w..].fill(0.0); // a ragged tile's padding (the buffer is reused)
+    }
+    let (mut m0, mut dl, mut rs) = ([0f32; CM_TILE], [0f32; CM_TILE], [0f32; CM_TILE]);
+    cm_stats_tile(&mut m0, &mut dl, &mut rs, buf, CM_TILE, c, eps);
+    for (r, row) in buf.chunks_exact_mut(CM_TILE).enumerate() {
+        let (vg, vb) = (f32x8::splat(gamma[r]), f32x8::splat(beta[r]));
+        for v in (0..CM_TILE).step_by(LANES) {
+            let xh = (load8(&row[v..]) - load8(&m0[v..]) - load8(&dl[v..])) * load8(&rs[v..]);
+            store8(&mut row[v..], fma8(xh, vg, vb));
+        }
+        // SAFETY: as above, for y.
+        unsafe { cols.put_y(r, t, j0, &row[..w]) };
     }
 }
 
