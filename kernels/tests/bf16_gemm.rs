@@ -34,9 +34,10 @@ fn epilogue(kind: Kind, buf: &mut [f32]) -> Epilogue<'_> {
     }
 }
 
-/// One case's operands: W `[n, k]` rounded to bf16 (`bits`), x `[k, t]`, bias `[n]`, and the output's old
-/// contents `[n, t]` (what the accumulate epilogue adds to).
+/// One case's operands: W `[n, k]` (`w`, with ties and denormals among its values) rounded to bf16 (`bits`),
+/// x `[k, t]`, bias `[n]`, and the output's old contents `[n, t]` (what the accumulate epilogue adds to).
 struct Operands {
+    w: Vec<f32>,
     bits: Vec<u16>,
     x: Vec<f32>,
     bias: Vec<f32>,
@@ -46,24 +47,45 @@ struct Operands {
 impl Operands {
     fn new(n: usize, k: usize, t: usize, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
-        let w = rng.vec(n * k, -1.0, 1.0);
+        let mut w = rng.vec(n * k, -1.0, 1.0);
+        // Exact ties (rounded to even, up and down) and a denormal (kept by the rounding, not flushed).
+        for (i, v) in [
+            f32::from_bits(0x3f80_8000),
+            f32::from_bits(0xbf81_8000),
+            f32::from_bits(0x0000_8001),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(x) = w.get_mut(i * 7) {
+                *x = v;
+            }
+        }
         let x = rng.vec(k * t, -2.0, 2.0);
         let bias = rng.vec(n, -1.0, 1.0);
         let old = rng.vec(n * t, -3.0, 3.0);
         let bits = w.iter().map(|&v| bf16_from_f32(v)).collect();
-        Operands { bits, x, bias, old }
+        Operands { w, bits, x, bias, old }
     }
 }
 
 /// Runs every available kernel on one case; `Err` names the kernel and the first bad element.
 fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64) -> Result<usize, String> {
-    let Operands { bits, x, bias, old } = Operands::new(n, k, t, seed);
+    let Operands {
+        w: w32,
+        bits,
+        x,
+        bias,
+        old,
+    } = Operands::new(n, k, t, seed);
     // What the model holds for a tile kernel: a copy (zero-padded unless n and k are multiples of 32) ...
     let (own, ld) = owned_rows(Bf16Kernel::Amx, RowsFrom::Bf16(&bits), n, k);
     let packed = Bf16Weights::new(&own, n, k, ld);
     // ... or, when they are, the bits where they lie (a checkpoint's mapping), here 2 bytes off any alignment.
     let shifted: Vec<u16> = std::iter::once(0).chain(bits.iter().copied()).collect();
     let in_place = tiles_read_in_place(n, k).then(|| Bf16Weights::new(&shifted[1..], n, k, k));
+    // ... or the f32 weights as stored, rounded by the kernel as it copies them (AMX).
+    let from_f32 = tiles_read_in_place(n, k).then(|| Bf16Weights::from_f32(&w32, n, k));
     let b = with_bias.then_some(bias.as_slice());
     let want = [true, false].map(|round_x| {
         let mut want = old.clone();
@@ -106,6 +128,17 @@ fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64
                 return Err(format!(
                     "{kernel:?} n{n} k{k} t{t}: the weights in place and a copy differ"
                 ));
+            }
+        }
+        if let (Some(w), true) = (from_f32, kernel.reads_f32()) {
+            for threads in [Threads::Single, Threads::Rayon(2)] {
+                let mut rounded = old.clone();
+                run_on(w, kernel, &mut rounded, threads);
+                if rounded.iter().zip(&got).any(|(a, b)| a.to_bits() != b.to_bits()) {
+                    return Err(format!(
+                        "{kernel:?} n{n} k{k} t{t} {threads:?}: f32 weights rounded in the kernel and a rounded copy differ"
+                    ));
+                }
             }
         }
         ran += 1;
@@ -178,6 +211,7 @@ fn model_shapes_and_awkward_sizes() {
         (128, 1024, 100),
         (40, 2050, 33),
         (160, 300, 530), // AMX: two tasks, two column groups, two k blocks of unequal length
+        (64, 288, 1100), // AMX: three column groups reading the micro-panels packed in the first
         (600, 70, 20),   // WidenF32: two row blocks on one thread
         (1100, 1030, 9), // WidenF32: three row blocks, three depth blocks
     ] {
@@ -283,7 +317,7 @@ fn widen_kernel_is_the_f32_linear_bit_for_bit() {
         (1200, 700, 1), // one column: gemv, all of k at once
         (5, 3, 4),
     ] {
-        let Operands { bits, x, bias, old } = Operands::new(n, k, t, (n * 13 + k * 5 + t) as u64);
+        let Operands { bits, x, bias, old, .. } = Operands::new(n, k, t, (n * 13 + k * 5 + t) as u64);
         let wide: Vec<f32> = bits.iter().map(|&b| bf16_to_f32(b)).collect();
         // Σ_l |W[i, l] · x[l, j]| per output [n, t]: the scale of an f32 dot product's rounding.
         let abs_dot: Vec<f64> = (0..n * t)

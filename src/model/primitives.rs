@@ -25,14 +25,27 @@ enum LinearWeight {
 enum Bf16Rows {
     /// A bf16 checkpoint's tensor, used from the mapping as stored (no copy, nothing done per weight).
     Mapped(Tensor),
+    /// An f32 checkpoint's tensor, used from the mapping as stored by a kernel that rounds each block of W
+    /// as it copies it ([`Bf16Kernel::reads_f32`]: AMX), so nothing is done per weight at load either.
+    MappedF32(Tensor),
     /// An f32 weight rounded to bf16 at load (or a bf16 one the tile kernels cannot read in place).
     Owned(AlignedBuf<u16>),
 }
 
 impl Bf16Rows {
+    /// The weight `[n, k]` at row stride `ld` as a tile kernel reads it.
+    fn tiles(&self, n: usize, k: usize, ld: usize) -> Bf16Weights<'_> {
+        match self {
+            Bf16Rows::MappedF32(t) => Bf16Weights::from_f32(t.data(), n, k),
+            _ => Bf16Weights::new(self.bits(), n, k, ld),
+        }
+    }
+
+    /// The bf16 bits (every variant but [`Bf16Rows::MappedF32`], which only AMX holds).
     fn bits(&self) -> &[u16] {
         match self {
             Bf16Rows::Mapped(t) => t.raw_bf16().expect("Bf16Rows::Mapped holds a bf16 tensor"),
+            Bf16Rows::MappedF32(_) => unreachable!("f32 rows are held for AMX only (Linear::to_bf16)"),
             Bf16Rows::Owned(v) => v,
         }
     }
@@ -72,8 +85,10 @@ impl Linear {
     }
 
     /// Hold the weight in bf16 from now on, as rows `kernel` reads: a bf16 checkpoint's mapping as stored
-    /// when the kernel can read it in place (every projection of the real model), else a copy rounded from
-    /// f32 (or padded) at load, whose f32 pages are handed back to the OS. Idempotent.
+    /// when the kernel can read it in place (every projection of the real model); an f32 checkpoint's mapping
+    /// as stored when the kernel rounds as it reads ([`Bf16Kernel::reads_f32`]: AMX, every projection of the
+    /// real model); else a copy rounded from f32 (or padded) at load, whose f32 pages are handed back to the
+    /// OS. Idempotent.
     pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
         let LinearWeight::F32(w) = &self.weight else { return };
         let (n, k) = (self.out_dim, self.in_dim);
@@ -81,6 +96,11 @@ impl Linear {
         self.weight = match w.raw_bf16() {
             Some(_) if in_place => LinearWeight::Bf16 {
                 rows: Bf16Rows::Mapped(w.clone()),
+                ld: k,
+                kernel,
+            },
+            None if kernel.reads_f32() && w.is_mapped() && bf16::tiles_read_in_place(n, k) => LinearWeight::Bf16 {
+                rows: Bf16Rows::MappedF32(w.clone()),
                 ld: k,
                 kernel,
             },
@@ -108,7 +128,7 @@ impl Linear {
     pub(crate) fn weight_is_mapped(&self) -> bool {
         match &self.weight {
             LinearWeight::F32(w) => w.is_mapped(),
-            LinearWeight::Bf16 { rows, .. } => matches!(rows, Bf16Rows::Mapped(_)),
+            LinearWeight::Bf16 { rows, .. } => matches!(rows, Bf16Rows::Mapped(_) | Bf16Rows::MappedF32(_)),
         }
     }
 
@@ -164,7 +184,7 @@ impl Linear {
     fn tiles(&self) -> Option<(Bf16Kernel, Bf16Weights<'_>)> {
         match &self.weight {
             LinearWeight::Bf16 { rows, ld, kernel } if kernel.packs_tiles() => {
-                Some((*kernel, Bf16Weights::new(rows.bits(), self.out_dim, self.in_dim, *ld)))
+                Some((*kernel, rows.tiles(self.out_dim, self.in_dim, *ld)))
             }
             _ => None,
         }

@@ -7,7 +7,7 @@
 //! no. Tile instructions are written with `asm!` (the AMX intrinsics are not stable Rust); the compiler never
 //! allocates tile registers itself, so tile state lives across the asm blocks of one call.
 
-use super::{epilogue, Bf16Weights, Kind, COL_BLOCK, K_CHUNK, ROW_BLOCK};
+use super::{avx512, bf16_from_f32_slice, epilogue, Bf16Weights, Kind, Rows, COL_BLOCK, K_CHUNK, ROW_BLOCK};
 use crate::alignedbuf::AlignedBuf;
 use crate::gemm::Threads;
 use rayon::prelude::*;
@@ -106,10 +106,14 @@ const GROUP: usize = 4;
 /// group's row blocks pass over it.
 const COLS: usize = 16;
 
+/// Values in one packed A micro-panel, `[2][KB][16][32]`.
+const PANEL: usize = ROW_BLOCK * KB * K_CHUNK;
+
 thread_local! {
-    /// One packed A micro-panel (`[2][KB][16][32]`) and a task's `[GROUP·32, t_pad]` accumulators, per thread.
+    /// A task's packed A micro-panels (one, or all of its `GROUP × k blocks`: [`linear`]) and its
+    /// `[GROUP·32, t_pad]` accumulators, per thread.
     static BUFS: std::cell::RefCell<(AlignedBuf<u16>, AlignedBuf<f32>)> =
-        std::cell::RefCell::new((AlignedBuf::zeroed(ROW_BLOCK * KB * K_CHUNK), AlignedBuf::zeroed(0)));
+        std::cell::RefCell::new((AlignedBuf::zeroed(PANEL), AlignedBuf::zeroed(0)));
 }
 
 /// `dst = epilogue(W · x + bias)` on AMX, blocked for the caches: tasks of [`GROUP`] row blocks; per task,
@@ -145,25 +149,35 @@ pub(super) fn linear(
 ) {
     let row_blocks = w.n.div_ceil(ROW_BLOCK);
     let col_blocks = t_pad / COL_BLOCK;
+    // One column group: one micro-panel at a time, rewritten in place (stays in L1). Several: each
+    // (row block, k block) micro-panel keeps a slot of its own, packed in the first column group and read as is
+    // by the others, so W is read from memory (and f32 weights rounded) once per call, not once per group.
+    let (k_blocks, reused) = (chunks.div_ceil(KB), col_blocks > COLS);
+    let slot = |i: usize, kb: usize| if reused { (i * k_blocks + kb) * PANEL } else { 0 };
     let task = |(g, dst): (usize, &mut [f32])| {
         BUFS.with(|cell| {
-            let (panel, acc) = &mut *cell.borrow_mut();
+            let (panels, acc) = &mut *cell.borrow_mut();
             acc.grow(GROUP * ROW_BLOCK * t_pad);
+            panels.grow(if reused { GROUP * k_blocks * PANEL } else { PANEL });
             let rbs = GROUP.min(row_blocks - g * GROUP);
             for jg0 in (0..col_blocks).step_by(COLS) {
                 let jg1 = (jg0 + COLS).min(col_blocks);
                 for c0 in (0..chunks).step_by(KB) {
                     let c1 = (c0 + KB).min(chunks);
                     for i in 0..rbs {
-                        pack_panel(panel, w, (g * GROUP + i) * ROW_BLOCK, c0, c1);
-                        // The next step of this column group (next row block, or the next k block's first).
-                        let (ni, nc0) = if i + 1 < rbs { (i + 1, c0) } else { (0, c0 + KB) };
-                        let next = (nc0 < chunks).then(|| NextPanel {
-                            w,
-                            r0: (g * GROUP + ni) * ROW_BLOCK,
-                            c0: nc0,
-                            nc: (nc0 + KB).min(chunks) - nc0,
-                        });
+                        let panel = &mut panels[slot(i, c0 / KB)..][..PANEL];
+                        let mut next = None;
+                        if jg0 == 0 {
+                            pack_panel(panel, w, (g * GROUP + i) * ROW_BLOCK, c0, c1);
+                            // The next step of this column group (next row block, or the next k block's first).
+                            let (ni, nc0) = if i + 1 < rbs { (i + 1, c0) } else { (0, c0 + KB) };
+                            next = (nc0 < chunks).then(|| NextPanel {
+                                w,
+                                r0: (g * GROUP + ni) * ROW_BLOCK,
+                                c0: nc0,
+                                nc: (nc0 + KB).min(chunks) - nc0,
+                            });
+                        }
                         let acc = &mut acc[i * ROW_BLOCK * t_pad..(i + 1) * ROW_BLOCK * t_pad];
                         // SAFETY: the caller checked availability; sizes follow the layouts (module docs).
                         unsafe { block(acc, panel, xp, chunks, t_pad, c0, c1, jg0, jg1, next) };
@@ -185,22 +199,67 @@ pub(super) fn linear(
 }
 
 /// Rows `r0 .. r0 + 32` of W, k chunks `c0 .. c1`, into the A-tile layout `[2 row tiles][c1 - c0][16][32]`
-/// (each tile 1 KiB, contiguous: W's own rows, 2–8 KiB apart, would share a few L1 sets).
+/// (each tile 1 KiB, contiguous: W's own rows, 2–8 KiB apart, would share a few L1 sets). f32 weights are
+/// rounded to bf16 on the way ([`Bf16Weights::from_f32`]).
 fn pack_panel(panel: &mut [u16] /* [2][c1 - c0][16][32] */, w: &Bf16Weights<'_>, r0: usize, c0: usize, c1: usize) {
-    let nc = c1 - c0;
-    for r in 0..ROW_BLOCK {
-        let src = w.row(r0 + r, c0 * K_CHUNK, nc * K_CHUNK);
-        let base = (r / 16) * nc * 512 + (r % 16) * K_CHUNK;
-        for (c, s) in src.chunks_exact(K_CHUNK).enumerate() {
-            panel[base + c * 512..base + c * 512 + K_CHUNK].copy_from_slice(s);
+    let ld = w.ld();
+    // (row, chunk) → (offset in the panel, offset in W)
+    let chunk = |r: usize, c: usize| {
+        let to = (r / 16) * (c1 - c0) * 512 + (c - c0) * 512 + (r % 16) * K_CHUNK;
+        (to, (r0 + r) * ld + c * K_CHUNK)
+    };
+    match w.rows() {
+        Rows::Bf16(bits) => {
+            for r in 0..ROW_BLOCK {
+                for c in c0..c1 {
+                    let (to, from) = chunk(r, c);
+                    panel[to..to + K_CHUNK].copy_from_slice(&bits[from..from + K_CHUNK]);
+                }
+            }
+        }
+        // SAFETY: AVX-512 F checked (every AMX CPU has it).
+        Rows::F32(f) if avx512::available() => unsafe { pack_panel_f32(panel, f, &chunk, c0, c1) },
+        Rows::F32(f) => {
+            for r in 0..ROW_BLOCK {
+                for c in c0..c1 {
+                    let (to, from) = chunk(r, c);
+                    bf16_from_f32_slice(&mut panel[to..to + K_CHUNK], &f[from..from + K_CHUNK]);
+                }
+            }
         }
     }
 }
 
+/// [`pack_panel`] of f32 rows, rounded with AVX-512 ([`avx512::round_32`], bit for bit the scalar path).
+///
+/// # Safety
+/// AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_panel_f32(
+    panel: &mut [u16], // [2][c1 - c0][16][32]
+    f: &[f32],         // W [n, ld]
+    chunk: &impl Fn(usize, usize) -> (usize, usize),
+    c0: usize,
+    c1: usize,
+) {
+    for r in 0..ROW_BLOCK {
+        for c in c0..c1 {
+            let (to, from) = chunk(r, c);
+            avx512::round_32(&mut panel[to..to + K_CHUNK], &f[from..from + K_CHUNK]);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn pack_panel_f32(_: &mut [u16], _: &[f32], _: &impl Fn(usize, usize) -> (usize, usize), _: usize, _: usize) {
+    unreachable!("AVX-512 is x86-64 only")
+}
+
 /// The next step's micro-panel where it lies in W (rows `r0 .. r0 + 32`, k chunks `c0 .. c0 + nc`): [`block`]
-/// fetches its `32·nc` 64-byte lines into L2 while the tiles run, spread over the k chunks, so that
-/// [`pack_panel`] then reads L2 instead of waiting on memory for 32 short row streams. (Copying the next panel
-/// inside the tile loop instead was slower: 1.07x the wall time of a 10 s bf16 run.)
+/// fetches its 64-byte lines (`32·nc` of bf16, twice as many of f32) into L2 while the tiles run, spread over
+/// the k chunks, so that [`pack_panel`] then reads L2 instead of waiting on memory for 32 short row streams.
+/// (Copying the next panel inside the tile loop instead was slower: 1.07x the wall time of a 10 s bf16 run.)
 #[derive(Clone, Copy)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86-64 tile loop only
 struct NextPanel<'a> {
@@ -212,15 +271,27 @@ struct NextPanel<'a> {
 
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl NextPanel<'_> {
-    fn lines(&self) -> usize {
-        ROW_BLOCK * self.nc
+    /// Lines per row of the panel: 64 bytes hold 32 bf16 or 16 f32 values.
+    fn per_row(&self) -> usize {
+        match self.w.rows() {
+            Rows::Bf16(_) => self.nc,
+            Rows::F32(_) => 2 * self.nc,
+        }
     }
 
-    /// Line `l`: row `l / nc`, chunk `l % nc`.
-    fn line(&self, l: usize) -> *const u16 {
-        self.w
-            .row(self.r0 + l / self.nc, (self.c0 + l % self.nc) * K_CHUNK, K_CHUNK)
-            .as_ptr()
+    fn lines(&self) -> usize {
+        ROW_BLOCK * self.per_row()
+    }
+
+    /// Line `l`: row `l / per_row`, its `l % per_row`-th line from chunk `c0`.
+    fn line(&self, l: usize) -> *const u8 {
+        let (row, i) = (self.r0 + l / self.per_row(), l % self.per_row());
+        let at = row * self.w.ld() + self.c0 * K_CHUNK;
+        let start: *const u8 = match self.w.rows() {
+            Rows::Bf16(bits) => bits[at..].as_ptr().cast(),
+            Rows::F32(f) => f[at..].as_ptr().cast(),
+        };
+        start.wrapping_add(i * 64)
     }
 }
 
@@ -332,4 +403,54 @@ unsafe fn block(
     _: Option<NextPanel<'_>>,
 ) {
     unreachable!("AMX is x86-64 only")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bf16::{bf16_from_f32, owned_rows, Bf16Kernel, RowsFrom};
+
+    /// f32 weights packed by [`pack_panel`] (rounded on the way: AVX-512 where the CPU has it, else the scalar
+    /// path) are the panel packed from the weights rounded at load, bit for bit, special values included: NaN
+    /// (signalling and quiet, both signs) made quiet, infinities, the largest finite value (rounds to
+    /// infinity), ties to even, denormals (kept, unlike `vcvtneps2bf16`, which flushes them), signed zero.
+    /// Needs no AMX: this runs on every target.
+    #[test]
+    fn panels_of_f32_weights_are_the_panels_of_rounded_weights() {
+        let (n, k) = (64, 320);
+        let special = [
+            f32::from_bits(0x7f80_0001),
+            f32::from_bits(0xffc0_1234),
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            f32::from_bits(0x3f80_8000),
+            f32::from_bits(0x3f81_8000),
+            f32::from_bits(0x0000_8001),
+            f32::from_bits(0x807f_ffff),
+            -0.0,
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| match special.get(i % 97) {
+                Some(&v) => v,
+                None => {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    f32::from_bits((state >> 32) as u32)
+                }
+            })
+            .collect();
+        let (bits, ld) = owned_rows(Bf16Kernel::Amx, RowsFrom::F32(&w), n, k);
+        assert_eq!(bits[0], bf16_from_f32(w[0]));
+        let (rounded, stored) = (Bf16Weights::new(&bits, n, k, ld), Bf16Weights::from_f32(&w, n, k));
+        for (r0, c0, c1) in [(0, 0, 8), (32, 0, 8), (0, 8, 10), (32, 3, 9)] {
+            let (mut want, mut got) = (vec![0u16; PANEL], vec![1u16; PANEL]);
+            pack_panel(&mut want, &rounded, r0, c0, c1);
+            pack_panel(&mut got, &stored, r0, c0, c1);
+            let len = 2 * (c1 - c0) * 512;
+            assert_eq!(got[..len], want[..len], "rows {r0}.., chunks {c0}..{c1}");
+        }
+    }
 }

@@ -229,6 +229,31 @@ pub unsafe fn pack_x_block(dst: *mut u16, pairs: usize, x: &[f32], k: usize, t: 
     }
 }
 
+/// `dst[i] = bf16_from_f32(src[i])` for 32 values (round to nearest even, NaN kept quiet), bit for bit the
+/// scalar [`super::bf16_from_f32_slice`] (which is the reference): integer rounding, not `vcvtne2ps2bf16`,
+/// which flushes denormals to zero. AMX's micro-panel copy of f32 weights.
+///
+/// # Safety
+/// AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub unsafe fn round_32(dst: &mut [u16] /* [32] */, src: &[f32] /* [32] */) {
+    assert!(dst.len() == 32 && src.len() == 32);
+    let (one, half) = (_mm512_set1_epi32(1), _mm512_set1_epi32(0x7fff));
+    let quiet = _mm512_set1_epi32(0x0040_0000);
+    for h in 0..2 {
+        let v = _mm512_loadu_ps(src.as_ptr().add(16 * h));
+        let b = _mm512_castps_si512(v);
+        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), one);
+        let rounded = _mm512_add_epi32(b, _mm512_add_epi32(half, lsb));
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        let r = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(b, quiet));
+        let bits = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(r));
+        _mm256_storeu_si256(dst.as_mut_ptr().add(16 * h) as *mut __m256i, bits);
+    }
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: usize, _: &[u16], _: usize, _: usize, _: usize, _: usize) {

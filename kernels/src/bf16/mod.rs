@@ -158,6 +158,13 @@ impl Bf16Kernel {
     pub fn packs_tiles(self) -> bool {
         self != Bf16Kernel::WidenF32
     }
+
+    /// Whether the kernel reads f32 weights as stored, rounding them as it copies them
+    /// ([`Bf16Weights::from_f32`]): AMX, which copies every micro-panel anyway. The others read rounded copies
+    /// made at load ([`owned_rows`]).
+    pub fn reads_f32(self) -> bool {
+        self == Bf16Kernel::Amx
+    }
 }
 
 /// `vdpbf16ps` is taken over [`Bf16Kernel::WidenF32`] only when it delivers at least this many times the
@@ -206,9 +213,10 @@ pub fn describe() -> String {
 }
 
 /// bf16 weights `[n, k]`, row-major with row stride `ld`, as the tile kernels read them in place: a bf16
-/// checkpoint's mapping as stored, or f32 weights rounded once at load ([`owned_rows`]). Nothing is packed at
-/// load: the `vdpbf16ps` kernel broadcasts value pairs from the rows, and AMX packs a 16 KiB micro-panel at a
-/// time inside the matmul (module docs).
+/// checkpoint's mapping as stored, or f32 weights rounded once at load ([`owned_rows`]), or, for AMX only, an
+/// f32 checkpoint's weights as stored ([`Bf16Weights::from_f32`]), rounded as each micro-panel is copied.
+/// Nothing is packed at load: the `vdpbf16ps` kernel broadcasts value pairs from the rows, and AMX packs a
+/// 16 KiB micro-panel at a time inside the matmul (module docs).
 ///
 /// The kernels read whole blocks of [`ROW_BLOCK`] rows × [`K_CHUNK`] columns: rows up to n rounded up to 32 and
 /// columns up to k rounded up to 32 must lie inside `bits`, and the columns from k on must be zero (they meet
@@ -216,10 +224,17 @@ pub fn describe() -> String {
 /// [`tiles_read_in_place`]; [`owned_rows`] pads any other.
 #[derive(Clone, Copy)]
 pub struct Bf16Weights<'a> {
-    bits: &'a [u16], // [n_pad rows of ld], ld ≥ k_pad
+    src: Rows<'a>,
     pub n: usize,
     pub k: usize,
     ld: usize,
+}
+
+/// Where a [`Bf16Weights`]' values are.
+#[derive(Clone, Copy)]
+pub(crate) enum Rows<'a> {
+    Bf16(&'a [u16]), // [n_pad rows of ld], ld ≥ k_pad
+    F32(&'a [f32]),  // [n, k], n and k multiples of 32 (ld = k)
 }
 
 impl<'a> Bf16Weights<'a> {
@@ -239,17 +254,47 @@ impl<'a> Bf16Weights<'a> {
             (0..n).all(|r| bits[r * ld + k..r * ld + k_pad].iter().all(|&v| v == 0)),
             "Bf16Weights: the padding columns {k}..{k_pad} must be zero"
         );
-        Bf16Weights { bits, n, k, ld }
+        Bf16Weights {
+            src: Rows::Bf16(bits),
+            n,
+            k,
+            ld,
+        }
     }
 
-    /// `W[r, c0 .. c0 + len]`.
-    fn row(&self, r: usize, c0: usize, len: usize) -> &'a [u16] {
-        &self.bits[r * self.ld + c0..r * self.ld + c0 + len]
+    /// f32 weights `[n, k]` (row-major, dense) that the AMX kernel rounds to bf16 (nearest even, as
+    /// [`bf16_from_f32`] and [`owned_rows`]) as it copies each micro-panel, so nothing is done per weight at
+    /// load: the result is the same bit for bit as from [`owned_rows`]' copy. Read by [`Bf16Kernel::Amx`]
+    /// only ([`Bf16Kernel::reads_f32`]). Panics unless [`tiles_read_in_place`]`(n, k)` and `w` holds `[n, k]`.
+    pub fn from_f32(w: &'a [f32] /* [n, k] */, n: usize, k: usize) -> Self {
+        assert!(
+            tiles_read_in_place(n, k) && w.len() >= n * k,
+            "Bf16Weights::from_f32: {} values as [{n}, {k}] (both must be multiples of {ROW_BLOCK})",
+            w.len()
+        );
+        Bf16Weights {
+            src: Rows::F32(w),
+            n,
+            k,
+            ld: k,
+        }
     }
 
-    /// `W[r, c]` as f32 (exact), for references and tests.
+    pub(crate) fn rows(&self) -> Rows<'a> {
+        self.src
+    }
+
+    /// Row stride in values.
+    pub(crate) fn ld(&self) -> usize {
+        self.ld
+    }
+
+    /// `W[r, c]` as f32, after rounding to bf16 (exact), for references and tests.
     pub fn get(&self, r: usize, c: usize) -> f32 {
-        bf16_to_f32(self.bits[r * self.ld + c])
+        match self.src {
+            Rows::Bf16(bits) => bf16_to_f32(bits[r * self.ld + c]),
+            Rows::F32(w) => bf16_to_f32(bf16_from_f32(w[r * self.ld + c])),
+        }
     }
 }
 
@@ -392,6 +437,11 @@ fn linear_tiles(
         "linear_bf16_cm: {} is not a tile kernel available on this CPU",
         kernel.name()
     );
+    assert!(
+        kernel.reads_f32() || matches!(w.rows(), Rows::Bf16(_)),
+        "linear_bf16_cm: {} reads bf16 weights only, not Bf16Weights::from_f32",
+        kernel.name()
+    );
     assert!(out.out_len() >= n * t, "linear_bf16_cm: output too small");
     assert!(bias.is_none_or(|b| b.len() >= n), "linear_bf16_cm: bias too small");
     if n == 0 || t == 0 {
@@ -401,7 +451,7 @@ fn linear_tiles(
     let n_pad = round_up(n, ROW_BLOCK);
     let k_pad = k_padded(k);
     let chunks = k_pad / K_CHUNK;
-    let ld = w.ld;
+    let ld = w.ld();
     let kind = out_kind(&out);
     let dst = out.into_dst(n * t);
     SCRATCH.with(|cell| {
@@ -425,7 +475,10 @@ fn linear_tiles(
         }
         let kc_chunks = KC / K_CHUNK;
         // Rows rb·32 .. rb·32 + 32 of W, each read up to k_pad (Bf16Weights::new checked the bounds).
-        let panel = |rb: usize| &w.bits[rb * ROW_BLOCK * ld..(rb * ROW_BLOCK + ROW_BLOCK - 1) * ld + k_pad];
+        let Rows::Bf16(bits) = w.rows() else {
+            unreachable!("f32 weights are read by AMX only (asserted above)")
+        };
+        let panel = |rb: usize| &bits[rb * ROW_BLOCK * ld..(rb * ROW_BLOCK + ROW_BLOCK - 1) * ld + k_pad];
         let run = |acc: &mut [f32], rb: usize, c0: usize, c1: usize| {
             // SAFETY: availability asserted above; slice sizes follow the layouts (module docs).
             unsafe {
