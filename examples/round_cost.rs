@@ -1,4 +1,6 @@
-//! What `--precision bf16` on an f32 checkpoint pays at load, next to its two floors on this machine.
+//! What `--precision bf16` on an f32 checkpoint pays at load where the bf16 kernel reads a rounded copy of the
+//! weights (AVX512-BF16, WidenF32; AMX reads the f32 weights as stored and rounds them in the kernel, so it pays
+//! none of this), next to its two floors on this machine.
 //!
 //! ```text
 //! cargo run --release --example round_cost -- CHECKPOINT_DIR/model.safetensors [LAYERS [ROUNDS]]
