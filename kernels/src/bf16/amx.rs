@@ -202,30 +202,31 @@ pub(super) fn linear(
 /// (each tile 1 KiB, contiguous: W's own rows, 2–8 KiB apart, would share a few L1 sets). f32 weights are
 /// rounded to bf16 on the way ([`Bf16Weights::from_f32`]).
 fn pack_panel(panel: &mut [u16] /* [2][c1 - c0][16][32] */, w: &Bf16Weights<'_>, r0: usize, c0: usize, c1: usize) {
-    let ld = w.ld();
-    // (row, chunk) → (offset in the panel, offset in W)
-    let chunk = |r: usize, c: usize| {
-        let to = (r / 16) * (c1 - c0) * 512 + (c - c0) * 512 + (r % 16) * K_CHUNK;
-        (to, (r0 + r) * ld + c * K_CHUNK)
-    };
     match w.rows() {
-        Rows::Bf16(bits) => {
-            for r in 0..ROW_BLOCK {
-                for c in c0..c1 {
-                    let (to, from) = chunk(r, c);
-                    panel[to..to + K_CHUNK].copy_from_slice(&bits[from..from + K_CHUNK]);
-                }
-            }
-        }
+        Rows::Bf16(bits) => pack_rows(panel, bits, w.ld(), r0, c0, c1, |d, s| d.copy_from_slice(s)),
         // SAFETY: AVX-512 F checked (every AMX CPU has it).
-        Rows::F32(f) if avx512::available() => unsafe { pack_panel_f32(panel, f, &chunk, c0, c1) },
-        Rows::F32(f) => {
-            for r in 0..ROW_BLOCK {
-                for c in c0..c1 {
-                    let (to, from) = chunk(r, c);
-                    bf16_from_f32_slice(&mut panel[to..to + K_CHUNK], &f[from..from + K_CHUNK]);
-                }
-            }
+        Rows::F32(f) if avx512::available() => unsafe { pack_panel_f32(panel, f, w.ld(), r0, c0, c1) },
+        Rows::F32(f) => pack_rows(panel, f, w.ld(), r0, c0, c1, bf16_from_f32_slice),
+    }
+}
+
+/// [`pack_panel`]'s loop over W `[n, ld]` of values `T`: `put(dst, src)` writes one 32-value chunk of a row.
+#[inline(always)]
+fn pack_rows<T>(
+    panel: &mut [u16], // [2][c1 - c0][16][32]
+    w: &[T],           // [n, ld]
+    ld: usize,
+    r0: usize,
+    c0: usize,
+    c1: usize,
+    put: impl Fn(&mut [u16], &[T]),
+) {
+    let nc = c1 - c0;
+    for r in 0..ROW_BLOCK {
+        let from = (r0 + r) * ld + c0 * K_CHUNK;
+        let base = (r / 16) * nc * 512 + (r % 16) * K_CHUNK;
+        for (c, s) in w[from..from + nc * K_CHUNK].chunks_exact(K_CHUNK).enumerate() {
+            put(&mut panel[base + c * 512..base + c * 512 + K_CHUNK], s);
         }
     }
 }
@@ -236,23 +237,13 @@ fn pack_panel(panel: &mut [u16] /* [2][c1 - c0][16][32] */, w: &Bf16Weights<'_>,
 /// AVX-512 F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_panel_f32(
-    panel: &mut [u16], // [2][c1 - c0][16][32]
-    f: &[f32],         // W [n, ld]
-    chunk: &impl Fn(usize, usize) -> (usize, usize),
-    c0: usize,
-    c1: usize,
-) {
-    for r in 0..ROW_BLOCK {
-        for c in c0..c1 {
-            let (to, from) = chunk(r, c);
-            avx512::round_32(&mut panel[to..to + K_CHUNK], &f[from..from + K_CHUNK]);
-        }
-    }
+unsafe fn pack_panel_f32(panel: &mut [u16], f: &[f32], ld: usize, r0: usize, c0: usize, c1: usize) {
+    // SAFETY: AVX-512 F is enabled in this function; chunks are 32 values each side.
+    pack_rows(panel, f, ld, r0, c0, c1, |d, s| unsafe { avx512::round_32(d, s) })
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn pack_panel_f32(_: &mut [u16], _: &[f32], _: &impl Fn(usize, usize) -> (usize, usize), _: usize, _: usize) {
+unsafe fn pack_panel_f32(_: &mut [u16], _: &[f32], _: usize, _: usize, _: usize, _: usize) {
     unreachable!("AVX-512 is x86-64 only")
 }
 
