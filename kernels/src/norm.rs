@@ -16,6 +16,7 @@
 use rayon::prelude::*;
 use wide::f32x8;
 
+use crate::bf16::{ColumnSink, PackedX};
 use crate::math::{fma8, load8, store8, LANES};
 
 /// Below this many elements the rayon fork/join costs more than it saves.
@@ -80,7 +81,16 @@ fn cm_stats_tile(m0: &mut [f32], delta: &mut [f32], rstd: &mut [f32], x: &[f32],
 #[derive(Clone, Copy)]
 struct Columns {
     x: *const f32,
-    y: *mut f32,
+    y: Out,
+}
+
+/// Where the normalized columns go.
+#[derive(Clone, Copy)]
+enum Out {
+    /// y `[c, t]` f32 (x itself for in place).
+    F32(*mut f32),
+    /// The bf16 tile kernels' packed input ([`layer_norm_cm_packed`]).
+    Packed(ColumnSink),
 }
 
 // SAFETY: tasks touch disjoint columns (`layer_norm_columns`).
@@ -96,12 +106,24 @@ impl Columns {
         std::slice::from_raw_parts(self.x.add(r * t + j0), w)
     }
 
-    /// Writes `v` to row r's columns j0.. of y.
+    /// Writes row r's normalized columns (`v`, the tile's first w) to y when the output is f32.
     ///
     /// # Safety
     /// In bounds, and no other task reads or writes them meanwhile.
-    unsafe fn put_y(&self, r: usize, t: usize, j0: usize, v: &[f32]) {
-        std::ptr::copy_nonoverlapping(v.as_ptr(), self.y.add(r * t + j0), v.len())
+    unsafe fn put_row(&self, r: usize, t: usize, j0: usize, v: &[f32]) {
+        if let Out::F32(y) = self.y {
+            std::ptr::copy_nonoverlapping(v.as_ptr(), y.add(r * t + j0), v.len())
+        }
+    }
+
+    /// Packs the normalized tile j (`tile` `[c, CM_TILE]`, its first w columns valid) when the output is packed.
+    ///
+    /// # Safety
+    /// Tile j is a column block of the sink's `[c, t]`, written by this task only.
+    unsafe fn put_tile(&self, j: usize, tile: &[f32], w: usize) {
+        if let Out::Packed(sink) = self.y {
+            sink.put(j, tile, w)
+        }
     }
 }
 
@@ -162,9 +184,11 @@ unsafe fn norm_tile(
             let xh = (load8(&row[v..]) - load8(&m0[v..]) - load8(&dl[v..])) * load8(&rs[v..]);
             store8(&mut row[v..], fma8(xh, vg, vb));
         }
-        // SAFETY: as above, for y.
-        unsafe { cols.put_y(r, t, j0, &row[..w]) };
+        // SAFETY: as above, for y (while the row is in L1).
+        unsafe { cols.put_row(r, t, j0, &row[..w]) };
     }
+    // SAFETY: as above, for the packed output.
+    unsafe { cols.put_tile(j, &buf[..c * CM_TILE], w) };
 }
 
 /// Channel-major LayerNorm: `y[:, j] = LN(x[:, j])` for every column j (statistics over the c rows).
@@ -178,19 +202,12 @@ pub fn layer_norm_cm(
     t: usize,
 ) {
     assert!(y.len() >= c * t && x.len() >= c * t, "layer_norm_cm: x or y too small");
-    assert!(
-        gamma.len() >= c && beta.len() >= c,
-        "layer_norm_cm: gamma or beta too small"
-    );
-    if c == 0 || t == 0 {
-        return;
-    }
     let cols = Columns {
         x: x.as_ptr(),
-        y: y.as_mut_ptr(),
+        y: Out::F32(y.as_mut_ptr()),
     };
     // SAFETY: both hold c·t values (asserted) and are borrowed for the call.
-    unsafe { layer_norm_columns(cols, gamma, beta, eps, c, t) };
+    unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, "layer_norm_cm") };
 }
 
 /// Channel-major LayerNorm in place (`x: [c, t]`).
@@ -203,16 +220,42 @@ pub fn layer_norm_cm_inplace(
     t: usize,
 ) {
     assert!(x.len() >= c * t, "layer_norm_cm_inplace: x too small");
-    assert!(
-        gamma.len() >= c && beta.len() >= c,
-        "layer_norm_cm_inplace: gamma or beta too small"
-    );
-    if c == 0 || t == 0 {
-        return;
-    }
     let p = x.as_mut_ptr();
+    let cols = Columns { x: p, y: Out::F32(p) };
     // SAFETY: x holds c·t values (asserted) and is borrowed for the call.
-    unsafe { layer_norm_columns(Columns { x: p, y: p }, gamma, beta, eps, c, t) };
+    unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, "layer_norm_cm_inplace") };
+}
+
+/// [`layer_norm_cm`] with the output left in `out` only, in the bf16 tile kernels' input layout: each column
+/// tile is packed as it leaves the normalization, so the next linear (which rounds its input to bf16 anyway)
+/// reads no f32 output back. The same values as [`PackedX::pack`] of [`layer_norm_cm`]'s y, bit for bit.
+pub fn layer_norm_cm_packed(
+    out: &mut PackedX, // [c, t] packed
+    x: &[f32],         // [c, t]
+    gamma: &[f32],     // [c]
+    beta: &[f32],      // [c]
+    eps: f32,
+    c: usize,
+    t: usize,
+) {
+    assert!(x.len() >= c * t, "layer_norm_cm_packed: x too small");
+    let cols = Columns {
+        x: x.as_ptr(),
+        y: Out::Packed(out.columns(c, t)),
+    };
+    // SAFETY: x holds c·t values (asserted) and is borrowed for the call; the sink covers [c, t].
+    unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, "layer_norm_cm_packed") };
+}
+
+/// The three entry points' common part: checks gamma and beta, then runs the tiles.
+///
+/// # Safety
+/// As [`layer_norm_columns`].
+unsafe fn layer_norm_into(cols: Columns, gamma: &[f32], beta: &[f32], eps: f32, c: usize, t: usize, name: &str) {
+    assert!(gamma.len() >= c && beta.len() >= c, "{name}: gamma or beta too small");
+    if c > 0 && t > 0 {
+        layer_norm_columns(cols, gamma, beta, eps, c, t)
+    }
 }
 
 /// f64 reference for [`layer_norm_cm`] (exact two-pass statistics per column, one rounding at the end).

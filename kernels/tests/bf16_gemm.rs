@@ -11,9 +11,9 @@ mod common;
 use common::{check_close, pool, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::bf16::{
-    bf16_from_f32, bf16_from_f32_slice, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_packed, linear_bf16_cm_ref,
-    linear_bf16_cm_then_pack, linear_bf16_rows_cm, owned_rows, tiles_read_in_place, Bf16Kernel, Bf16Weights, Epilogue,
-    PackedX, RowsFrom,
+    bf16_from_f32, bf16_from_f32_slice, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_packed,
+    linear_bf16_cm_packed_then_pack, linear_bf16_cm_ref, linear_bf16_rows_cm, owned_rows, tiles_read_in_place,
+    Bf16Kernel, Bf16Weights, Epilogue, PackedX, RowsFrom,
 };
 use w2vbert_kernels::gemm::{linear_cm, Threads};
 
@@ -223,14 +223,15 @@ fn model_shapes_and_awkward_sizes() {
     eprintln!("bf16 kernels checked on this CPU: {kernels_run}");
 }
 
-/// The packed-input routes are the plain one bit for bit: a linear that also packs its output
-/// (`linear_bf16_cm_then_pack`) writes the same output, and the next linear reading that (`linear_bf16_cm_packed`)
-/// gives what it gives on the f32 output; `PackedX::pack` likewise. One `PackedX` serves every case in turn, larger
-/// ones first, so stale values from an earlier case would show; row counts that leave a partial row block,
-/// partial column blocks, two column groups, 1 and 2 threads, every tile kernel this CPU has.
+/// The packed-input routes are the plain one bit for bit: a linear reading its input packed (`PackedX::pack`) that
+/// also packs its output (`linear_bf16_cm_packed_then_pack`) writes what the plain linear writes from f32, and the
+/// next linear reading that (`linear_bf16_cm_packed`) gives what it gives on the f32 output; `PackedX::pack` then
+/// the packed linear likewise. The same two `PackedX` serve every case in turn, larger ones first, so stale
+/// values from an earlier case would show; row counts that leave a partial row block, partial column blocks, two
+/// column groups, 1 and 2 threads, every tile kernel this CPU has.
 #[test]
 fn packed_inputs_are_the_f32_inputs_bit_for_bit() {
-    let mut next = PackedX::default();
+    let (mut input, mut next) = (PackedX::default(), PackedX::default());
     let mut kernels_run = 0;
     for &(n, k, m, t) in &[
         (130, 200, 40, 530),
@@ -268,7 +269,8 @@ fn packed_inputs_are_the_f32_inputs_bit_for_bit() {
                 );
                 let (mut y2, mut z2) = (vec![0f32; n * t], b.old.clone());
                 let out = epilogue(Kind::Silu, &mut y2);
-                linear_bf16_cm_then_pack(kernel, out, &mut next, &a.x, wa, Some(&a.bias), t, threads);
+                input.pack(&a.x, k, t);
+                linear_bf16_cm_packed_then_pack(kernel, out, &mut next, &input, wa, Some(&a.bias), threads);
                 linear_bf16_cm_packed(
                     kernel,
                     epilogue(Kind::Accumulate, &mut z2),

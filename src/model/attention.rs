@@ -7,13 +7,13 @@
 //! `[T, T, head_dim]` tensor HF materializes: the 73-bucket product `q Eᵀ` gives every bias value.
 
 use super::pack::Pack;
-use super::primitives::{owned_param, Linear};
+use super::primitives::{owned_param, Linear, LinearInput};
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 use w2vbert_kernels::attention::{relative_attention_cm, RelPosAttention, DEFAULT_BLOCKS};
-use w2vbert_kernels::bf16::{Bf16Kernel, PackedX};
+use w2vbert_kernels::bf16::Bf16Kernel;
 
 pub struct SelfAttention {
     pub linear_q: Linear,
@@ -64,6 +64,14 @@ impl SelfAttention {
         }
     }
 
+    /// Whether q, k and v read their input packed (the bf16 tile kernels): then the caller's LayerNorm packs x
+    /// ([`super::primitives::LayerNorm::forward_for`]), once for the three.
+    pub fn reads_packed(&self) -> bool {
+        [&self.linear_q, &self.linear_k, &self.linear_v]
+            .iter()
+            .all(|l| l.reads_packed())
+    }
+
     /// h[d, T] += Attention(x[d, T]) (channel-major) with keys masked by `key_mask` [T] (true = valid), T the
     /// pack's total width: the projections run once over the pack, the attention itself within each segment
     /// (a column offset with row stride T). `q`, `k`, `v`, `ctx` are [d, T] scratch.
@@ -75,23 +83,22 @@ impl SelfAttention {
         k: &mut [f32],
         v: &mut [f32],
         ctx: &mut [f32],
-        packed: &mut PackedX,
-        x: &[f32],
+        x: LinearInput<'_>,
         key_mask: Option<&[bool]>,
         pack: &Pack,
     ) {
         let t = pack.total();
-        let qkv = [&self.linear_q, &self.linear_k, &self.linear_v];
-        if qkv.iter().all(|l| l.reads_packed()) {
-            // One packing of x for the three projections.
-            packed.pack(x, self.linear_q.in_dim, t);
-            self.linear_q.forward_packed(q, packed);
-            self.linear_k.forward_packed(k, packed);
-            self.linear_v.forward_packed(v, packed);
-        } else {
-            self.linear_q.forward(q, x, t);
-            self.linear_k.forward(k, x, t);
-            self.linear_v.forward(v, x, t);
+        match x {
+            LinearInput::Packed(x) => {
+                self.linear_q.forward_packed(q, x);
+                self.linear_k.forward_packed(k, x);
+                self.linear_v.forward_packed(v, x);
+            }
+            LinearInput::F32(x) => {
+                self.linear_q.forward(q, x, t);
+                self.linear_k.forward(k, x, t);
+                self.linear_v.forward(v, x, t);
+            }
         }
         for (s0, len) in pack.ranges() {
             relative_attention_cm(

@@ -1,7 +1,7 @@
 //! `Wav2Vec2BertFeedForward`: Linear hidden → intermediate, SiLU ("swish"), Linear intermediate → hidden.
 //! transformers v4.52.1 modeling_wav2vec2_bert.py#L133 (dropouts are identity at inference).
 
-use super::primitives::Linear;
+use super::primitives::{Linear, LinearInput};
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -26,24 +26,34 @@ impl FeedForward {
         self.output_dense.to_bf16(kernel);
     }
 
+    /// Whether both projections read their input packed (the bf16 tile kernels): then the caller's LayerNorm
+    /// packs x ([`super::primitives::LayerNorm::forward_for`]).
+    pub fn reads_packed(&self) -> bool {
+        self.intermediate_dense.reads_packed() && self.output_dense.reads_packed()
+    }
+
     /// h[d, t] += scale · FFN(x[d, t]) (channel-major) — the conformer's half-step residual (scale 0.5).
-    /// `inter` [intermediate, t] and `packed` are scratch: on the bf16 tile kernels the intermediate also goes
-    /// straight into the second linear's input layout, row block by row block (same values, bit for bit).
+    /// `inter` [intermediate, t] and `packed` are scratch: on the bf16 tile kernels (x packed) the intermediate
+    /// also goes straight into the second linear's input layout, row block by row block (same values, bit for
+    /// bit).
     pub fn forward_residual(
         &self,
         h: &mut [f32],
         inter: &mut [f32],
         packed: &mut PackedX,
-        x: &[f32],
+        x: LinearInput<'_>,
         t: usize,
         scale: f32,
     ) {
-        if self.intermediate_dense.reads_packed() && self.output_dense.reads_packed() {
-            self.intermediate_dense.forward_silu_then_pack(inter, packed, x, t);
-            self.output_dense.forward_accumulate_packed(h, packed, scale);
-        } else {
-            self.intermediate_dense.forward_silu(inter, x, t);
-            self.output_dense.forward_accumulate(h, inter, t, scale);
+        match x {
+            LinearInput::Packed(x) => {
+                self.intermediate_dense.forward_silu_packed_then_pack(inter, packed, x);
+                self.output_dense.forward_accumulate_packed(h, packed, scale);
+            }
+            LinearInput::F32(x) => {
+                self.intermediate_dense.forward_silu(inter, x, t);
+                self.output_dense.forward_accumulate(h, inter, t, scale);
+            }
         }
     }
 }

@@ -31,7 +31,8 @@ pub struct Scratch {
     v: Vec<f32>,     // [d, t]
     ctx: Vec<f32>,   // [d, t]
     inter: Vec<f32>, // [max(intermediate, 2d), t]
-    packed: PackedX, // a projection's input in the bf16 tile kernels' layout (FFN intermediate, q/k/v input)
+    xp: PackedX,     // a LayerNorm's output in the bf16 tile kernels' input layout (FFN, q/k/v input)
+    packed: PackedX, // the FFN's intermediate in that layout
 }
 
 impl Scratch {
@@ -45,6 +46,7 @@ impl Scratch {
             v: vec![0.0; t * d],
             ctx: vec![0.0; t * d],
             inter: vec![0.0; t * wide],
+            xp: PackedX::default(),
             packed: PackedX::default(),
         }
     }
@@ -80,27 +82,18 @@ impl EncoderLayer {
     /// in HF. Attention and the depthwise conv stay within each segment of the pack.
     pub fn forward(&self, h: &mut [f32], s: &mut Scratch, mask: Option<&[bool]>, pack: &Pack) {
         let t = pack.total();
-        self.ffn1_layer_norm.forward(&mut s.x, h, t);
-        self.ffn1.forward_residual(h, &mut s.inter, &mut s.packed, &s.x, t, 0.5);
+        let x = (self.ffn1_layer_norm).forward_for(self.ffn1.reads_packed(), &mut s.x, &mut s.xp, h, t);
+        self.ffn1.forward_residual(h, &mut s.inter, &mut s.packed, x, t, 0.5);
 
-        self.self_attn_layer_norm.forward(&mut s.x, h, t);
-        self.self_attn.forward_residual(
-            h,
-            &mut s.q,
-            &mut s.k,
-            &mut s.v,
-            &mut s.ctx,
-            &mut s.packed,
-            &s.x,
-            mask,
-            pack,
-        );
+        let packed = self.self_attn.reads_packed();
+        let x = (self.self_attn_layer_norm).forward_for(packed, &mut s.x, &mut s.xp, h, t);
+        (self.self_attn).forward_residual(h, &mut s.q, &mut s.k, &mut s.v, &mut s.ctx, x, mask, pack);
 
         self.conv_module
             .forward_residual(h, &mut s.x, &mut s.ctx, &mut s.inter, mask, pack);
 
-        self.ffn2_layer_norm.forward(&mut s.x, h, t);
-        self.ffn2.forward_residual(h, &mut s.inter, &mut s.packed, &s.x, t, 0.5);
+        let x = (self.ffn2_layer_norm).forward_for(self.ffn2.reads_packed(), &mut s.x, &mut s.xp, h, t);
+        self.ffn2.forward_residual(h, &mut s.inter, &mut s.packed, x, t, 0.5);
 
         self.final_layer_norm.forward_inplace(h, t);
     }

@@ -51,6 +51,14 @@ impl Bf16Rows {
     }
 }
 
+/// A projection's input `[in, t]`: f32, or packed for the bf16 tile kernels by the LayerNorm that made it
+/// ([`LayerNorm::forward_for`]).
+#[derive(Clone, Copy)]
+pub enum LinearInput<'a> {
+    F32(&'a [f32]),
+    Packed(&'a PackedX),
+}
+
 /// `y = x Wᵀ + b` with W stored `[out, in]` (a 1×1 Conv1d weight `[out, in, 1]` is the same matrix).
 pub struct Linear {
     weight: LinearWeight,
@@ -160,24 +168,25 @@ impl Linear {
         matches!(&self.weight, LinearWeight::Bf16 { kernel, .. } if kernel.packs_tiles())
     }
 
-    /// y[out, t] = W · x + b from x packed ([`PackedX::pack`]): one packing for several projections of one input.
+    /// y[out, t] = W · x + b from x packed (by [`LayerNorm::forward_for`]): one packing for several projections
+    /// of one input.
     pub fn forward_packed(&self, y: &mut [f32], x: &PackedX) {
         self.run_packed(Epilogue::Store { y }, x)
     }
 
-    /// h[out, t] += scale · (W · x + b) from x packed (by [`Self::forward_silu_then_pack`]).
+    /// h[out, t] += scale · (W · x + b) from x packed (by [`Self::forward_silu_packed_then_pack`]).
     pub fn forward_accumulate_packed(&self, h: &mut [f32], x: &PackedX, scale: f32) {
         self.run_packed(Epilogue::Accumulate { h, scale }, x)
     }
 
-    /// [`Self::forward_silu`], whose output is also left in `next`, packed for a linear that reads it with a
-    /// `_packed` forward (the feed-forward's second half), so that linear does not read y back from memory.
-    /// Only where [`Self::reads_packed`].
-    pub fn forward_silu_then_pack(&self, y: &mut [f32], next: &mut PackedX, x: &[f32], t: usize) {
+    /// [`Self::forward_silu`] from x packed, whose output is also left in `next`, packed for a linear that reads
+    /// it with a `_packed` forward (the feed-forward's second half), so that linear does not read y back from
+    /// memory. Only where [`Self::reads_packed`].
+    pub fn forward_silu_packed_then_pack(&self, y: &mut [f32], next: &mut PackedX, x: &PackedX) {
         let (kernel, w) = self
             .tiles()
-            .expect("forward_silu_then_pack: not a tile-kernel bf16 weight");
-        bf16::linear_bf16_cm_then_pack(kernel, Epilogue::StoreSilu { y }, next, x, w, self.bias(), t, THREADS)
+            .expect("forward_silu_packed_then_pack: not a tile-kernel bf16 weight");
+        bf16::linear_bf16_cm_packed_then_pack(kernel, Epilogue::StoreSilu { y }, next, x, w, self.bias(), THREADS)
     }
 
     /// The bf16 tile kernel and the weight as it reads it, where the weight is held for one.
@@ -255,6 +264,25 @@ impl LayerNorm {
     /// Channel-major: y[dim, t] = LN(x[dim, t]), each column (time step) normalized over the dim rows.
     pub fn forward(&self, y: &mut [f32], x: &[f32], t: usize) {
         norm::layer_norm_cm(y, x, self.weight.data(), self.bias.data(), self.eps, self.dim, t);
+    }
+
+    /// LN(x[dim, t]) as the input of projections that read it packed (`packed`: [`Linear::reads_packed`]) or
+    /// not: packed into `xp` one column tile at a time as it is normalized (y is not written), else into `y`.
+    pub fn forward_for<'a>(
+        &self,
+        packed: bool,
+        y: &'a mut [f32],    // [dim, t]
+        xp: &'a mut PackedX, // [dim, t] packed
+        x: &[f32],           // [dim, t]
+        t: usize,
+    ) -> LinearInput<'a> {
+        if packed {
+            norm::layer_norm_cm_packed(xp, x, self.weight.data(), self.bias.data(), self.eps, self.dim, t);
+            LinearInput::Packed(xp)
+        } else {
+            self.forward(y, x, t);
+            LinearInput::F32(y)
+        }
     }
 
     /// Channel-major, in place: x[dim, t] = LN(x[dim, t]).

@@ -41,6 +41,7 @@ mod packed;
 mod widen;
 
 pub use avx512::dot_vs_fma;
+pub(crate) use packed::ColumnSink;
 pub use packed::PackedX;
 use packed::{pack_x, PackSink};
 pub use widen::{linear_bf16_rows_cm, widen};
@@ -370,25 +371,29 @@ pub fn linear_bf16_cm(
     linear_tiles(kernel, out, Input::F32(x, t), w, bias, None, threads)
 }
 
-/// [`linear_bf16_cm`], and the output `[n, t]` also left in `next`, as the next linear reads it
-/// ([`linear_bf16_cm_packed`]): each row block packed right after its epilogue, while it is in cache, so the
-/// next linear does not read the f32 output back (the feed-forward: SiLU(W₁x) `[4096, t]` into W₂).
-#[allow(clippy::too_many_arguments)]
-pub fn linear_bf16_cm_then_pack(
+/// [`linear_bf16_cm_packed`], and the output `[n, t]` also left in `next`, as the next linear reads it: each
+/// row block packed right after its epilogue, while it is in cache, so the next linear does not read the f32
+/// output back (the feed-forward: SiLU(W₁x) `[4096, t]` into W₂).
+pub fn linear_bf16_cm_packed_then_pack(
     kernel: Bf16Kernel,
     out: Epilogue<'_>,
     next: &mut PackedX,
-    x: &[f32], // [k, t]
+    x: &PackedX, // [k, t]
     w: Bf16Weights<'_>,
     bias: Option<&[f32]>, // [n]
-    t: usize,
     threads: Threads,
 ) {
-    let sink = next.sink(w.n, t);
-    linear_tiles(kernel, out, Input::F32(x, t), w, bias, Some(sink), threads)
+    assert_eq!(
+        x.k, w.k,
+        "linear_bf16_cm_packed_then_pack: x holds k = {}, W has k = {}",
+        x.k, w.k
+    );
+    let sink = next.sink(w.n, x.t);
+    linear_tiles(kernel, out, Input::Packed(x), w, bias, Some(sink), threads)
 }
 
-/// [`linear_bf16_cm`] on an input already packed ([`linear_bf16_cm_then_pack`], [`PackedX::pack`]): `x` holds
+/// [`linear_bf16_cm`] on an input already packed ([`linear_bf16_cm_packed_then_pack`], [`PackedX::pack`],
+/// [`crate::norm::layer_norm_cm_packed`]): `x` holds
 /// `[k, t]`, the result is `[n, t]`.
 pub fn linear_bf16_cm_packed(
     kernel: Bf16Kernel,

@@ -1,13 +1,15 @@
 //! x in the tile kernels' VNNI pair layout `[t_pad/16][k_pad/2][16][2]` (module docs of [`super`]): packed
-//! from f32 per call ([`pack_x`]), once for several linears ([`PackedX::pack`]), or left by the linear before
-//! ([`PackSink`]), so that the feed-forward's second linear does not read its f32 input back from memory.
+//! from f32 per call ([`pack_x`]), once for several linears ([`PackedX::pack`]), left by the linear before
+//! ([`PackSink`]: the feed-forward's intermediate) or by the LayerNorm before, one 32-column tile at a time
+//! ([`ColumnSink`]), so that the next linear does not read an f32 input back from memory.
 
 use super::{avx512, bf16_from_f32, k_padded, round_up, COL_BLOCK, ROW_BLOCK};
 use crate::alignedbuf::AlignedBuf;
 use rayon::prelude::*;
 
-/// An input `[k, t]` of the tile kernels, already packed: by [`PackedX::pack`], or by the linear that produced
-/// it ([`super::linear_bf16_cm_then_pack`]); read by [`super::linear_bf16_cm_packed`].
+/// An input `[k, t]` of the tile kernels, already packed: by [`PackedX::pack`], by the linear that produced it
+/// ([`super::linear_bf16_cm_packed_then_pack`]) or by a LayerNorm ([`crate::norm::layer_norm_cm_packed`]); read
+/// by [`super::linear_bf16_cm_packed`].
 pub struct PackedX {
     buf: AlignedBuf<u16>, // [t_pad/16][k_pad/2][16][2]
     pub(super) k: usize,
@@ -43,21 +45,28 @@ impl PackedX {
         &self.buf[..round_up(self.t, COL_BLOCK) * k_padded(self.k)]
     }
 
+    /// Room for `[k, t]`, to be filled through the returned sink, one block of 32 columns of x at a time.
+    pub(crate) fn columns(&mut self, k: usize, t: usize) -> ColumnSink {
+        let (ptr, pairs, _) = self.room(k, t);
+        ColumnSink { ptr, pairs, k }
+    }
+
     /// Room for `[k, t]`, to be filled through the returned sink, one row block of 32 rows of x at a time.
     pub(super) fn sink(&mut self, k: usize, t: usize) -> PackSink {
+        let (ptr, pairs, t_pad) = self.room(k, t);
+        PackSink { ptr, pairs, t, t_pad }
+    }
+
+    /// Holds `[k, t]` from now on, to be written by a sink: the buffer, its pair rows per column tile and t_pad.
+    fn room(&mut self, k: usize, t: usize) -> (*mut u16, usize, usize) {
         let (k_pad, t_pad) = (k_padded(k), round_up(t, COL_BLOCK));
         self.buf.grow(t_pad * k_pad);
         if k == 0 {
-            // No row block will write the one zero chunk a reader of k = 0 multiplies.
+            // No sink will write the one zero chunk a reader of k = 0 multiplies.
             self.buf[..t_pad * k_pad].fill(0);
         }
         (self.k, self.t) = (k, t);
-        PackSink {
-            ptr: self.buf.as_mut_ptr(),
-            pairs: k_pad / 2,
-            t,
-            t_pad,
-        }
+        (self.buf.as_mut_ptr(), k_pad / 2, t_pad)
     }
 }
 
@@ -139,6 +148,86 @@ impl PackSink {
                     unsafe { *base.add(pair_index(self.pairs, r, jj)) = v };
                 }
             }
+        }
+    }
+}
+
+/// A [`PackedX`] being filled one 32-column block at a time (a LayerNorm's column tiles), from several threads
+/// at once: block `jb` owns its two column tiles, so no two tasks write the same value, and nothing reads the
+/// buffer until the caller returns (the `PackedX` stays mutably borrowed meanwhile).
+#[derive(Clone, Copy)]
+pub(crate) struct ColumnSink {
+    ptr: *mut u16, // [t_pad/16][pairs][16][2]
+    pairs: usize,
+    k: usize,
+}
+
+// SAFETY: the sink is a pointer into a buffer that outlives the call; tasks write disjoint blocks (type docs).
+unsafe impl Send for ColumnSink {}
+unsafe impl Sync for ColumnSink {}
+
+impl ColumnSink {
+    /// Columns `jb·32 .. jb·32 + w` of x from `tile` `[k, 32]` (its first w columns), rounded to bf16 exactly as
+    /// [`pack_x`] rounds that block (the same instruction for a whole block, the scalar rounding for a ragged
+    /// one); k's padding rows and the columns from w on get zeros.
+    ///
+    /// # Safety
+    /// `jb` is a column block of the `[k, t]` the sink was made for, written by this call only; `w` is its width
+    /// (32, or what remains of t).
+    pub(crate) unsafe fn put(&self, jb: usize, tile: &[f32] /* [k, 32] */, w: usize) {
+        let (k, pairs) = (self.k, self.pairs);
+        assert!(tile.len() >= k * COL_BLOCK && w <= COL_BLOCK);
+        // SAFETY: block jb's two column tiles, pairs·64 values, lie inside the buffer (the caller's guarantee).
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(jb * pairs * 64), pairs * 64) };
+        if avx512::available() && w == COL_BLOCK {
+            for half in dst.chunks_exact_mut(pairs * 32) {
+                half[k.div_ceil(2) * 32..].fill(0);
+            }
+            // SAFETY: AVX-512 BW/BF16 checked; rows c < k of `tile` hold 32 columns; `dst` is this block's.
+            unsafe { avx512::pack_x_block(dst.as_mut_ptr(), pairs, tile, k, COL_BLOCK, 0) };
+            return;
+        }
+        dst.fill(0);
+        for c in 0..k {
+            for (j, &v) in tile[c * COL_BLOCK..c * COL_BLOCK + w].iter().enumerate() {
+                dst[pair_index(pairs, c, j)] = bf16_from_f32(v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::norm::{layer_norm_cm, layer_norm_cm_packed};
+
+    /// A LayerNorm packing its output tile by tile (`layer_norm_cm_packed`, through [`ColumnSink`]) leaves the bits
+    /// [`PackedX::pack`] makes of the f32 LayerNorm's output: full and ragged column blocks, odd channel counts
+    /// (a half-filled last pair row), k's padding rows, one `PackedX` reused from larger cases to smaller ones
+    /// (stale values would show). Runs on every target (the AVX-512 packing where the CPU has it, else scalar).
+    #[test]
+    fn layer_norm_packs_what_pack_makes_of_its_output() {
+        let (mut direct, mut via_f32) = (PackedX::default(), PackedX::default());
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+        };
+        for &(c, t) in &[(96, 530), (1024, 65), (33, 33), (64, 32), (5, 31), (1, 1)] {
+            let x: Vec<f32> = (0..c * t).map(|i| rand() + (i % 7) as f32).collect();
+            let gamma: Vec<f32> = (0..c).map(|_| rand()).collect();
+            let beta: Vec<f32> = (0..c).map(|_| rand()).collect();
+            let mut y = vec![0f32; c * t];
+            layer_norm_cm(&mut y, &x, &gamma, &beta, 1e-5, c, t);
+            via_f32.pack(&y, c, t);
+            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, c, t);
+            assert_eq!((direct.k, direct.t), (c, t));
+            assert!(
+                direct.bits() == via_f32.bits(),
+                "c = {c}, t = {t}: the packed LayerNorm differs"
+            );
         }
     }
 }
