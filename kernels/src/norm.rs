@@ -89,8 +89,9 @@ struct Columns {
 enum Out {
     /// y `[c, t]` f32 (x itself for in place).
     F32(*mut f32),
-    /// The bf16 tile kernels' packed input ([`layer_norm_cm_packed`]).
-    Packed(ColumnSink),
+    /// The bf16 tile kernels' packed input ([`layer_norm_cm_packed`]), with the columns whose `keep` is false
+    /// (`[t]`; null: none) zeroed.
+    Packed(ColumnSink, *const bool),
 }
 
 // SAFETY: tasks touch disjoint columns (`layer_norm_columns`).
@@ -120,8 +121,14 @@ impl Columns {
     ///
     /// # Safety
     /// Tile j is a column block of the sink's `[c, t]`, written by this task only.
-    unsafe fn put_tile(&self, j: usize, tile: &[f32], w: usize) {
-        if let Out::Packed(sink) = self.y {
+    unsafe fn put_tile(&self, j: usize, tile: &mut [f32], w: usize) {
+        if let Out::Packed(sink, keep) = self.y {
+            if !keep.is_null() {
+                let keep = std::slice::from_raw_parts(keep.add(j * CM_TILE), w);
+                for (jj, _) in keep.iter().enumerate().filter(|(_, &k)| !k) {
+                    tile.iter_mut().skip(jj).step_by(CM_TILE).for_each(|v| *v = 0.0);
+                }
+            }
             sink.put(j, tile, w)
         }
     }
@@ -188,7 +195,7 @@ unsafe fn norm_tile(
         unsafe { cols.put_row(r, t, j0, &row[..w]) };
     }
     // SAFETY: as above, for the packed output.
-    unsafe { cols.put_tile(j, &buf[..c * CM_TILE], w) };
+    unsafe { cols.put_tile(j, &mut buf[..c * CM_TILE], w) };
 }
 
 /// Channel-major LayerNorm: `y[:, j] = LN(x[:, j])` for every column j (statistics over the c rows).
@@ -228,20 +235,28 @@ pub fn layer_norm_cm_inplace(
 
 /// [`layer_norm_cm`] with the output left in `out` only, in the bf16 tile kernels' input layout: each column
 /// tile is packed as it leaves the normalization, so the next linear (which rounds its input to bf16 anyway)
-/// reads no f32 output back. The same values as [`PackedX::pack`] of [`layer_norm_cm`]'s y, bit for bit.
+/// reads no f32 output back. Columns whose `keep` is false are zeroed (HF's `masked_fill` after the conv
+/// module's LayerNorm). The same values as [`PackedX::pack`] of [`layer_norm_cm`]'s y (those columns zeroed),
+/// bit for bit.
+#[allow(clippy::too_many_arguments)]
 pub fn layer_norm_cm_packed(
     out: &mut PackedX, // [c, t] packed
     x: &[f32],         // [c, t]
     gamma: &[f32],     // [c]
     beta: &[f32],      // [c]
     eps: f32,
+    keep: Option<&[bool]>, // [t]
     c: usize,
     t: usize,
 ) {
     assert!(x.len() >= c * t, "layer_norm_cm_packed: x too small");
+    assert!(
+        keep.is_none_or(|m| m.len() >= t),
+        "layer_norm_cm_packed: mask too small"
+    );
     let cols = Columns {
         x: x.as_ptr(),
-        y: Out::Packed(out.columns(c, t)),
+        y: Out::Packed(out.columns(c, t), keep.map_or(std::ptr::null(), |m| m.as_ptr())),
     };
     // SAFETY: x holds c·t values (asserted) and is borrowed for the call; the sink covers [c, t].
     unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, "layer_norm_cm_packed") };

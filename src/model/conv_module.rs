@@ -3,12 +3,12 @@
 //! transformers v4.52.1 modeling_wav2vec2_bert.py#L156 (forward at #L195).
 
 use super::pack::Pack;
-use super::primitives::{owned_param, zero_masked_cols, LayerNorm, Linear, THREADS};
+use super::primitives::{owned_param, LayerNorm, Linear, LinearInput, THREADS};
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use w2vbert_kernels::bf16::Bf16Kernel;
+use w2vbert_kernels::bf16::{Bf16Kernel, PackedX};
 use w2vbert_kernels::{activation, conv, gemm};
 
 pub struct ConvolutionModule {
@@ -51,23 +51,26 @@ impl ConvolutionModule {
 
     /// h[d, T] += ConvModule(h) (channel-major) with time steps masked by `mask` [T] zeroed after the first
     /// LayerNorm; T is the pack's width and the causal depthwise conv restarts at every segment.
-    /// Scratch: `a`, `b` [d, T]; `wide` [2d, T].
+    /// Scratch: `a`, `b` [d, T]; `wide` [2d, T]; `xp` the first pointwise conv's input, packed when it runs on a
+    /// bf16 tile kernel.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_residual(
         &self,
         h: &mut [f32],
         a: &mut [f32],
         b: &mut [f32],
         wide: &mut [f32],
+        xp: &mut PackedX,
         mask: Option<&[bool]>,
         pack: &Pack,
     ) {
         let t = pack.total();
         let d = self.layer_norm.dim;
-        self.layer_norm.forward(a, h, t);
-        if let Some(m) = mask {
-            zero_masked_cols(&mut a[..d * t], m, t);
+        let packed = self.pointwise_conv1.reads_packed();
+        match self.layer_norm.forward_for(packed, a, xp, h, mask, t) {
+            LinearInput::Packed(x) => self.pointwise_conv1.forward_packed(wide, x),
+            LinearInput::F32(x) => self.pointwise_conv1.forward(wide, x, t),
         }
-        self.pointwise_conv1.forward(wide, a, t);
         // GLU over channels: value half = rows 0..d, gate half = rows d..2d, i.e. the two contiguous halves of
         // `wide` [2d, t]: one elementwise pass of d·t, over the pool's row blocks.
         let (value, gate) = wide[..2 * d * t].split_at(d * t);

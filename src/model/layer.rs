@@ -31,7 +31,7 @@ pub struct Scratch {
     v: Vec<f32>,     // [d, t]
     ctx: Vec<f32>,   // [d, t]
     inter: Vec<f32>, // [max(intermediate, 2d), t]
-    xp: PackedX,     // a LayerNorm's output in the bf16 tile kernels' input layout (FFN, q/k/v input)
+    xp: PackedX,     // a LayerNorm's output in the bf16 tile kernels' input layout (FFN, q/k/v, conv input)
     packed: PackedX, // the FFN's intermediate in that layout
 }
 
@@ -82,17 +82,16 @@ impl EncoderLayer {
     /// in HF. Attention and the depthwise conv stay within each segment of the pack.
     pub fn forward(&self, h: &mut [f32], s: &mut Scratch, mask: Option<&[bool]>, pack: &Pack) {
         let t = pack.total();
-        let x = (self.ffn1_layer_norm).forward_for(self.ffn1.reads_packed(), &mut s.x, &mut s.xp, h, t);
+        let x = (self.ffn1_layer_norm).forward_for(self.ffn1.reads_packed(), &mut s.x, &mut s.xp, h, None, t);
         self.ffn1.forward_residual(h, &mut s.inter, &mut s.packed, x, t, 0.5);
 
         let packed = self.self_attn.reads_packed();
-        let x = (self.self_attn_layer_norm).forward_for(packed, &mut s.x, &mut s.xp, h, t);
+        let x = (self.self_attn_layer_norm).forward_for(packed, &mut s.x, &mut s.xp, h, None, t);
         (self.self_attn).forward_residual(h, &mut s.q, &mut s.k, &mut s.v, &mut s.ctx, x, mask, pack);
 
-        self.conv_module
-            .forward_residual(h, &mut s.x, &mut s.ctx, &mut s.inter, mask, pack);
+        (self.conv_module).forward_residual(h, &mut s.x, &mut s.ctx, &mut s.inter, &mut s.xp, mask, pack);
 
-        let x = (self.ffn2_layer_norm).forward_for(self.ffn2.reads_packed(), &mut s.x, &mut s.xp, h, t);
+        let x = (self.ffn2_layer_norm).forward_for(self.ffn2.reads_packed(), &mut s.x, &mut s.xp, h, None, t);
         self.ffn2.forward_residual(h, &mut s.inter, &mut s.packed, x, t, 0.5);
 
         self.final_layer_norm.forward_inplace(h, t);

@@ -202,7 +202,8 @@ mod tests {
     use crate::norm::{layer_norm_cm, layer_norm_cm_packed};
 
     /// A LayerNorm packing its output tile by tile (`layer_norm_cm_packed`, through [`ColumnSink`]) leaves the bits
-    /// [`PackedX::pack`] makes of the f32 LayerNorm's output: full and ragged column blocks, odd channel counts
+    /// [`PackedX::pack`] makes of the f32 LayerNorm's output, with and without masked columns (zeroed): full and
+    /// ragged column blocks, odd channel counts
     /// (a half-filled last pair row), k's padding rows, one `PackedX` reused from larger cases to smaller ones
     /// (stale values would show). Runs on every target (the AVX-512 packing where the CPU has it, else scalar).
     #[test]
@@ -222,11 +223,24 @@ mod tests {
             let mut y = vec![0f32; c * t];
             layer_norm_cm(&mut y, &x, &gamma, &beta, 1e-5, c, t);
             via_f32.pack(&y, c, t);
-            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, c, t);
+            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, None, c, t);
             assert_eq!((direct.k, direct.t), (c, t));
             assert!(
                 direct.bits() == via_f32.bits(),
                 "c = {c}, t = {t}: the packed LayerNorm differs"
+            );
+            // With columns masked (every third, and the last): zeroed in y, then packed.
+            let keep: Vec<bool> = (0..t).map(|j| j % 3 != 1 && j + 1 < t).collect();
+            for (i, v) in y.iter_mut().enumerate() {
+                if !keep[i % t] {
+                    *v = 0.0;
+                }
+            }
+            via_f32.pack(&y, c, t);
+            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, Some(&keep), c, t);
+            assert!(
+                direct.bits() == via_f32.bits(),
+                "c = {c}, t = {t}: the masked packed LayerNorm differs"
             );
         }
     }
