@@ -16,7 +16,8 @@
 //!   the weights from memory outside the microkernel, where the f32 path's reads overlap its FMAs).
 //!
 //! Amx and Avx512Bf16 read the same weights, row-major bf16 in place ([`Bf16Weights`]: a bf16 checkpoint's
-//! mapping as stored, nothing done per weight at load; or f32 weights rounded once), and compute, per output
+//! mapping as stored, nothing done per weight at load; or f32 weights rounded once; AMX also an f32
+//! checkpoint's mapping as stored, each micro-panel rounded as it is copied), and compute, per output
 //! element, pairwise products of bf16 values (x rounded to nearest even when packed, like `torch.autocast`)
 //! summed in f32; they differ from each other and from [`linear_bf16_cm_ref`] (f64 sums of the same bf16
 //! products) only in the f32 summation order. WidenF32 multiplies the bf16 weights by the unrounded f32 x.
