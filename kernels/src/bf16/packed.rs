@@ -78,24 +78,32 @@ pub(super) fn pack_x(xp: &mut [u16], x: &[f32] /* [k, t] */, k: usize, t: usize,
     // Each block zeroes what it does not write (the buffer is reused across calls), inside the parallel loop.
     xp.par_chunks_mut(block).enumerate().for_each(|(jb, dst)| {
         let j0 = jb * COL_BLOCK;
-        let cols = COL_BLOCK.min(t - j0);
-        if avx512::available() && cols == COL_BLOCK {
-            // pack_x_block writes pair rows 0 .. ceil(k/2) of both column tiles; the rest is k's padding.
-            for tile in dst.chunks_exact_mut(pairs * 32) {
-                tile[k.div_ceil(2) * 32..].fill(0);
-            }
-            // SAFETY: AVX-512 BW/BF16 checked; every row c < k reads x[c*t + j0 .. + 32] in bounds; `dst` is
-            // this block's two column tiles of `pairs` pair rows, borrowed here only.
-            unsafe { avx512::pack_x_block(dst.as_mut_ptr(), pairs, x, k, t, j0) };
-            return;
-        }
-        dst.fill(0);
-        for c in 0..k {
-            for (j, &v) in x[c * t + j0..c * t + j0 + cols].iter().enumerate() {
-                dst[pair_index(pairs, c, j)] = bf16_from_f32(v);
-            }
-        }
+        pack_block(dst, pairs, x, t, k, j0, COL_BLOCK.min(t - j0));
     });
+}
+
+/// Columns `j0 .. j0 + cols` (cols ≤ 32) of x `[k, ·]` at row stride `ld` into one 32-column block `dst`
+/// `[2 column tiles][pairs][16][2]`, rounded to bf16: a whole block with `vcvtne2ps2bf16` where the CPU has
+/// AVX512-BF16, a ragged one (and every block elsewhere) with [`bf16_from_f32`]; k's padding rows and the
+/// columns from `cols` on get zeros (the buffers are reused). What [`pack_x`] does per block and
+/// [`ColumnSink::put`] per LayerNorm tile, so both give the same bits.
+fn pack_block(dst: &mut [u16], pairs: usize, x: &[f32], ld: usize, k: usize, j0: usize, cols: usize) {
+    if avx512::available() && cols == COL_BLOCK {
+        // pack_x_block writes pair rows 0 .. ceil(k/2) of both column tiles; the rest is k's padding.
+        for tile in dst.chunks_exact_mut(pairs * 32) {
+            tile[k.div_ceil(2) * 32..].fill(0);
+        }
+        // SAFETY: AVX-512 BW/BF16 checked; pack_x_block checks that every row c < k reads x[c*ld + j0 .. + 32]
+        // in bounds; `dst` is one block's two column tiles of `pairs` pair rows.
+        unsafe { avx512::pack_x_block(dst.as_mut_ptr(), pairs, x, k, ld, j0) };
+        return;
+    }
+    dst.fill(0);
+    for c in 0..k {
+        for (j, &v) in x[c * ld + j0..c * ld + j0 + cols].iter().enumerate() {
+            dst[pair_index(pairs, c, j)] = bf16_from_f32(v);
+        }
+    }
 }
 
 /// Where element (row `c`, column `j`) of a 32-column block sits in its `[2 column tiles][pairs][16][2]` layout.
@@ -175,24 +183,10 @@ impl ColumnSink {
     /// `jb` is a column block of the `[k, t]` the sink was made for, written by this call only; `w` is its width
     /// (32, or what remains of t).
     pub(crate) unsafe fn put(&self, jb: usize, tile: &[f32] /* [k, 32] */, w: usize) {
-        let (k, pairs) = (self.k, self.pairs);
-        assert!(tile.len() >= k * COL_BLOCK && w <= COL_BLOCK);
+        assert!(tile.len() >= self.k * COL_BLOCK && w <= COL_BLOCK);
         // SAFETY: block jb's two column tiles, pairs·64 values, lie inside the buffer (the caller's guarantee).
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(jb * pairs * 64), pairs * 64) };
-        if avx512::available() && w == COL_BLOCK {
-            for half in dst.chunks_exact_mut(pairs * 32) {
-                half[k.div_ceil(2) * 32..].fill(0);
-            }
-            // SAFETY: AVX-512 BW/BF16 checked; rows c < k of `tile` hold 32 columns; `dst` is this block's.
-            unsafe { avx512::pack_x_block(dst.as_mut_ptr(), pairs, tile, k, COL_BLOCK, 0) };
-            return;
-        }
-        dst.fill(0);
-        for c in 0..k {
-            for (j, &v) in tile[c * COL_BLOCK..c * COL_BLOCK + w].iter().enumerate() {
-                dst[pair_index(pairs, c, j)] = bf16_from_f32(v);
-            }
-        }
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(jb * self.pairs * 64), self.pairs * 64) };
+        pack_block(dst, self.pairs, tile, COL_BLOCK, self.k, 0, w);
     }
 }
 
