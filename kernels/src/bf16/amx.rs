@@ -405,7 +405,8 @@ mod tests {
     /// path) are the panel packed from the weights rounded at load, bit for bit, special values included: NaN
     /// (signalling and quiet, both signs) made quiet, infinities, the largest finite value (rounds to
     /// infinity), ties to even, denormals (kept, unlike `vcvtneps2bf16`, which flushes them), signed zero.
-    /// Needs no AMX: this runs on every target.
+    /// Needs no AMX: this runs on every target, but where the CPU lacks AVX-512 both sides round with the scalar
+    /// `bf16_from_f32`, so there it checks the panel layout of f32 rows only.
     #[test]
     fn panels_of_f32_weights_are_the_panels_of_rounded_weights() {
         let (n, k) = (64, 320);
