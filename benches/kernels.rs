@@ -270,7 +270,7 @@ fn bench_bf16_peak(_: &mut Criterion) {
             let mut y = vec![0f32; m * n];
             let (bits, ld) = owned_rows(kernel, RowsFrom::F32(&w), n, k);
             let mut sources = vec![("W bf16", Bf16Weights::new(&bits, n, k, ld))];
-            if kernel.reads_f32() {
+            if kernel.packs_tiles() {
                 sources.push(("W f32 rounded in the kernel", Bf16Weights::from_f32(&w, n, k)));
             }
             for (source, weights) in sources {

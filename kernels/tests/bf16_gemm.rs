@@ -84,7 +84,7 @@ fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64
     // ... or, when they are, the bits where they lie (a checkpoint's mapping), here 2 bytes off any alignment.
     let shifted: Vec<u16> = std::iter::once(0).chain(bits.iter().copied()).collect();
     let in_place = tiles_read_in_place(n, k).then(|| Bf16Weights::new(&shifted[1..], n, k, k));
-    // ... or the f32 weights as stored, rounded by the kernel as it copies them (AMX).
+    // ... or the f32 weights as stored, rounded by the tile kernel as it copies them.
     let from_f32 = tiles_read_in_place(n, k).then(|| Bf16Weights::from_f32(&w32, n, k));
     let b = with_bias.then_some(bias.as_slice());
     let want = [true, false].map(|round_x| {
@@ -130,7 +130,7 @@ fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64
                 ));
             }
         }
-        if let (Some(w), true) = (from_f32, kernel.reads_f32()) {
+        if let (Some(w), true) = (from_f32, kernel.packs_tiles()) {
             for threads in [Threads::Single, Threads::Rayon(2)] {
                 let mut rounded = old.clone();
                 run_on(w, kernel, &mut rounded, threads);
@@ -212,6 +212,7 @@ fn model_shapes_and_awkward_sizes() {
         (40, 2050, 33),
         (160, 300, 530), // AMX: two tasks, two column groups, two k blocks of unequal length
         (64, 288, 1100), // AMX: three column groups reading the micro-panels packed in the first
+        (64, 2080, 40),  // AVX512-BF16: three k blocks, the last one chunk long
         (600, 70, 20),   // WidenF32: two row blocks on one thread
         (1100, 1030, 9), // WidenF32: three row blocks, three depth blocks
     ] {

@@ -163,7 +163,7 @@ mod tests {
 
     /// A bf16 checkpoint's projection weights are used from the mapping as stored by every bf16 kernel (their
     /// shapes are multiples of 32, as in the real model): nothing is copied or packed at load. An f32
-    /// checkpoint's too by AMX, which rounds them as it copies its micro-panels; the other kernels read a copy
+    /// checkpoint's too by the tile kernels, which round them as they copy blocks of W; WidenF32 reads a copy
     /// rounded at load.
     #[test]
     fn bf16_checkpoint_weights_are_used_in_place_by_every_kernel() {
@@ -189,9 +189,44 @@ mod tests {
             for l in projections(&layer) {
                 assert_eq!(
                     l.weight_is_mapped(),
-                    kernel.reads_f32(),
-                    "{kernel:?}: an f32 weight must be read in place by AMX, else rounded into its own buffer"
+                    kernel.packs_tiles(),
+                    "{kernel:?}: an f32 weight must be read in place by a tile kernel, else rounded into its own buffer"
                 );
+            }
+        }
+    }
+
+    /// An f32 checkpoint under a tile kernel: the first `F32_CALLS_BEFORE_ROUNDING` (4) forwards read the
+    /// mapping, the fifth rounds each projection into a copy of its own, and every forward gives the same bits
+    /// (the kernel's rounding is the copy's). Reading the mapping forever, or rounding on another call, fails.
+    #[test]
+    fn f32_weights_are_rounded_into_a_copy_on_the_fifth_forward() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (cfg, w) = layer0_as(safetensors::Dtype::F32, tmp.path());
+        let t = 45;
+        let h0: Vec<f32> = (0..cfg.hidden_size * t)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let mask: Vec<bool> = (0..t).map(|j| j < 40).collect();
+        for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16] {
+            if !kernel.available() {
+                continue;
+            }
+            let mut layer = EncoderLayer::load(&cfg, &w, "encoder.layers.0").unwrap();
+            layer.to_bf16(kernel);
+            let mut s = Scratch::new(&cfg, t);
+            let mut first = None;
+            for call in 1..=6 {
+                let mut h = h0.clone();
+                layer.forward(&mut h, &mut s, Some(&mask), &Pack::single(t));
+                let first = first.get_or_insert_with(|| h.clone());
+                assert!(
+                    h.iter().zip(first.iter()).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{kernel:?}: forward {call} differs from the first"
+                );
+                for l in projections(&layer) {
+                    assert_eq!(l.weight_is_mapped(), call <= 4, "{kernel:?}, after forward {call}");
+                }
             }
         }
     }

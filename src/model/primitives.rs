@@ -4,6 +4,8 @@
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use w2vbert_kernels::alignedbuf::AlignedBuf;
 use w2vbert_kernels::bf16::{self, Bf16Kernel, Bf16Weights, Epilogue, PackedX, RowsFrom};
 use w2vbert_kernels::{gemm, norm};
@@ -25,27 +27,50 @@ enum LinearWeight {
 enum Bf16Rows {
     /// A bf16 checkpoint's tensor, used from the mapping as stored (no copy, nothing done per weight).
     Mapped(Tensor),
-    /// An f32 checkpoint's tensor, used from the mapping as stored by a kernel that rounds each block of W
-    /// as it copies it ([`Bf16Kernel::reads_f32`]: AMX), so nothing is done per weight at load either.
-    MappedF32(Tensor),
+    /// An f32 checkpoint's tensor, used from the mapping as stored by a tile kernel, which rounds each block of
+    /// W as it copies it, so nothing is done per weight at load either; from call
+    /// [`F32_CALLS_BEFORE_ROUNDING`]` + 1` on, a copy rounded once (then the f32 pages are handed back).
+    MappedF32 {
+        w: Tensor,
+        calls: AtomicUsize,
+        rounded: OnceLock<AlignedBuf<u16>>,
+    },
     /// An f32 weight rounded to bf16 at load (or a bf16 one the tile kernels cannot read in place).
     Owned(AlignedBuf<u16>),
 }
 
+/// How many calls of a [`Bf16Rows::MappedF32`] weight read the f32 mapping before the next one rounds a bf16
+/// copy. Reading f32 costs each forward ~70 ms more than reading bf16 (10 s of speech, AMX Xeon: twice the
+/// bytes of W from memory), and rounding all weights once ~0.35 s: after four calls the copy has paid for
+/// itself. Rounding on the fifth never costs more than twice the better of the two choices in hindsight, and
+/// nothing for a run of one file (a prompt, the CLI on one input).
+const F32_CALLS_BEFORE_ROUNDING: usize = 4;
+
 impl Bf16Rows {
-    /// The weight `[n, k]` at row stride `ld` as a tile kernel reads it.
-    fn tiles(&self, n: usize, k: usize, ld: usize) -> Bf16Weights<'_> {
-        match self {
-            Bf16Rows::MappedF32(t) => Bf16Weights::from_f32(t.data(), n, k),
-            _ => Bf16Weights::new(self.bits(), n, k, ld),
-        }
+    /// The weight `[n, k]` at row stride `ld` as `kernel` (a tile kernel) reads it on this call.
+    fn tiles(&self, kernel: Bf16Kernel, n: usize, k: usize, ld: usize) -> Bf16Weights<'_> {
+        let Bf16Rows::MappedF32 { w, calls, rounded } = self else {
+            return Bf16Weights::new(self.bits(), n, k, ld);
+        };
+        let bits = match rounded.get() {
+            Some(bits) => bits,
+            None if calls.fetch_add(1, Ordering::Relaxed) < F32_CALLS_BEFORE_ROUNDING => {
+                return Bf16Weights::from_f32(w.data(), n, k)
+            }
+            None => rounded.get_or_init(|| {
+                let (bits, _) = bf16::owned_rows(kernel, RowsFrom::F32(w.data()), n, k);
+                w.release_pages();
+                bits
+            }),
+        };
+        Bf16Weights::new(bits, n, k, k)
     }
 
-    /// The bf16 bits (every variant but [`Bf16Rows::MappedF32`], which only AMX holds).
+    /// The bf16 bits (every variant but [`Bf16Rows::MappedF32`], which only the tile kernels hold).
     fn bits(&self) -> &[u16] {
         match self {
             Bf16Rows::Mapped(t) => t.raw_bf16().expect("Bf16Rows::Mapped holds a bf16 tensor"),
-            Bf16Rows::MappedF32(_) => unreachable!("f32 rows are held for AMX only (Linear::to_bf16)"),
+            Bf16Rows::MappedF32 { .. } => unreachable!("f32 rows are held for tile kernels only (Linear::to_bf16)"),
             Bf16Rows::Owned(v) => v,
         }
     }
@@ -94,9 +119,10 @@ impl Linear {
 
     /// Hold the weight in bf16 from now on, as rows `kernel` reads: a bf16 checkpoint's mapping as stored
     /// when the kernel can read it in place (every projection of the real model); an f32 checkpoint's mapping
-    /// as stored when the kernel rounds as it reads ([`Bf16Kernel::reads_f32`]: AMX, every projection of the
-    /// real model); else a copy rounded from f32 (or padded) at load, whose f32 pages are handed back to the
-    /// OS. Idempotent.
+    /// as stored for a tile kernel, which rounds as it reads (every projection of the real model), until
+    /// [`F32_CALLS_BEFORE_ROUNDING`] calls have shown the weight is used often enough to pay for a rounded
+    /// copy; else a copy rounded from f32 (or padded) at load. A copy's f32 pages are handed back to the OS.
+    /// Idempotent.
     pub fn to_bf16(&mut self, kernel: Bf16Kernel) {
         let LinearWeight::F32(w) = &self.weight else { return };
         let (n, k) = (self.out_dim, self.in_dim);
@@ -107,8 +133,12 @@ impl Linear {
                 ld: k,
                 kernel,
             },
-            None if kernel.reads_f32() && w.is_mapped() && bf16::tiles_read_in_place(n, k) => LinearWeight::Bf16 {
-                rows: Bf16Rows::MappedF32(w.clone()),
+            None if kernel.packs_tiles() && w.is_mapped() && bf16::tiles_read_in_place(n, k) => LinearWeight::Bf16 {
+                rows: Bf16Rows::MappedF32 {
+                    w: w.clone(),
+                    calls: AtomicUsize::new(0),
+                    rounded: OnceLock::new(),
+                },
                 ld: k,
                 kernel,
             },
@@ -136,7 +166,11 @@ impl Linear {
     pub(crate) fn weight_is_mapped(&self) -> bool {
         match &self.weight {
             LinearWeight::F32(w) => w.is_mapped(),
-            LinearWeight::Bf16 { rows, .. } => matches!(rows, Bf16Rows::Mapped(_) | Bf16Rows::MappedF32(_)),
+            LinearWeight::Bf16 { rows, .. } => match rows {
+                Bf16Rows::Mapped(_) => true,
+                Bf16Rows::MappedF32 { rounded, .. } => rounded.get().is_none(),
+                Bf16Rows::Owned(_) => false,
+            },
         }
     }
 
@@ -193,7 +227,7 @@ impl Linear {
     fn tiles(&self) -> Option<(Bf16Kernel, Bf16Weights<'_>)> {
         match &self.weight {
             LinearWeight::Bf16 { rows, ld, kernel } if kernel.packs_tiles() => {
-                Some((*kernel, rows.tiles(self.out_dim, self.in_dim, *ld)))
+                Some((*kernel, rows.tiles(*kernel, self.out_dim, self.in_dim, *ld)))
             }
             _ => None,
         }

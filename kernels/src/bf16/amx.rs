@@ -7,7 +7,7 @@
 //! no. Tile instructions are written with `asm!` (the AMX intrinsics are not stable Rust); the compiler never
 //! allocates tile registers itself, so tile state lives across the asm blocks of one call.
 
-use super::{avx512, bf16_from_f32_slice, epilogue, Bf16Weights, Kind, Rows, COL_BLOCK, K_CHUNK, ROW_BLOCK};
+use super::{avx512, bf16_from_f32_slice, epilogue, Bf16Weights, Kind, NextPanel, Rows, COL_BLOCK, K_CHUNK, ROW_BLOCK};
 use crate::alignedbuf::AlignedBuf;
 use crate::gemm::Threads;
 use rayon::prelude::*;
@@ -247,45 +247,6 @@ unsafe fn pack_panel_f32(_: &mut [u16], _: &[f32], _: usize, _: usize, _: usize,
     unreachable!("AVX-512 is x86-64 only")
 }
 
-/// The next step's micro-panel where it lies in W (rows `r0 .. r0 + 32`, k chunks `c0 .. c0 + nc`): [`block`]
-/// fetches its 64-byte lines (`32·nc` of bf16, twice as many of f32) into L2 while the tiles run, spread over
-/// the k chunks, so that [`pack_panel`] then reads L2 instead of waiting on memory for 32 short row streams.
-/// (Copying the next panel inside the tile loop instead was slower: 1.07x the wall time of a 10 s bf16 run.)
-#[derive(Clone, Copy)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86-64 tile loop only
-struct NextPanel<'a> {
-    w: &'a Bf16Weights<'a>,
-    r0: usize,
-    c0: usize,
-    nc: usize,
-}
-
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-impl NextPanel<'_> {
-    /// Lines per row of the panel: 64 bytes hold 32 bf16 or 16 f32 values.
-    fn per_row(&self) -> usize {
-        match self.w.rows() {
-            Rows::Bf16(_) => self.nc,
-            Rows::F32(_) => 2 * self.nc,
-        }
-    }
-
-    fn lines(&self) -> usize {
-        ROW_BLOCK * self.per_row()
-    }
-
-    /// Line `l`: row `l / per_row`, its `l % per_row`-th line from chunk `c0`.
-    fn line(&self, l: usize) -> *const u8 {
-        let (row, i) = (self.r0 + l / self.per_row(), l % self.per_row());
-        let at = row * self.w.ld() + self.c0 * K_CHUNK;
-        let start: *const u8 = match self.w.rows() {
-            Rows::Bf16(bits) => bits[at..].as_ptr().cast(),
-            Rows::F32(f) => f[at..].as_ptr().cast(),
-        };
-        start.wrapping_add(i * 64)
-    }
-}
-
 /// `acc[32, column blocks jb0..jb1] (+)= A · x[chunks c0..c1]` for one row block: zeroed first when c0 = 0,
 /// else added to.
 ///
@@ -306,9 +267,8 @@ unsafe fn block(
     jb1: usize,
     next: Option<NextPanel<'_>>,
 ) {
-    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
     let (pairs, nc) = (chunks * 16, c1 - c0);
-    let (steps, lines, mut fetched) = ((jb1 - jb0) * nc, next.map_or(0, |p| p.lines()), 0);
+    let (steps, mut fetched) = ((jb1 - jb0) * nc, 0);
     assert!(panel.len() >= 2 * nc * 512 && acc.len() >= 32 * t_pad);
     assert!(xp.len() >= (t_pad / COL_BLOCK) * pairs * 64 && jb1 <= t_pad / COL_BLOCK);
     let ldc = t_pad * 4; // bytes between output rows
@@ -339,11 +299,7 @@ unsafe fn block(
         let xb = xp.as_ptr().add(jb * pairs * 64);
         for c in c0..c1 {
             if let Some(p) = next {
-                let upto = (lines * ((jb - jb0) * nc + c - c0 + 1)).div_ceil(steps);
-                for l in fetched..upto {
-                    _mm_prefetch::<_MM_HINT_T1>(p.line(l).cast());
-                }
-                fetched = fetched.max(upto);
+                p.fetch_until((jb - jb0) * nc + c - c0, steps, &mut fetched);
             }
             let a0 = panel.as_ptr().add((c - c0) * 512);
             let a1 = panel.as_ptr().add((nc + c - c0) * 512);

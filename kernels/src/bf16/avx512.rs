@@ -3,7 +3,7 @@
 //! VNNI-packed block.
 
 #[cfg(target_arch = "x86_64")]
-use super::{COL_BLOCK, K_CHUNK};
+use super::{NextPanel, COL_BLOCK, K_CHUNK, ROW_BLOCK};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -134,7 +134,8 @@ macro_rules! throughput_loop {
 throughput_loop!(dot_loop, "avx512f,avx512bf16", "vdpbf16ps");
 throughput_loop!(fma_loop, "avx512f", "vfmadd231ps");
 
-/// `acc[32, t_pad] (+)= W[panel rows, chunks c0..c1] · x[chunks c0..c1]` for one 32-row block.
+/// `acc[32, t_pad] (+)= W[panel rows, chunks c0..c1] · x[chunks c0..c1]` for one 32-row block, `next`'s lines
+/// prefetched over its steps.
 ///
 /// # Safety
 /// AVX512-F/BW/BF16 available; `panel` is 32 rows of W at stride `ld`, each `chunks·32` values long (the
@@ -152,14 +153,18 @@ pub unsafe fn row_block(
     t_pad: usize,
     c0: usize, // k chunks c0..c1 of this pass; c0 == 0 starts from zero, else adds to acc
     c1: usize,
+    next: Option<NextPanel<'_>>,
 ) {
-    let pairs = chunks * 16;
+    let (pairs, mut fetched) = (chunks * 16, 0);
     debug_assert!(panel.len() >= 31 * ld + chunks * K_CHUNK && acc.len() >= 32 * t_pad);
     debug_assert!(xp.len() >= (t_pad / COL_BLOCK) * pairs * 64);
     {
         for jb in 0..t_pad / COL_BLOCK {
             let xb = xp.as_ptr().add(jb * pairs * 64);
             for g in 0..4 {
+                if let Some(p) = next {
+                    p.fetch_until(jb * 4 + g, t_pad / COL_BLOCK * 4, &mut fetched);
+                }
                 // Rows 8g..8g+8 of the block.
                 let wbase = panel.as_ptr().add(g * 8 * ld);
                 let ab = acc.as_mut_ptr().add(g * 8 * t_pad + jb * COL_BLOCK);
@@ -254,9 +259,52 @@ pub unsafe fn round_32(dst: &mut [u16] /* [32] */, src: &[f32] /* [32] */) {
     }
 }
 
+/// Rows `r0 .. r0 + 32` of f32 weights `w` `[n, k]`, k chunks `c0 .. c1`, rounded to bf16 ([`round_32`]) into
+/// the same columns of `dst`: the row block [`row_block`] reads when the weights are f32
+/// ([`super::Bf16Weights::from_f32`]), made per task so that nothing is rounded at load.
+///
+/// # Safety
+/// AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn round_rows(
+    dst: &mut [u16], // [32, k]
+    w: &[f32],       // [n, k]
+    k: usize,
+    r0: usize,
+    c0: usize,
+    c1: usize,
+) {
+    let cols = c0 * K_CHUNK..c1 * K_CHUNK;
+    for (r, d) in dst[..ROW_BLOCK * k].chunks_exact_mut(k).enumerate() {
+        let s = &w[(r0 + r) * k..(r0 + r + 1) * k];
+        for (d, s) in d[cols.clone()]
+            .chunks_exact_mut(K_CHUNK)
+            .zip(s[cols.clone()].chunks_exact(K_CHUNK))
+        {
+            round_32(d, s);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub unsafe fn round_rows(_: &mut [u16], _: &[f32], _: usize, _: usize, _: usize, _: usize) {
+    unreachable!("AVX-512 is x86-64 only")
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn row_block(_: &mut [f32], _: &[u16], _: usize, _: &[u16], _: usize, _: usize, _: usize, _: usize) {
+pub unsafe fn row_block(
+    _: &mut [f32],
+    _: &[u16],
+    _: usize,
+    _: &[u16],
+    _: usize,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: Option<super::NextPanel<'_>>,
+) {
     unreachable!("AVX512-BF16 is x86-64 only")
 }
 

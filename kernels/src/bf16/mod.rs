@@ -16,15 +16,16 @@
 //!   the weights from memory outside the microkernel, where the f32 path's reads overlap its FMAs).
 //!
 //! Amx and Avx512Bf16 read the same weights, row-major bf16 in place ([`Bf16Weights`]: a bf16 checkpoint's
-//! mapping as stored, nothing done per weight at load; or f32 weights rounded once; AMX also an f32
-//! checkpoint's mapping as stored, each micro-panel rounded as it is copied), and compute, per output
+//! mapping as stored, nothing done per weight at load; or f32 weights rounded once; or an f32 checkpoint's
+//! mapping as stored, each block of W rounded as the kernel copies it), and compute, per output
 //! element, pairwise products of bf16 values (x rounded to nearest even when packed, like `torch.autocast`)
 //! summed in f32; they differ from each other and from [`linear_bf16_cm_ref`] (f64 sums of the same bf16
 //! products) only in the f32 summation order. WidenF32 multiplies the bf16 weights by the unrounded f32 x.
 //!
 //! Layouts (element = bf16 as `u16`):
-//! - weights [`Bf16Weights`]: `[n, k]` row-major at row stride `ld`, as stored. The AVX512-BF16 kernel
-//!   broadcasts value pairs from the rows; AMX copies one 32-row × 256-column micro-panel at a time into the
+//! - weights [`Bf16Weights`], `weights.rs`: `[n, k]` row-major at row stride `ld`, as stored. The AVX512-BF16 kernel
+//!   broadcasts value pairs from the rows (of f32 weights, from a task's copy of its 32 rows × one k block,
+//!   rounded, `avx512::round_rows`); AMX copies one 32-row × 256-column micro-panel at a time into the
 //!   A-tile layout (`[2][8][16][32]`, 16 KiB, L1) inside the matmul (`amx.rs`). n and k are multiples of 32 in
 //!   every projection of the model; other shapes get a zero-padded copy at load ([`owned_rows`]).
 //! - activations (packed per call): `[t_pad/16 column tiles][k_pad/2 pairs][16 columns][2]`, the VNNI pair
@@ -39,12 +40,15 @@
 mod amx;
 mod avx512;
 mod packed;
+mod weights;
 mod widen;
 
 pub use avx512::dot_vs_fma;
 pub(crate) use packed::ColumnSink;
 pub use packed::PackedX;
 use packed::{pack_x, PackSink};
+pub use weights::{owned_rows, tiles_read_in_place, Bf16Weights, RowsFrom};
+pub(crate) use weights::{NextPanel, Rows};
 pub use widen::{linear_bf16_rows_cm, widen};
 
 use crate::alignedbuf::AlignedBuf;
@@ -156,16 +160,10 @@ impl Bf16Kernel {
     }
 
     /// Whether the kernel multiplies 32×32 blocks of [`Bf16Weights`] by x rounded to bf16 ([`linear_bf16_cm`]:
-    /// Amx, Avx512Bf16), or bf16 rows by x as it is ([`linear_bf16_rows_cm`]: WidenF32).
+    /// Amx, Avx512Bf16; they also read f32 weights as stored, [`Bf16Weights::from_f32`]), or bf16 rows by x as
+    /// it is ([`linear_bf16_rows_cm`]: WidenF32).
     pub fn packs_tiles(self) -> bool {
         self != Bf16Kernel::WidenF32
-    }
-
-    /// Whether the kernel reads f32 weights as stored, rounding them as it copies them
-    /// ([`Bf16Weights::from_f32`]): AMX, which copies every micro-panel anyway. The others read rounded copies
-    /// made at load ([`owned_rows`]).
-    pub fn reads_f32(self) -> bool {
-        self == Bf16Kernel::Amx
     }
 }
 
@@ -214,141 +212,11 @@ pub fn describe() -> String {
     }
 }
 
-/// bf16 weights `[n, k]`, row-major with row stride `ld`, as the tile kernels read them in place: a bf16
-/// checkpoint's mapping as stored, or f32 weights rounded once at load ([`owned_rows`]), or, for AMX only, an
-/// f32 checkpoint's weights as stored ([`Bf16Weights::from_f32`]), rounded as each micro-panel is copied.
-/// Nothing is packed at load: the `vdpbf16ps` kernel broadcasts value pairs from the rows, and AMX packs a
-/// 16 KiB micro-panel at a time inside the matmul (module docs).
-///
-/// The kernels read whole blocks of [`ROW_BLOCK`] rows × [`K_CHUNK`] columns: rows up to n rounded up to 32 and
-/// columns up to k rounded up to 32 must lie inside `bits`, and the columns from k on must be zero (they meet
-/// x's zero padding; rows past n only feed outputs that are dropped). A dense `[n, k]` matrix qualifies when
-/// [`tiles_read_in_place`]; [`owned_rows`] pads any other.
-#[derive(Clone, Copy)]
-pub struct Bf16Weights<'a> {
-    src: Rows<'a>,
-    pub n: usize,
-    pub k: usize,
-    ld: usize,
-}
-
-/// Where a [`Bf16Weights`]' values are.
-#[derive(Clone, Copy)]
-pub(crate) enum Rows<'a> {
-    Bf16(&'a [u16]), // [n_pad rows of ld], ld ≥ k_pad
-    F32(&'a [f32]),  // [n, k], n and k multiples of 32 (ld = k)
-}
-
-impl<'a> Bf16Weights<'a> {
-    /// Panics if `bits` does not hold the blocks the kernels read, or a padding column is not zero.
-    pub fn new(bits: &'a [u16] /* [n_pad, ld] */, n: usize, k: usize, ld: usize) -> Self {
-        let (n_pad, k_pad) = (round_up(n, ROW_BLOCK), k_padded(k));
-        assert!(
-            ld >= k_pad,
-            "Bf16Weights: row stride {ld} < k = {k} rounded up to {K_CHUNK}"
-        );
-        assert!(
-            n == 0 || bits.len() >= (n_pad - 1) * ld + k_pad,
-            "Bf16Weights: {} values cannot hold [{n}, {k}] padded to [{n_pad}, {k_pad}] at row stride {ld}",
-            bits.len()
-        );
-        assert!(
-            (0..n).all(|r| bits[r * ld + k..r * ld + k_pad].iter().all(|&v| v == 0)),
-            "Bf16Weights: the padding columns {k}..{k_pad} must be zero"
-        );
-        Bf16Weights {
-            src: Rows::Bf16(bits),
-            n,
-            k,
-            ld,
-        }
-    }
-
-    /// f32 weights `[n, k]` (row-major, dense) that the AMX kernel rounds to bf16 (nearest even, as
-    /// [`bf16_from_f32`] and [`owned_rows`]) as it copies each micro-panel, so nothing is done per weight at
-    /// load: the result is the same bit for bit as from [`owned_rows`]' copy. Read by [`Bf16Kernel::Amx`]
-    /// only ([`Bf16Kernel::reads_f32`]). Panics unless [`tiles_read_in_place`]`(n, k)` and `w` holds `[n, k]`.
-    pub fn from_f32(w: &'a [f32] /* [n, k] */, n: usize, k: usize) -> Self {
-        assert!(
-            tiles_read_in_place(n, k) && w.len() >= n * k,
-            "Bf16Weights::from_f32: {} values as [{n}, {k}] (both must be multiples of {ROW_BLOCK})",
-            w.len()
-        );
-        Bf16Weights {
-            src: Rows::F32(w),
-            n,
-            k,
-            ld: k,
-        }
-    }
-
-    pub(crate) fn rows(&self) -> Rows<'a> {
-        self.src
-    }
-
-    /// Row stride in values.
-    pub(crate) fn ld(&self) -> usize {
-        self.ld
-    }
-
-    /// `W[r, c]` as f32, after rounding to bf16 (exact), for references and tests.
-    pub fn get(&self, r: usize, c: usize) -> f32 {
-        match self.src {
-            Rows::Bf16(bits) => bf16_to_f32(bits[r * self.ld + c]),
-            Rows::F32(w) => bf16_to_f32(bf16_from_f32(w[r * self.ld + c])),
-        }
-    }
-}
-
-/// Whether the tile kernels read a dense `[n, k]` matrix (row stride k) in place: n and k multiples of 32
-/// (every projection of the real model; a copy is made otherwise, [`owned_rows`]).
-pub fn tiles_read_in_place(n: usize, k: usize) -> bool {
-    n.is_multiple_of(ROW_BLOCK) && k.is_multiple_of(K_CHUNK) && k > 0
-}
-
-/// Where [`owned_rows`] takes the weights from.
-#[derive(Clone, Copy)]
-pub enum RowsFrom<'a> {
-    /// f32 `[n, k]`, rounded to bf16 (nearest even).
-    F32(&'a [f32]),
-    /// bf16 `[n, k]`, copied.
-    Bf16(&'a [u16]),
-}
-
-/// The weights `[n, k]` in a page-aligned buffer of their own, in the layout `kernel` reads: `[n, k]` for
-/// [`Bf16Kernel::WidenF32`] and for tile kernels when [`tiles_read_in_place`], else zero-padded to
-/// `[n_pad, k_pad]`. Returns the buffer and its row stride. Rows are filled in parallel on the rayon pool.
-pub fn owned_rows(kernel: Bf16Kernel, from: RowsFrom<'_>, n: usize, k: usize) -> (AlignedBuf<u16>, usize) {
-    let (rows, ld) = if kernel.packs_tiles() && !tiles_read_in_place(n, k) {
-        (round_up(n, ROW_BLOCK), k_padded(k))
-    } else {
-        (n, k)
-    };
-    let len = match from {
-        RowsFrom::F32(w) => w.len(),
-        RowsFrom::Bf16(w) => w.len(),
-    };
-    assert!(len >= n * k, "owned_rows: {len} values cannot hold [{n}, {k}]");
-    let mut buf = AlignedBuf::zeroed_populated(rows * ld);
-    if ld > 0 {
-        // Blocks of whole rows of about 64 Ki values (128 KiB written per task).
-        let per = (1usize << 16).div_ceil(ld).max(1);
-        buf[..n * ld].par_chunks_mut(per * ld).enumerate().for_each(|(b, dst)| {
-            for (i, d) in dst.chunks_exact_mut(ld).enumerate() {
-                let r = b * per + i;
-                match from {
-                    RowsFrom::F32(w) => bf16_from_f32_slice(&mut d[..k], &w[r * k..(r + 1) * k]),
-                    RowsFrom::Bf16(w) => d[..k].copy_from_slice(&w[r * k..(r + 1) * k]),
-                }
-            }
-        });
-    }
-    (buf, ld)
-}
-
 thread_local! {
     /// One row block's `[32, t_pad]` f32 accumulator, per thread (single k block).
     static ROW_ACC: std::cell::RefCell<AlignedBuf<f32>> = std::cell::RefCell::new(AlignedBuf::zeroed(0));
+    /// The AVX512-BF16 kernel's row block of f32 weights rounded to bf16, `[32, k]`, per thread.
+    static ROUNDED_ROWS: std::cell::RefCell<AlignedBuf<u16>> = std::cell::RefCell::new(AlignedBuf::zeroed(0));
     /// Packed x and the `[n_pad, t_pad]` f32 accumulator, reused across calls on the calling thread.
     static SCRATCH: std::cell::RefCell<(AlignedBuf<u16>, AlignedBuf<f32>)> =
         std::cell::RefCell::new((AlignedBuf::zeroed(0), AlignedBuf::zeroed(0)));
@@ -443,11 +311,6 @@ fn linear_tiles(
         "linear_bf16_cm: {} is not a tile kernel available on this CPU",
         kernel.name()
     );
-    assert!(
-        kernel.reads_f32() || matches!(w.rows(), Rows::Bf16(_)),
-        "linear_bf16_cm: {} reads bf16 weights only, not Bf16Weights::from_f32",
-        kernel.name()
-    );
     assert!(out.out_len() >= n * t, "linear_bf16_cm: output too small");
     assert!(bias.is_none_or(|b| b.len() >= n), "linear_bf16_cm: bias too small");
     if n == 0 || t == 0 {
@@ -479,19 +342,30 @@ fn linear_tiles(
         if kernel == Bf16Kernel::Amx {
             return amx::linear(dst, kind, bias, xp, &w, t, t_pad, chunks, threads, &put);
         }
+        debug_assert_eq!(kernel, Bf16Kernel::Avx512Bf16);
         let kc_chunks = KC / K_CHUNK;
-        // Rows rb·32 .. rb·32 + 32 of W, each read up to k_pad (Bf16Weights::new checked the bounds).
-        let Rows::Bf16(bits) = w.rows() else {
-            unreachable!("f32 weights are read by AMX only (asserted above)")
-        };
-        let panel = |rb: usize| &bits[rb * ROW_BLOCK * ld..(rb * ROW_BLOCK + ROW_BLOCK - 1) * ld + k_pad];
-        let run = |acc: &mut [f32], rb: usize, c0: usize, c1: usize| {
-            // SAFETY: availability asserted above; slice sizes follow the layouts (module docs).
-            unsafe {
-                match kernel {
-                    Bf16Kernel::Avx512Bf16 => avx512::row_block(acc, panel(rb), ld, xp, chunks, t_pad, c0, c1),
-                    Bf16Kernel::Amx | Bf16Kernel::WidenF32 => unreachable!("taken above"),
+        // Rows rb·32 .. rb·32 + 32 of W, each read up to k_pad (Bf16Weights::new checked the bounds); f32 rows
+        // (ld = k = k_pad) rounded into a per-thread copy of the k block first.
+        // SAFETY: availability asserted above; slice sizes follow the layouts (module docs).
+        let run = |acc: &mut [f32], rb: usize, c0: usize, c1: usize| unsafe {
+            // The row block a thread most likely runs next (tasks are split into contiguous runs of blocks).
+            let next = (rb + 1 < n_pad / ROW_BLOCK).then_some(NextPanel {
+                w: &w,
+                r0: (rb + 1) * ROW_BLOCK,
+                c0,
+                nc: c1 - c0,
+            });
+            match w.rows() {
+                Rows::Bf16(bits) => {
+                    let panel = &bits[rb * ROW_BLOCK * ld..(rb * ROW_BLOCK + ROW_BLOCK - 1) * ld + k_pad];
+                    avx512::row_block(acc, panel, ld, xp, chunks, t_pad, c0, c1, next)
                 }
+                Rows::F32(f) => ROUNDED_ROWS.with(|cell| {
+                    let rows = &mut *cell.borrow_mut();
+                    rows.grow(ROW_BLOCK * k_pad);
+                    avx512::round_rows(rows, f, k_pad, rb * ROW_BLOCK, c0, c1);
+                    avx512::row_block(acc, &rows[..ROW_BLOCK * k_pad], k_pad, xp, chunks, t_pad, c0, c1, next)
+                }),
             }
         };
         let bias_of = |rb: usize| bias.map(|b| &b[rb * ROW_BLOCK..]);
