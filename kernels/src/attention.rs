@@ -78,8 +78,11 @@ pub struct AttnBlocks {
 /// keeps the score tile at 128 KiB. Re-checked on the no-AMX Xeon for the channel-major kernel the encoder runs:
 /// 256×512 took 12 % less CPU than 128×256 at T = 3000 in the kernel alone, but the whole CLI at 51 s measured
 /// 0.994 and 0.988 (4 of 8 and 9 of 16 interleaved pairs: ~1 %, and not bit-identical, since Bk sets the online
-/// softmax's sums), and 256×256 1.030 (3 of 8): no change.
-pub const DEFAULT_BLOCKS: AttnBlocks = AttnBlocks { q: 128, k: 256 };
+/// softmax's sums), and 256×256 1.030 (3 of 8): no change. Once the bf16 projections had become fast, Bk = 512
+/// (on the Xeon with AMX, 2 threads, whole CLI against 128×256, `scripts/ab_cli.py`): bf16 checkpoint 0.975 at
+/// 10 s (7 of 8 pairs; a 10 s file is then one key block, 3 gemm calls per task instead of 5) and 0.971 at 51 s
+/// (4 of 4), fp32 0.988 at 10 s (6 of 8); 256×512 0.996 and 128×1024 0.995 against it: no further change.
+pub const DEFAULT_BLOCKS: AttnBlocks = AttnBlocks { q: 128, k: 512 };
 
 /// Where element (time i, channel c) of a q/k/v/out buffer lives: index `i·ts + c·cs`. Channel-major `[≥ d, t]`
 /// (one channel per row, row stride `ld ≥ t`) is `{ ts: 1, cs: ld }`.
