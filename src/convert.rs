@@ -1,5 +1,5 @@
 //! `w2vbert-infer convert`: a checkpoint trimmed to the encoder layers needed (17 for IndexTTS2), stored as f32,
-//! f16 or bf16, with the IndexTTS2 stats beside the weights.
+//! f16 or bf16 (its projection matrices; the rest stays f32), with the IndexTTS2 stats beside the weights.
 //!
 //! The output directory is an ordinary Hugging Face checkpoint: `Wav2Vec2BertModel.from_pretrained(OUT)` loads
 //! it (transformers 4.52.1) and so do this engine's CLI and library, with no option to say it was converted:
@@ -13,6 +13,12 @@
 //! - `wav2vec2bert_stats.safetensors`: the IndexTTS2 `mean` and `var` (or `std`) in f32, values unchanged. It is
 //!   the file the CLI and [`crate::pipeline::Extractor`] read by default, and HF never sees it.
 //!
+//! The dtype applies to the encoder layers' projection matrices ([`LAYER_PROJECTIONS`], 99 % of the bytes);
+//! every other tensor (LayerNorms, biases, the depthwise kernel, the distance embedding, the feature projection,
+//! `masked_spec_embed`) is written in f32, as `--precision bf16` holds them: so a bf16 checkpoint run with
+//! `--precision bf16` computes what its f32 source does in that precision, bit for bit, and a 16-bit checkpoint
+//! loses nothing but the projections' low bits (~1 % of the file's size more than all-16-bit).
+//!
 //! Casting: f32 → f16 / bf16 rounds to nearest, ties to even (`half`); a finite value that would become ±inf is
 //! an error naming the tensor. Widening (f16 / bf16 → f32) is exact; a tensor already in the target dtype is
 //! copied byte for byte, so an f32 conversion of an f32 checkpoint computes bit-identical hidden states.
@@ -24,7 +30,9 @@
 
 use crate::config::Wav2Vec2BertConfig;
 use crate::error::{Error, Result};
-use crate::model::inventory::{feature_projection_tensors, layer_tensors};
+#[cfg(doc)]
+use crate::model::inventory::LAYER_PROJECTIONS;
+use crate::model::inventory::{feature_projection_tensors, is_layer_projection, layer_tensors};
 use crate::model::Checkpoint;
 use crate::pipeline::{DEFAULT_STATS_FILE, SEMANTIC_LAYER};
 use crate::stats::SemanticStats;
@@ -168,6 +176,8 @@ struct Item {
     src_name: String,
     src_dtype: Dtype,
     src_range: std::ops::Range<usize>,
+    /// The dtype written: `--dtype` for the layers' projections, f32 for the rest.
+    to: OutDtype,
     out: OutTensor,
 }
 
@@ -245,7 +255,7 @@ pub fn convert(src: &Path, out_dir: &Path, opts: &ConvertOptions) -> Result<Summ
             .and_then(|_| reader.read_exact(&mut raw))
             .map_err(|e| Error::tensor(&ck.weights, &it.src_name, format!("cannot read: {e}")))?;
         flushed_to_zero +=
-            cast(it.src_dtype, &raw, opts.dtype, buf).map_err(|msg| Error::tensor(&ck.weights, &it.src_name, msg))?;
+            cast(it.src_dtype, &raw, it.to, buf).map_err(|msg| Error::tensor(&ck.weights, &it.src_name, msg))?;
         Ok(())
     })?;
     drop(reader);
@@ -340,13 +350,19 @@ fn plan_tensors(cfg: &Wav2Vec2BertConfig, w: &Weights, opts: &ConvertOptions) ->
                 format!("dtype {src_dtype:?} cannot be converted (expected F32, F16 or BF16)"),
             ));
         }
+        let to = if is_layer_projection(&name) {
+            opts.dtype
+        } else {
+            OutDtype::F32
+        };
         items.push(Item {
             src_range: w.data_range(&src_name).expect("present"),
             src_name,
             src_dtype,
+            to,
             out: OutTensor {
+                dtype: to.dtype(),
                 name,
-                dtype: opts.dtype.dtype(),
                 shape,
             },
         });

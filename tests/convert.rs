@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use w2vbert::config::Wav2Vec2BertConfig;
 use w2vbert::convert::{convert, encoder_tensors, ConvertOptions, OutDtype, StatsChoice};
-use w2vbert::model::Wav2Vec2BertModel;
+use w2vbert::model::inventory::is_layer_projection;
+use w2vbert::model::{Precision, Wav2Vec2BertModel};
 use w2vbert::pipeline::{Extractor, Request};
 use w2vbert::weights::Weights;
 
@@ -49,6 +50,23 @@ fn hidden_states(dir: &Path, layers: usize, golden_dir: &str) -> Vec<Vec<f32>> {
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// A 16-bit conversion writes the layers' projection matrices in `dtype` (10 per layer) and every other tensor
+/// in f32.
+fn assert_dtypes(w: &Weights, dtype: OutDtype) {
+    let mut projections = 0;
+    for n in w.names() {
+        let want = if is_layer_projection(n) {
+            projections += 1;
+            dtype.dtype()
+        } else {
+            safetensors::Dtype::F32
+        };
+        assert_eq!(w.dtype(n), Some(want), "{n}");
+    }
+    let layers: usize = w.metadata().unwrap()["w2vbert.layers"].parse().unwrap();
+    assert_eq!(projections, 10 * layers);
 }
 
 fn converted(src: &Path, o: &ConvertOptions) -> (tempfile::TempDir, PathBuf) {
@@ -117,6 +135,46 @@ fn same_dtype_conversion_copies_bytes_and_semantic_features_are_bit_identical() 
     }
 }
 
+#[test]
+fn bf16_conversion_under_bf16_precision_is_the_source_under_bf16_bit_for_bit() {
+    // `--precision bf16` rounds the projections of any checkpoint to bf16 (nearest even) and holds the rest in
+    // f32; a bf16 conversion stores exactly that, so it changes the load, not one output bit (F16, F32 and BF16
+    // sources; whichever bf16 kernel this CPU takes).
+    let request = Request {
+        hidden_states: vec![0, 1, 2],
+        normalized: None,
+    };
+    for (src, golden_dir) in [
+        (tiny(), "tiny-random"),
+        (fixture("encoder/h64"), "h64"),
+        (fixture("encoder/h24"), "h24"),
+    ] {
+        let (x, mask, t) = input(golden_dir);
+        let f = w2vbert::audio::Features {
+            data: x,
+            mask,
+            t,
+            fbank_frames: 2 * t - 1,
+        };
+        let run = |dir: &Path| {
+            let ex = Extractor::load_with(dir, &request, None, Precision::Bf16).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                ex.precision(),
+                Precision::Bf16,
+                "{}: bf16 unavailable here",
+                dir.display()
+            );
+            ex.run(&f).unwrap()
+        };
+        let want = run(&src);
+        let (_tmp, out) = converted(&src, &opts(2, OutDtype::Bf16));
+        let got = run(&out);
+        for ((k, a), (_, b)) in got.hidden_states.iter().zip(&want.hidden_states) {
+            assert!(bits(a) == bits(b), "{golden_dir}: hidden_states[{k}] differs");
+        }
+    }
+}
+
 /// Bounds for a 16-bit checkpoint against its f32 source at the deepest hidden state, on these small random
 /// models (measured: see the printed table; README has the full-size figures).
 const F16_REL_L2: f64 = 2e-3;
@@ -138,8 +196,7 @@ fn f16_and_bf16_conversions_stay_close_to_f32() {
             (OutDtype::Bf16, BF16_REL_L2, MIN_COSINE_BF16),
         ] {
             let (_tmp, out) = converted(&src, &opts(layers, dtype));
-            let w = open(&out.join("model.safetensors"));
-            assert_eq!(w.storage_dtype(), Some(dtype.dtype()));
+            assert_dtypes(&open(&out.join("model.safetensors")), dtype);
             let got = &hidden_states(&out, layers, golden_dir)[layers];
             let (rel, mx, cos) = (rel_l2(got, want), max_abs(got, want), cosine(got, want));
             println!(
@@ -185,12 +242,10 @@ fn trimmed_checkpoint_holds_exactly_the_needed_tensors_config_and_stats() {
     let have: BTreeSet<(String, Vec<usize>)> = w
         .names()
         .into_iter()
-        .map(|n| {
-            assert_eq!(w.dtype(n), Some(safetensors::Dtype::BF16), "{n}");
-            (n.to_string(), w.shape(n).unwrap().to_vec())
-        })
+        .map(|n| (n.to_string(), w.shape(n).unwrap().to_vec()))
         .collect();
     assert_eq!(have, want);
+    assert_dtypes(&w, OutDtype::Bf16);
     assert!(!w.contains("encoder.layers.17.final_layer_norm.weight"));
     let meta = w.metadata().unwrap();
     assert_eq!(meta["format"], "pt");
@@ -302,9 +357,9 @@ fn missing_or_misshapen_source_tensor_is_an_error_naming_file_and_tensor() {
 
 #[test]
 fn f16_overflow_fails_midway_and_leaves_no_partial_checkpoint() {
-    // The last tensor in name order gets a value past f16's range: the error comes while writing, after
-    // earlier tensors are already on disk in the temporary directory.
-    let last = "feature_projection.projection.weight";
+    // The last projection matrix in name order (the ones written in f16) gets a value past f16's range: the error
+    // comes while writing, after earlier tensors are already on disk in the temporary directory.
+    let last = "encoder.layers.2.self_attn.linear_v.weight";
     let src = h64_copy_with(|t| {
         let e = t.iter_mut().find(|(n, ..)| n == last).unwrap();
         e.3[4..8].copy_from_slice(&1.0e6f32.to_le_bytes());

@@ -16,6 +16,29 @@ pub fn feature_projection_tensors(cfg: &Wav2Vec2BertConfig) -> Vec<(String, Vec<
     ]
 }
 
+/// The matrices of an encoder layer that `--precision bf16` holds in bf16 (the modules' `to_bf16`), by name
+/// below `encoder.layers.{i}.`: every other tensor (LayerNorms, biases, the depthwise kernel, the distance
+/// embedding, the feature projection) stays f32 in that precision, and so in a 16-bit `convert`.
+pub const LAYER_PROJECTIONS: [&str; 10] = [
+    "ffn1.intermediate_dense.weight",
+    "ffn1.output_dense.weight",
+    "self_attn.linear_q.weight",
+    "self_attn.linear_k.weight",
+    "self_attn.linear_v.weight",
+    "self_attn.linear_out.weight",
+    "conv_module.pointwise_conv1.weight",
+    "conv_module.pointwise_conv2.weight",
+    "ffn2.intermediate_dense.weight",
+    "ffn2.output_dense.weight",
+];
+
+/// Whether `name` (the bare model's, without a task head's prefix) is one of [`LAYER_PROJECTIONS`] of some layer.
+pub fn is_layer_projection(name: &str) -> bool {
+    name.strip_prefix("encoder.layers.")
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(i, rest)| i.parse::<usize>().is_ok() && LAYER_PROJECTIONS.contains(&rest))
+}
+
 /// `(name, shape)` of `encoder.layers.{i}`'s tensors.
 pub fn layer_tensors(cfg: &Wav2Vec2BertConfig, i: usize) -> Vec<(String, Vec<usize>)> {
     let (d, f, k) = (cfg.hidden_size, cfg.intermediate_size, cfg.conv_depthwise_kernel_size);

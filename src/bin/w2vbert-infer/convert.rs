@@ -13,7 +13,8 @@ pub struct ConvertArgs {
     /// Encoder layers to keep (hidden states 0..=N); IndexTTS2 uses hidden_states[17].
     #[arg(long, value_name = "N", default_value_t = SEMANTIC_LAYER)]
     layers: usize,
-    /// Storage dtype: f32 (bit-identical outputs), f16 or bf16 (half the size; rounded to nearest even).
+    /// Storage dtype: f32 (bit-identical outputs), f16 or bf16 (the projection matrices, rounded to nearest even:
+    /// half the size; the rest stays f32, so bf16 under --precision bf16 gives the source's outputs bit for bit).
     #[arg(long, value_name = "f32|f16|bf16", default_value = "f32")]
     dtype: OutDtype,
     /// Stats (mean, var) to include; default: the source's wav2vec2bert_stats.safetensors.
