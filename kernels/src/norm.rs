@@ -82,6 +82,8 @@ fn cm_stats_tile(m0: &mut [f32], delta: &mut [f32], rstd: &mut [f32], x: &[f32],
 struct Columns {
     x: *const f32,
     y: Out,
+    /// SiLU on each normalized row of the tile before it is written ([`layer_norm_silu_cm`]).
+    silu: bool,
 }
 
 /// Where the normalized columns go.
@@ -191,6 +193,9 @@ unsafe fn norm_tile(
             let xh = (load8(&row[v..]) - load8(&m0[v..]) - load8(&dl[v..])) * load8(&rs[v..]);
             store8(&mut row[v..], fma8(xh, vg, vb));
         }
+        if cols.silu {
+            crate::activation::silu_inplace(&mut row[..w]);
+        }
         // SAFETY: as above, for y (while the row is in L1).
         unsafe { cols.put_row(r, t, j0, &row[..w]) };
     }
@@ -208,13 +213,30 @@ pub fn layer_norm_cm(
     c: usize,
     t: usize,
 ) {
-    assert!(y.len() >= c * t && x.len() >= c * t, "layer_norm_cm: x or y too small");
+    layer_norm_to_f32(y, x, gamma, beta, eps, c, t, false, "layer_norm_cm")
+}
+
+/// [`layer_norm_cm`] and [`layer_norm_silu_cm`] (`silu`), `name` in panic messages.
+#[allow(clippy::too_many_arguments)]
+fn layer_norm_to_f32(
+    y: &mut [f32],
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    c: usize,
+    t: usize,
+    silu: bool,
+    name: &str,
+) {
+    assert!(y.len() >= c * t && x.len() >= c * t, "{name}: x or y too small");
     let cols = Columns {
         x: x.as_ptr(),
         y: Out::F32(y.as_mut_ptr()),
+        silu,
     };
     // SAFETY: both hold c·t values (asserted) and are borrowed for the call.
-    unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, "layer_norm_cm") };
+    unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, name) };
 }
 
 /// Channel-major LayerNorm in place (`x: [c, t]`).
@@ -228,7 +250,11 @@ pub fn layer_norm_cm_inplace(
 ) {
     assert!(x.len() >= c * t, "layer_norm_cm_inplace: x too small");
     let p = x.as_mut_ptr();
-    let cols = Columns { x: p, y: Out::F32(p) };
+    let cols = Columns {
+        x: p,
+        y: Out::F32(p),
+        silu: false,
+    };
     // SAFETY: x holds c·t values (asserted) and is borrowed for the call.
     unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, "layer_norm_cm_inplace") };
 }
@@ -249,20 +275,64 @@ pub fn layer_norm_cm_packed(
     c: usize,
     t: usize,
 ) {
-    assert!(x.len() >= c * t, "layer_norm_cm_packed: x too small");
-    assert!(
-        keep.is_none_or(|m| m.len() >= t),
-        "layer_norm_cm_packed: mask too small"
-    );
+    layer_norm_to_packed(out, x, gamma, beta, eps, keep, c, t, false, "layer_norm_cm_packed")
+}
+
+/// [`layer_norm_cm_packed`] and [`layer_norm_silu_cm_packed`] (`silu`), `name` in panic messages.
+#[allow(clippy::too_many_arguments)]
+fn layer_norm_to_packed(
+    out: &mut PackedX,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    keep: Option<&[bool]>,
+    c: usize,
+    t: usize,
+    silu: bool,
+    name: &str,
+) {
+    assert!(x.len() >= c * t, "{name}: x too small");
+    assert!(keep.is_none_or(|m| m.len() >= t), "{name}: mask too small");
     let cols = Columns {
         x: x.as_ptr(),
         y: Out::Packed(out.columns(c, t), keep.map_or(std::ptr::null(), |m| m.as_ptr())),
+        silu,
     };
     // SAFETY: x holds c·t values (asserted) and is borrowed for the call; the sink covers [c, t].
-    unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, "layer_norm_cm_packed") };
+    unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, name) };
 }
 
-/// The three entry points' common part: checks gamma and beta, then runs the tiles.
+/// `y = SiLU(LN(x))` over `[c, t]` (the conv module's depthwise LayerNorm and its activation), the SiLU applied to
+/// each row of a column tile while it is in L1: the same bits as [`layer_norm_cm`] then
+/// [`crate::activation::silu_inplace`] over y, without a second pass.
+pub fn layer_norm_silu_cm(
+    y: &mut [f32], // [c, t]
+    x: &[f32],     // [c, t]
+    gamma: &[f32], // [c]
+    beta: &[f32],  // [c]
+    eps: f32,
+    c: usize,
+    t: usize,
+) {
+    layer_norm_to_f32(y, x, gamma, beta, eps, c, t, true, "layer_norm_silu_cm")
+}
+
+/// [`layer_norm_silu_cm`] with the output left in `out` only, in the bf16 tile kernels' input layout (as
+/// [`layer_norm_cm_packed`]): the same values as [`PackedX::pack`] of [`layer_norm_silu_cm`]'s y, bit for bit.
+pub fn layer_norm_silu_cm_packed(
+    out: &mut PackedX, // [c, t] packed
+    x: &[f32],         // [c, t]
+    gamma: &[f32],     // [c]
+    beta: &[f32],      // [c]
+    eps: f32,
+    c: usize,
+    t: usize,
+) {
+    layer_norm_to_packed(out, x, gamma, beta, eps, None, c, t, true, "layer_norm_silu_cm_packed")
+}
+
+/// The entry points' common part: checks gamma and beta, then runs the tiles.
 ///
 /// # Safety
 /// As [`layer_norm_columns`].

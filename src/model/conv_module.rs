@@ -51,8 +51,8 @@ impl ConvolutionModule {
 
     /// h[d, T] += ConvModule(h) (channel-major) with time steps masked by `mask` [T] zeroed after the first
     /// LayerNorm; T is the pack's width and the causal depthwise conv restarts at every segment.
-    /// Scratch: `a`, `b` [d, T]; `wide` [2d, T]; `xp` the first pointwise conv's input, packed when it runs on a
-    /// bf16 tile kernel.
+    /// Scratch: `a`, `b` [d, T]; `wide` [2d, T]; `xp` a pointwise conv's input, packed when it runs on a bf16 tile
+    /// kernel (the first's, then the second's).
     #[allow(clippy::too_many_arguments)]
     pub fn forward_residual(
         &self,
@@ -79,9 +79,11 @@ impl ConvolutionModule {
             activation::gated(rows, &value[span.clone()], &gate[span]);
         });
         conv::depthwise_conv1d_causal_cm_segments(b, a, self.depthwise.data(), d, t, self.kernel_size, pack.lens());
-        self.depthwise_layer_norm.forward_inplace(b, t);
-        // Elementwise, so over the pool's row blocks (on one thread it is a measurable serial step at T ≈ 500).
-        gemm::row_blocks(b, d, t, THREADS, |_, rows| activation::silu_inplace(rows));
-        self.pointwise_conv2.forward_accumulate(h, b, t, 1.0);
+        // LayerNorm and SiLU in one pass, into `a` (free again) or packed for a bf16 tile kernel.
+        let packed = self.pointwise_conv2.reads_packed();
+        match self.depthwise_layer_norm.forward_silu_for(packed, a, xp, b, t) {
+            LinearInput::Packed(x) => self.pointwise_conv2.forward_accumulate_packed(h, x, 1.0),
+            LinearInput::F32(x) => self.pointwise_conv2.forward_accumulate(h, x, t, 1.0),
+        }
     }
 }

@@ -326,6 +326,27 @@ impl LayerNorm {
         }
     }
 
+    /// SiLU(LN(x[dim, t])) (the conv module's depthwise LayerNorm and activation, fused) as the input of a
+    /// projection that reads it packed (`packed`, [`Linear::reads_packed`]: into `xp`, y not written) or not
+    /// (into `y`).
+    pub fn forward_silu_for<'a>(
+        &self,
+        packed: bool,
+        y: &'a mut [f32],    // [dim, t]
+        xp: &'a mut PackedX, // [dim, t] packed
+        x: &[f32],           // [dim, t]
+        t: usize,
+    ) -> LinearInput<'a> {
+        let (g, b) = (self.weight.data(), self.bias.data());
+        if packed {
+            norm::layer_norm_silu_cm_packed(xp, x, g, b, self.eps, self.dim, t);
+            LinearInput::Packed(xp)
+        } else {
+            norm::layer_norm_silu_cm(y, x, g, b, self.eps, self.dim, t);
+            LinearInput::F32(y)
+        }
+    }
+
     /// Channel-major, in place: x[dim, t] = LN(x[dim, t]).
     pub fn forward_inplace(&self, x: &mut [f32], t: usize) {
         norm::layer_norm_cm_inplace(x, self.weight.data(), self.bias.data(), self.eps, self.dim, t);

@@ -193,10 +193,12 @@ impl ColumnSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::norm::{layer_norm_cm, layer_norm_cm_packed};
+    use crate::activation::silu_inplace;
+    use crate::norm::{layer_norm_cm, layer_norm_cm_packed, layer_norm_silu_cm, layer_norm_silu_cm_packed};
 
     /// A LayerNorm packing its output tile by tile (`layer_norm_cm_packed`, through [`ColumnSink`]) leaves the bits
-    /// [`PackedX::pack`] makes of the f32 LayerNorm's output, with and without masked columns (zeroed): full and
+    /// [`PackedX::pack`] makes of the f32 LayerNorm's output, with and without masked columns (zeroed), and with
+    /// SiLU fused (`layer_norm_silu_cm`, f32 and packed: the bits of LayerNorm then SiLU): full and
     /// ragged column blocks, odd channel counts
     /// (a half-filled last pair row), k's padding rows, one `PackedX` reused from larger cases to smaller ones
     /// (stale values would show). Runs on every target (the AVX-512 packing where the CPU has it, else scalar).
@@ -222,6 +224,21 @@ mod tests {
             assert!(
                 direct.bits() == via_f32.bits(),
                 "c = {c}, t = {t}: the packed LayerNorm differs"
+            );
+            // LayerNorm then SiLU, fused: the two passes' bits, in f32 and packed.
+            let mut act = y.clone();
+            silu_inplace(&mut act);
+            let mut fused = vec![0f32; c * t];
+            layer_norm_silu_cm(&mut fused, &x, &gamma, &beta, 1e-5, c, t);
+            assert!(
+                fused.iter().zip(&act).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "c = {c}, t = {t}: the fused LayerNorm + SiLU differs"
+            );
+            via_f32.pack(&act, c, t);
+            layer_norm_silu_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, c, t);
+            assert!(
+                direct.bits() == via_f32.bits(),
+                "c = {c}, t = {t}: the packed LayerNorm + SiLU differs"
             );
             // With columns masked (every third, and the last): zeroed in y, then packed.
             let keep: Vec<bool> = (0..t).map(|j| j % 3 != 1 && j + 1 < t).collect();
