@@ -82,7 +82,8 @@ fn cm_stats_tile(m0: &mut [f32], delta: &mut [f32], rstd: &mut [f32], x: &[f32],
 struct Columns {
     x: *const f32,
     y: Out,
-    /// SiLU on each normalized row of the tile before it is written ([`layer_norm_silu_cm`]).
+    /// [`Then::keep`] (`[t]`), null for none.
+    keep: *const bool,
     silu: bool,
 }
 
@@ -91,9 +92,17 @@ struct Columns {
 enum Out {
     /// y `[c, t]` f32 (x itself for in place).
     F32(*mut f32),
-    /// The bf16 tile kernels' packed input ([`layer_norm_cm_packed`]), with the columns whose `keep` is false
-    /// (`[t]`; null: none) zeroed.
-    Packed(ColumnSink, *const bool),
+    /// The bf16 tile kernels' packed input ([`layer_norm_cm_packed`]).
+    Packed(ColumnSink),
+}
+
+/// What a LayerNorm does to each normalized row of a column tile before writing it, while the tile is in
+/// cache: SiLU (the conv module's depthwise LayerNorm and activation), then zeroing the time steps whose `keep`
+/// is false (HF's `masked_fill` after the conv module's first LayerNorm). The default does neither.
+#[derive(Clone, Copy, Default)]
+pub struct Then<'a> {
+    pub silu: bool,
+    pub keep: Option<&'a [bool]>, // [t]
 }
 
 // SAFETY: tasks touch disjoint columns (`layer_norm_columns`).
@@ -109,28 +118,32 @@ impl Columns {
         std::slice::from_raw_parts(self.x.add(r * t + j0), w)
     }
 
-    /// Writes row r's normalized columns (`v`, the tile's first w) to y when the output is f32.
+    /// Applies [`Then`] to row `v` (columns j0.. of one row of the tile, normalized), then writes it to y when the
+    /// output is f32.
     ///
     /// # Safety
-    /// In bounds, and no other task reads or writes them meanwhile.
-    unsafe fn put_row(&self, r: usize, t: usize, j0: usize, v: &[f32]) {
+    /// In bounds (`keep` too), and no other task reads or writes them meanwhile.
+    unsafe fn put_row(&self, r: usize, t: usize, j0: usize, v: &mut [f32]) {
+        if self.silu {
+            crate::activation::silu_inplace(v);
+        }
+        if !self.keep.is_null() {
+            let keep = std::slice::from_raw_parts(self.keep.add(j0), v.len());
+            for (v, _) in v.iter_mut().zip(keep).filter(|(_, &k)| !k) {
+                *v = 0.0;
+            }
+        }
         if let Out::F32(y) = self.y {
             std::ptr::copy_nonoverlapping(v.as_ptr(), y.add(r * t + j0), v.len())
         }
     }
 
-    /// Packs the normalized tile j (`tile` `[c, CM_TILE]`, its first w columns valid) when the output is packed.
+    /// Packs the finished tile j (`tile` `[c, CM_TILE]`, its first w columns valid) when the output is packed.
     ///
     /// # Safety
     /// Tile j is a column block of the sink's `[c, t]`, written by this task only.
-    unsafe fn put_tile(&self, j: usize, tile: &mut [f32], w: usize) {
-        if let Out::Packed(sink, keep) = self.y {
-            if !keep.is_null() {
-                let keep = std::slice::from_raw_parts(keep.add(j * CM_TILE), w);
-                for (jj, _) in keep.iter().enumerate().filter(|(_, &k)| !k) {
-                    tile.iter_mut().skip(jj).step_by(CM_TILE).for_each(|v| *v = 0.0);
-                }
-            }
+    unsafe fn put_tile(&self, j: usize, tile: &[f32], w: usize) {
+        if let Out::Packed(sink) = self.y {
             sink.put(j, tile, w)
         }
     }
@@ -193,14 +206,11 @@ unsafe fn norm_tile(
             let xh = (load8(&row[v..]) - load8(&m0[v..]) - load8(&dl[v..])) * load8(&rs[v..]);
             store8(&mut row[v..], fma8(xh, vg, vb));
         }
-        if cols.silu {
-            crate::activation::silu_inplace(&mut row[..w]);
-        }
-        // SAFETY: as above, for y (while the row is in L1).
-        unsafe { cols.put_row(r, t, j0, &row[..w]) };
+        // SAFETY: as above, for y and keep (while the row is in L1).
+        unsafe { cols.put_row(r, t, j0, &mut row[..w]) };
     }
     // SAFETY: as above, for the packed output.
-    unsafe { cols.put_tile(j, &mut buf[..c * CM_TILE], w) };
+    unsafe { cols.put_tile(j, &buf[..c * CM_TILE], w) };
 }
 
 /// Channel-major LayerNorm: `y[:, j] = LN(x[:, j])` for every column j (statistics over the c rows).
@@ -213,30 +223,26 @@ pub fn layer_norm_cm(
     c: usize,
     t: usize,
 ) {
-    layer_norm_to_f32(y, x, gamma, beta, eps, c, t, false, "layer_norm_cm")
+    layer_norm_cm_then(y, x, gamma, beta, eps, Then::default(), c, t)
 }
 
-/// [`layer_norm_cm`] and [`layer_norm_silu_cm`] (`silu`), `name` in panic messages.
+/// [`layer_norm_cm`], each normalized tile passed through `then` before it is written: the same bits as
+/// [`layer_norm_cm`], then [`crate::activation::silu_inplace`] over y, then the masked columns zeroed, without
+/// the extra passes.
 #[allow(clippy::too_many_arguments)]
-fn layer_norm_to_f32(
-    y: &mut [f32],
-    x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
+pub fn layer_norm_cm_then(
+    y: &mut [f32], // [c, t]
+    x: &[f32],     // [c, t]
+    gamma: &[f32], // [c]
+    beta: &[f32],  // [c]
     eps: f32,
+    then: Then<'_>,
     c: usize,
     t: usize,
-    silu: bool,
-    name: &str,
 ) {
-    assert!(y.len() >= c * t && x.len() >= c * t, "{name}: x or y too small");
-    let cols = Columns {
-        x: x.as_ptr(),
-        y: Out::F32(y.as_mut_ptr()),
-        silu,
-    };
+    assert!(y.len() >= c * t && x.len() >= c * t, "layer_norm_cm: x or y too small");
     // SAFETY: both hold c·t values (asserted) and are borrowed for the call.
-    unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, name) };
+    unsafe { layer_norm_into(x.as_ptr(), Out::F32(y.as_mut_ptr()), then, gamma, beta, eps, c, t) };
 }
 
 /// Channel-major LayerNorm in place (`x: [c, t]`).
@@ -250,20 +256,14 @@ pub fn layer_norm_cm_inplace(
 ) {
     assert!(x.len() >= c * t, "layer_norm_cm_inplace: x too small");
     let p = x.as_mut_ptr();
-    let cols = Columns {
-        x: p,
-        y: Out::F32(p),
-        silu: false,
-    };
     // SAFETY: x holds c·t values (asserted) and is borrowed for the call.
-    unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, "layer_norm_cm_inplace") };
+    unsafe { layer_norm_into(p, Out::F32(p), Then::default(), gamma, beta, eps, c, t) };
 }
 
-/// [`layer_norm_cm`] with the output left in `out` only, in the bf16 tile kernels' input layout: each column
-/// tile is packed as it leaves the normalization, so the next linear (which rounds its input to bf16 anyway)
-/// reads no f32 output back. Columns whose `keep` is false are zeroed (HF's `masked_fill` after the conv
-/// module's LayerNorm). The same values as [`PackedX::pack`] of [`layer_norm_cm`]'s y (those columns zeroed),
-/// bit for bit.
+/// [`layer_norm_cm_then`] with the output left in `out` only, in the bf16 tile kernels' input layout: each
+/// column tile is packed as it leaves the normalization, so the next linear (which rounds its input to bf16
+/// anyway) reads no f32 output back. The same values as [`PackedX::pack`] of [`layer_norm_cm_then`]'s y, bit
+/// for bit.
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_cm_packed(
     out: &mut PackedX, // [c, t] packed
@@ -271,75 +271,51 @@ pub fn layer_norm_cm_packed(
     gamma: &[f32],     // [c]
     beta: &[f32],      // [c]
     eps: f32,
-    keep: Option<&[bool]>, // [t]
+    then: Then<'_>,
     c: usize,
     t: usize,
 ) {
-    layer_norm_to_packed(out, x, gamma, beta, eps, keep, c, t, false, "layer_norm_cm_packed")
+    assert!(x.len() >= c * t, "layer_norm_cm_packed: x too small");
+    // SAFETY: x holds c·t values (asserted) and is borrowed for the call; the sink covers [c, t].
+    unsafe { layer_norm_into(x.as_ptr(), Out::Packed(out.columns(c, t)), then, gamma, beta, eps, c, t) };
 }
 
-/// [`layer_norm_cm_packed`] and [`layer_norm_silu_cm_packed`] (`silu`), `name` in panic messages.
+/// The entry points' common part: checks gamma, beta and `then.keep`, then runs the tiles.
+///
+/// # Safety
+/// `x` (and `y` when f32) point to `c·t` valid values each, not otherwise accessed during the call (the same
+/// buffer for in place).
 #[allow(clippy::too_many_arguments)]
-fn layer_norm_to_packed(
-    out: &mut PackedX,
-    x: &[f32],
+unsafe fn layer_norm_into(
+    x: *const f32,
+    y: Out,
+    then: Then<'_>,
     gamma: &[f32],
     beta: &[f32],
     eps: f32,
-    keep: Option<&[bool]>,
-    c: usize,
-    t: usize,
-    silu: bool,
-    name: &str,
-) {
-    assert!(x.len() >= c * t, "{name}: x too small");
-    assert!(keep.is_none_or(|m| m.len() >= t), "{name}: mask too small");
-    let cols = Columns {
-        x: x.as_ptr(),
-        y: Out::Packed(out.columns(c, t), keep.map_or(std::ptr::null(), |m| m.as_ptr())),
-        silu,
-    };
-    // SAFETY: x holds c·t values (asserted) and is borrowed for the call; the sink covers [c, t].
-    unsafe { layer_norm_into(cols, gamma, beta, eps, c, t, name) };
-}
-
-/// `y = SiLU(LN(x))` over `[c, t]` (the conv module's depthwise LayerNorm and its activation), the SiLU applied to
-/// each row of a column tile while it is in L1: the same bits as [`layer_norm_cm`] then
-/// [`crate::activation::silu_inplace`] over y, without a second pass.
-pub fn layer_norm_silu_cm(
-    y: &mut [f32], // [c, t]
-    x: &[f32],     // [c, t]
-    gamma: &[f32], // [c]
-    beta: &[f32],  // [c]
-    eps: f32,
     c: usize,
     t: usize,
 ) {
-    layer_norm_to_f32(y, x, gamma, beta, eps, c, t, true, "layer_norm_silu_cm")
-}
-
-/// [`layer_norm_silu_cm`] with the output left in `out` only, in the bf16 tile kernels' input layout (as
-/// [`layer_norm_cm_packed`]): the same values as [`PackedX::pack`] of [`layer_norm_silu_cm`]'s y, bit for bit.
-pub fn layer_norm_silu_cm_packed(
-    out: &mut PackedX, // [c, t] packed
-    x: &[f32],         // [c, t]
-    gamma: &[f32],     // [c]
-    beta: &[f32],      // [c]
-    eps: f32,
-    c: usize,
-    t: usize,
-) {
-    layer_norm_to_packed(out, x, gamma, beta, eps, None, c, t, true, "layer_norm_silu_cm_packed")
-}
-
-/// The entry points' common part: checks gamma and beta, then runs the tiles.
-///
-/// # Safety
-/// As [`layer_norm_columns`].
-unsafe fn layer_norm_into(cols: Columns, gamma: &[f32], beta: &[f32], eps: f32, c: usize, t: usize, name: &str) {
-    assert!(gamma.len() >= c && beta.len() >= c, "{name}: gamma or beta too small");
+    assert!(
+        gamma.len() >= c && beta.len() >= c,
+        "layer_norm: gamma or beta too small"
+    );
+    assert!(then.keep.is_none_or(|m| m.len() >= t), "layer_norm: mask too small");
+    let keep = then.keep.map_or(std::ptr::null(), |m| m.as_ptr());
     if c > 0 && t > 0 {
-        layer_norm_columns(cols, gamma, beta, eps, c, t)
+        layer_norm_columns(
+            Columns {
+                x,
+                y,
+                keep,
+                silu: then.silu,
+            },
+            gamma,
+            beta,
+            eps,
+            c,
+            t,
+        )
     }
 }
 

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 use w2vbert_kernels::bf16::{Bf16Kernel, PackedX};
+use w2vbert_kernels::norm::Then;
 use w2vbert_kernels::{activation, conv, gemm};
 
 pub struct ConvolutionModule {
@@ -67,7 +68,11 @@ impl ConvolutionModule {
         let t = pack.total();
         let d = self.layer_norm.dim;
         let packed = self.pointwise_conv1.reads_packed();
-        match self.layer_norm.forward_for(packed, a, xp, h, mask, t) {
+        let masked = Then {
+            silu: false,
+            keep: mask,
+        };
+        match self.layer_norm.forward_for(packed, a, xp, h, masked, t) {
             LinearInput::Packed(x) => self.pointwise_conv1.forward_packed(wide, x),
             LinearInput::F32(x) => self.pointwise_conv1.forward(wide, x, t),
         }
@@ -81,7 +86,8 @@ impl ConvolutionModule {
         conv::depthwise_conv1d_causal_cm_segments(b, a, self.depthwise.data(), d, t, self.kernel_size, pack.lens());
         // LayerNorm and SiLU in one pass, into `a` (free again) or packed for a bf16 tile kernel.
         let packed = self.pointwise_conv2.reads_packed();
-        match self.depthwise_layer_norm.forward_silu_for(packed, a, xp, b, t) {
+        let silu = Then { silu: true, keep: None };
+        match self.depthwise_layer_norm.forward_for(packed, a, xp, b, silu, t) {
             LinearInput::Packed(x) => self.pointwise_conv2.forward_accumulate_packed(h, x, 1.0),
             LinearInput::F32(x) => self.pointwise_conv2.forward_accumulate(h, x, t, 1.0),
         }

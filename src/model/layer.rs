@@ -11,6 +11,7 @@ use crate::config::Wav2Vec2BertConfig;
 use crate::error::Result;
 use crate::weights::Weights;
 use w2vbert_kernels::bf16::{Bf16Kernel, PackedX};
+use w2vbert_kernels::norm::Then;
 
 pub struct EncoderLayer {
     pub ffn1_layer_norm: LayerNorm,
@@ -82,16 +83,18 @@ impl EncoderLayer {
     /// in HF. Attention and the depthwise conv stay within each segment of the pack.
     pub fn forward(&self, h: &mut [f32], s: &mut Scratch, mask: Option<&[bool]>, pack: &Pack) {
         let t = pack.total();
-        let x = (self.ffn1_layer_norm).forward_for(self.ffn1.reads_packed(), &mut s.x, &mut s.xp, h, None, t);
+        let x =
+            (self.ffn1_layer_norm).forward_for(self.ffn1.reads_packed(), &mut s.x, &mut s.xp, h, Then::default(), t);
         self.ffn1.forward_residual(h, &mut s.inter, &mut s.packed, x, t, 0.5);
 
         let packed = self.self_attn.reads_packed();
-        let x = (self.self_attn_layer_norm).forward_for(packed, &mut s.x, &mut s.xp, h, None, t);
+        let x = (self.self_attn_layer_norm).forward_for(packed, &mut s.x, &mut s.xp, h, Then::default(), t);
         (self.self_attn).forward_residual(h, &mut s.q, &mut s.k, &mut s.v, &mut s.ctx, x, mask, pack);
 
         (self.conv_module).forward_residual(h, &mut s.x, &mut s.ctx, &mut s.inter, &mut s.xp, mask, pack);
 
-        let x = (self.ffn2_layer_norm).forward_for(self.ffn2.reads_packed(), &mut s.x, &mut s.xp, h, None, t);
+        let x =
+            (self.ffn2_layer_norm).forward_for(self.ffn2.reads_packed(), &mut s.x, &mut s.xp, h, Then::default(), t);
         self.ffn2.forward_residual(h, &mut s.inter, &mut s.packed, x, t, 0.5);
 
         self.final_layer_norm.forward_inplace(h, t);

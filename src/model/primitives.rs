@@ -300,49 +300,24 @@ impl LayerNorm {
         norm::layer_norm_cm(y, x, self.weight.data(), self.bias.data(), self.eps, self.dim, t);
     }
 
-    /// LN(x[dim, t]) as the input of projections that read it packed (`packed`: [`Linear::reads_packed`]) or
+    /// LN(x[dim, t]), each normalized tile passed through `then` (SiLU, masked time steps zeroed: see
+    /// [`norm::Then`]), as the input of projections that read it packed (`packed`: [`Linear::reads_packed`]) or
     /// not: packed into `xp` one column tile at a time as it is normalized (y is not written), else into `y`.
-    /// The time steps whose `keep` is false are zeroed (HF's `masked_fill` after the conv module's LayerNorm).
-    #[allow(clippy::too_many_arguments)]
     pub fn forward_for<'a>(
-        &self,
-        packed: bool,
-        y: &'a mut [f32],      // [dim, t]
-        xp: &'a mut PackedX,   // [dim, t] packed
-        x: &[f32],             // [dim, t]
-        keep: Option<&[bool]>, // [t]
-        t: usize,
-    ) -> LinearInput<'a> {
-        let (g, b) = (self.weight.data(), self.bias.data());
-        if packed {
-            norm::layer_norm_cm_packed(xp, x, g, b, self.eps, keep, self.dim, t);
-            LinearInput::Packed(xp)
-        } else {
-            self.forward(y, x, t);
-            if let Some(m) = keep {
-                zero_masked_cols(&mut y[..self.dim * t], m, t);
-            }
-            LinearInput::F32(y)
-        }
-    }
-
-    /// SiLU(LN(x[dim, t])) (the conv module's depthwise LayerNorm and activation, fused) as the input of a
-    /// projection that reads it packed (`packed`, [`Linear::reads_packed`]: into `xp`, y not written) or not
-    /// (into `y`).
-    pub fn forward_silu_for<'a>(
         &self,
         packed: bool,
         y: &'a mut [f32],    // [dim, t]
         xp: &'a mut PackedX, // [dim, t] packed
         x: &[f32],           // [dim, t]
+        then: norm::Then<'_>,
         t: usize,
     ) -> LinearInput<'a> {
         let (g, b) = (self.weight.data(), self.bias.data());
         if packed {
-            norm::layer_norm_silu_cm_packed(xp, x, g, b, self.eps, self.dim, t);
+            norm::layer_norm_cm_packed(xp, x, g, b, self.eps, then, self.dim, t);
             LinearInput::Packed(xp)
         } else {
-            norm::layer_norm_silu_cm(y, x, g, b, self.eps, self.dim, t);
+            norm::layer_norm_cm_then(y, x, g, b, self.eps, then, self.dim, t);
             LinearInput::F32(y)
         }
     }

@@ -252,11 +252,6 @@ pub fn linear_bf16_cm_packed_then_pack(
     bias: Option<&[f32]>, // [n]
     threads: Threads,
 ) {
-    assert_eq!(
-        x.k, w.k,
-        "linear_bf16_cm_packed_then_pack: x holds k = {}, W has k = {}",
-        x.k, w.k
-    );
     let sink = next.sink(w.n, x.t);
     linear_tiles(kernel, out, Input::Packed(x), w, bias, Some(sink), threads)
 }
@@ -272,11 +267,6 @@ pub fn linear_bf16_cm_packed(
     bias: Option<&[f32]>, // [n]
     threads: Threads,
 ) {
-    assert_eq!(
-        x.k, w.k,
-        "linear_bf16_cm_packed: x holds k = {}, W has k = {}",
-        x.k, w.k
-    );
     linear_tiles(kernel, out, Input::Packed(x), w, bias, None, threads)
 }
 
@@ -304,7 +294,10 @@ fn linear_tiles(
             assert!(x.len() >= k * t, "linear_bf16_cm: x too small");
             t
         }
-        Input::Packed(x) => x.t,
+        Input::Packed(x) => {
+            assert_eq!(x.k, k, "linear_bf16_cm_packed: x holds k = {}, W has k = {k}", x.k);
+            x.t
+        }
     };
     assert!(
         kernel.available() && kernel.packs_tiles(),

@@ -194,11 +194,12 @@ impl ColumnSink {
 mod tests {
     use super::*;
     use crate::activation::silu_inplace;
-    use crate::norm::{layer_norm_cm, layer_norm_cm_packed, layer_norm_silu_cm, layer_norm_silu_cm_packed};
+    use crate::norm::{layer_norm_cm, layer_norm_cm_packed, layer_norm_cm_then, Then};
 
     /// A LayerNorm packing its output tile by tile (`layer_norm_cm_packed`, through [`ColumnSink`]) leaves the bits
     /// [`PackedX::pack`] makes of the f32 LayerNorm's output, with and without masked columns (zeroed), and with
-    /// SiLU fused (`layer_norm_silu_cm`, f32 and packed: the bits of LayerNorm then SiLU): full and
+    /// SiLU fused (`Then`, f32 and packed: the bits of LayerNorm, then SiLU, then masking, as separate passes):
+    /// full and
     /// ragged column blocks, odd channel counts
     /// (a half-filled last pair row), k's padding rows, one `PackedX` reused from larger cases to smaller ones
     /// (stale values would show). Runs on every target (the AVX-512 packing where the CPU has it, else scalar).
@@ -219,7 +220,7 @@ mod tests {
             let mut y = vec![0f32; c * t];
             layer_norm_cm(&mut y, &x, &gamma, &beta, 1e-5, c, t);
             via_f32.pack(&y, c, t);
-            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, None, c, t);
+            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, Then::default(), c, t);
             assert_eq!((direct.k, direct.t), (c, t));
             assert!(
                 direct.bits() == via_f32.bits(),
@@ -228,14 +229,15 @@ mod tests {
             // LayerNorm then SiLU, fused: the two passes' bits, in f32 and packed.
             let mut act = y.clone();
             silu_inplace(&mut act);
+            let silu = Then { silu: true, keep: None };
             let mut fused = vec![0f32; c * t];
-            layer_norm_silu_cm(&mut fused, &x, &gamma, &beta, 1e-5, c, t);
+            layer_norm_cm_then(&mut fused, &x, &gamma, &beta, 1e-5, silu, c, t);
             assert!(
                 fused.iter().zip(&act).all(|(a, b)| a.to_bits() == b.to_bits()),
                 "c = {c}, t = {t}: the fused LayerNorm + SiLU differs"
             );
             via_f32.pack(&act, c, t);
-            layer_norm_silu_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, c, t);
+            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, silu, c, t);
             assert!(
                 direct.bits() == via_f32.bits(),
                 "c = {c}, t = {t}: the packed LayerNorm + SiLU differs"
@@ -248,10 +250,19 @@ mod tests {
                 }
             }
             via_f32.pack(&y, c, t);
-            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, Some(&keep), c, t);
+            let masked = Then {
+                silu: false,
+                keep: Some(&keep),
+            };
+            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, masked, c, t);
             assert!(
                 direct.bits() == via_f32.bits(),
                 "c = {c}, t = {t}: the masked packed LayerNorm differs"
+            );
+            layer_norm_cm_then(&mut fused, &x, &gamma, &beta, 1e-5, masked, c, t);
+            assert!(
+                fused.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "c = {c}, t = {t}: the masked LayerNorm differs"
             );
         }
     }
