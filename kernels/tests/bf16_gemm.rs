@@ -12,7 +12,7 @@ use common::{check_close, pool, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::bf16::{
     bf16_from_f32, bf16_from_f32_slice, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_packed,
-    linear_bf16_cm_packed_then_pack, linear_bf16_cm_ref, linear_bf16_rows_cm, owned_rows, tiles_read_in_place,
+    linear_bf16_cm_packed_silu_into, linear_bf16_cm_ref, linear_bf16_rows_cm, owned_rows, tiles_read_in_place,
     Bf16Kernel, Bf16Weights, Epilogue, PackedX, RowsFrom,
 };
 use w2vbert_kernels::gemm::{linear_cm, Threads};
@@ -224,10 +224,11 @@ fn model_shapes_and_awkward_sizes() {
     eprintln!("bf16 kernels checked on this CPU: {kernels_run}");
 }
 
-/// The packed-input routes are the plain one bit for bit: a linear reading its input packed (`PackedX::pack`) that
-/// also packs its output (`linear_bf16_cm_packed_then_pack`) writes what the plain linear writes from f32, and the
-/// next linear reading that (`linear_bf16_cm_packed`) gives what it gives on the f32 output; `PackedX::pack` then
-/// the packed linear likewise. The same two `PackedX` serve every case in turn, larger ones first, so stale
+/// The packed-input routes are the plain one bit for bit: a linear reading its input packed (`PackedX::pack`)
+/// writes what the plain linear writes from f32; one that only packs its SiLU output
+/// (`linear_bf16_cm_packed_silu_into`) leaves what `PackedX::pack` makes of the plain linear's, and the next linear
+/// reading that (`linear_bf16_cm_packed`) gives what it gives on the f32 output; `PackedX::pack` then the packed
+/// linear likewise. The same two `PackedX` serve every case in turn, larger ones first, so stale
 /// values from an earlier case would show; row counts that leave a partial row block, partial column blocks, two
 /// column groups, 1 and 2 threads, every tile kernel this CPU has.
 #[test]
@@ -269,9 +270,13 @@ fn packed_inputs_are_the_f32_inputs_bit_for_bit() {
                     threads,
                 );
                 let (mut y2, mut z2) = (vec![0f32; n * t], b.old.clone());
-                let out = epilogue(Kind::Silu, &mut y2);
                 input.pack(&a.x, k, t);
-                linear_bf16_cm_packed_then_pack(kernel, out, &mut next, &input, wa, Some(&a.bias), threads);
+                let out = epilogue(Kind::Silu, &mut y2);
+                linear_bf16_cm_packed(kernel, out, &input, wa, Some(&a.bias), threads);
+                let mut want = PackedX::default();
+                want.pack(&y, n, t);
+                linear_bf16_cm_packed_silu_into(kernel, &mut next, &input, wa, Some(&a.bias), threads);
+                assert!(want.bits() == next.bits(), "{case}: the linear that only packs differs");
                 linear_bf16_cm_packed(
                     kernel,
                     epilogue(Kind::Accumulate, &mut z2),
@@ -281,7 +286,7 @@ fn packed_inputs_are_the_f32_inputs_bit_for_bit() {
                     threads,
                 );
                 let same = |p: &[f32], q: &[f32]| p.iter().zip(q).all(|(u, v)| u.to_bits() == v.to_bits());
-                assert!(same(&y, &y2), "{case}: the output of the linear that packs differs");
+                assert!(same(&y, &y2), "{case}: the linear reading its input packed differs");
                 assert!(same(&z, &z2), "{case}: the linear reading the packed output differs");
                 let mut z3 = vec![0f32; m * t];
                 next.pack(&y, n, t);

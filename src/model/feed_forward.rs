@@ -34,8 +34,8 @@ impl FeedForward {
 
     /// h[d, t] += scale · FFN(x[d, t]) (channel-major) — the conformer's half-step residual (scale 0.5).
     /// `inter` [intermediate, t] and `packed` are scratch: on the bf16 tile kernels (x packed) the intermediate
-    /// also goes straight into the second linear's input layout, row block by row block (same values, bit for
-    /// bit).
+    /// goes straight into the second linear's input layout, row block by row block, without an f32 copy in
+    /// `inter` (the bits packing that copy would give).
     pub fn forward_residual(
         &self,
         h: &mut [f32],
@@ -47,7 +47,7 @@ impl FeedForward {
     ) {
         match x {
             LinearInput::Packed(x) => {
-                self.intermediate_dense.forward_silu_packed_then_pack(inter, packed, x);
+                self.intermediate_dense.forward_silu_packed_into(packed, x);
                 self.output_dense.forward_accumulate_packed(h, packed, scale);
             }
             LinearInput::F32(x) => {

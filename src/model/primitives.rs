@@ -208,19 +208,19 @@ impl Linear {
         self.run_packed(Epilogue::Store { y }, x)
     }
 
-    /// h[out, t] += scale · (W · x + b) from x packed (by [`Self::forward_silu_packed_then_pack`]).
+    /// h[out, t] += scale · (W · x + b) from x packed (by [`Self::forward_silu_packed_into`]).
     pub fn forward_accumulate_packed(&self, h: &mut [f32], x: &PackedX, scale: f32) {
         self.run_packed(Epilogue::Accumulate { h, scale }, x)
     }
 
-    /// [`Self::forward_silu`] from x packed, whose output is also left in `next`, packed for a linear that reads
-    /// it with a `_packed` forward (the feed-forward's second half), so that linear does not read y back from
-    /// memory. Only where [`Self::reads_packed`].
-    pub fn forward_silu_packed_then_pack(&self, y: &mut [f32], next: &mut PackedX, x: &PackedX) {
+    /// SiLU(W · x + b) from x packed, left only in `next`, packed for a linear that reads it with a `_packed`
+    /// forward (the feed-forward's second half): no f32 output is written or read back. Only where
+    /// [`Self::reads_packed`].
+    pub fn forward_silu_packed_into(&self, next: &mut PackedX, x: &PackedX) {
         let (kernel, w) = self
             .tiles()
-            .expect("forward_silu_packed_then_pack: not a tile-kernel bf16 weight");
-        bf16::linear_bf16_cm_packed_then_pack(kernel, Epilogue::StoreSilu { y }, next, x, w, self.bias(), THREADS)
+            .expect("forward_silu_packed_into: not a tile-kernel bf16 weight");
+        bf16::linear_bf16_cm_packed_silu_into(kernel, next, x, w, self.bias(), THREADS)
     }
 
     /// The bf16 tile kernel and the weight as it reads it, where the weight is held for one.

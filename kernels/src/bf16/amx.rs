@@ -7,7 +7,10 @@
 //! no. Tile instructions are written with `asm!` (the AMX intrinsics are not stable Rust); the compiler never
 //! allocates tile registers itself, so tile state lives across the asm blocks of one call.
 
-use super::{avx512, bf16_from_f32_slice, epilogue, Bf16Weights, Kind, NextPanel, Rows, COL_BLOCK, K_CHUNK, ROW_BLOCK};
+use super::{
+    avx512, bf16_from_f32_slice, par_blocks, seq_blocks, Bf16Weights, Finish, NextPanel, Rows, COL_BLOCK, K_CHUNK,
+    ROW_BLOCK,
+};
 use crate::alignedbuf::AlignedBuf;
 use crate::gemm::Threads;
 use rayon::prelude::*;
@@ -134,19 +137,15 @@ thread_local! {
 /// packing x take the rest. Prefetching the next micro-panel into L2 during the tile loop ([`NextPanel`])
 /// changes nothing on one thread but gains ~3.5 % of a 10 s bf16 run on two, where both threads' panel copies
 /// otherwise wait on memory at once.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn linear(
-    dst: &mut [f32], // [n, t]
-    kind: Kind,
-    bias: Option<&[f32]>, // [n]
-    xp: &[u16],           // [t_pad/16][chunks*16][16][2]
+    mut dst: Option<&mut [f32]>, // [n, t], or None: packed only (`finish`)
+    finish: &Finish<'_>,
+    xp: &[u16], // [t_pad/16][chunks*16][16][2]
     w: &Bf16Weights<'_>,
-    t: usize,
-    t_pad: usize,
     chunks: usize,
     threads: Threads,
-    put: &(dyn Fn(usize, &[f32]) + Sync), // each row block of dst after its epilogue
 ) {
+    let (t, t_pad) = (finish.t, finish.t_pad);
     let row_blocks = w.n.div_ceil(ROW_BLOCK);
     let col_blocks = t_pad / COL_BLOCK;
     // One column group: one micro-panel at a time, rewritten in place (stays in L1). Several: each
@@ -154,7 +153,7 @@ pub(super) fn linear(
     // by the others, so W is read from memory (and f32 weights rounded) once per call, not once per group.
     let (k_blocks, reused) = (chunks.div_ceil(KB), col_blocks > COLS);
     let slot = |i: usize, kb: usize| if reused { (i * k_blocks + kb) * PANEL } else { 0 };
-    let task = |(g, dst): (usize, &mut [f32])| {
+    let task = |(g, mut dst): (usize, Option<&mut [f32]>)| {
         BUFS.with(|cell| {
             let (panels, acc) = &mut *cell.borrow_mut();
             acc.grow(GROUP * ROW_BLOCK * t_pad);
@@ -184,17 +183,21 @@ pub(super) fn linear(
                     }
                 }
             }
-            for (i, dst) in dst.chunks_mut(ROW_BLOCK * t).enumerate() {
-                let rb = g * GROUP + i;
-                let acc = &acc[i * ROW_BLOCK * t_pad..(i + 1) * ROW_BLOCK * t_pad];
-                epilogue(dst, acc, kind, bias.map(|b| &b[rb * ROW_BLOCK..]), t, t_pad);
-                put(rb, dst);
+            for i in 0..rbs {
+                let acc = &mut acc[i * ROW_BLOCK * t_pad..(i + 1) * ROW_BLOCK * t_pad];
+                let rows = dst.as_deref_mut().map(|d| {
+                    let d = &mut d[i * ROW_BLOCK * t..];
+                    let len = d.len().min(ROW_BLOCK * t);
+                    &mut d[..len]
+                });
+                finish.row_block(g * GROUP + i, acc, rows);
             }
         })
     };
+    let (n, dst) = (finish.n, dst.take());
     match threads {
-        Threads::Single => dst.chunks_mut(GROUP * ROW_BLOCK * t).enumerate().for_each(task),
-        Threads::Rayon(_) => dst.par_chunks_mut(GROUP * ROW_BLOCK * t).enumerate().for_each(task),
+        Threads::Single => seq_blocks(dst, n, t, GROUP * ROW_BLOCK).enumerate().for_each(task),
+        Threads::Rayon(_) => par_blocks(dst, n, t, GROUP * ROW_BLOCK).enumerate().for_each(task),
     }
 }
 

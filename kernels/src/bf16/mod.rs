@@ -237,15 +237,15 @@ pub fn linear_bf16_cm(
     t: usize,
     threads: Threads,
 ) {
-    linear_tiles(kernel, out, Input::F32(x, t), w, bias, None, threads)
+    linear_tiles(kernel, Out::Rows(out), Input::F32(x, t), w, bias, threads)
 }
 
-/// [`linear_bf16_cm_packed`], and the output `[n, t]` also left in `next`, as the next linear reads it: each
-/// row block packed right after its epilogue, while it is in cache, so the next linear does not read the f32
-/// output back (the feed-forward: SiLU(W₁x) `[4096, t]` into W₂).
-pub fn linear_bf16_cm_packed_then_pack(
+/// `SiLU(W · x + bias)` `[n, t]` into `next` only, packed as the next linear reads it: each row block gets its
+/// epilogue in its accumulator and is packed from there, so no f32 output is written (the feed-forward's SiLU(W₁x)
+/// `[4096, t]`, 8 MiB at t = 512, into W₂). The bits [`PackedX::pack`] makes of [`linear_bf16_cm_packed`]'s
+/// `StoreSilu` output.
+pub fn linear_bf16_cm_packed_silu_into(
     kernel: Bf16Kernel,
-    out: Epilogue<'_>,
     next: &mut PackedX,
     x: &PackedX, // [k, t]
     w: Bf16Weights<'_>,
@@ -253,10 +253,17 @@ pub fn linear_bf16_cm_packed_then_pack(
     threads: Threads,
 ) {
     let sink = next.sink(w.n, x.t);
-    linear_tiles(kernel, out, Input::Packed(x), w, bias, Some(sink), threads)
+    linear_tiles(
+        kernel,
+        Out::Packed(Kind::StoreSilu, sink),
+        Input::Packed(x),
+        w,
+        bias,
+        threads,
+    )
 }
 
-/// [`linear_bf16_cm`] on an input already packed ([`linear_bf16_cm_packed_then_pack`], [`PackedX::pack`],
+/// [`linear_bf16_cm`] on an input already packed ([`linear_bf16_cm_packed_silu_into`], [`PackedX::pack`],
 /// [`crate::norm::layer_norm_cm_packed`]): `x` holds
 /// `[k, t]`, the result is `[n, t]`.
 pub fn linear_bf16_cm_packed(
@@ -267,7 +274,7 @@ pub fn linear_bf16_cm_packed(
     bias: Option<&[f32]>, // [n]
     threads: Threads,
 ) {
-    linear_tiles(kernel, out, Input::Packed(x), w, bias, None, threads)
+    linear_tiles(kernel, Out::Rows(out), Input::Packed(x), w, bias, threads)
 }
 
 /// A tile kernel's input: f32 `[k, t]`, packed per call, or packed already.
@@ -277,15 +284,86 @@ enum Input<'a> {
     Packed(&'a PackedX),
 }
 
-/// The tile kernels' loop nests behind [`linear_bf16_cm`] and its two variants; `sink` takes each row block of
-/// the output after its epilogue.
+/// A tile kernel's output: an epilogue into f32 `[n, t]`, or only the next linear's packed input (the epilogue's
+/// kind applied in the accumulator, which is packed from there).
+enum Out<'a> {
+    Rows(Epilogue<'a>),
+    Packed(Kind, PackSink),
+}
+
+/// What becomes of each finished row block of a tile linear (shared by its tasks).
+#[derive(Clone, Copy)]
+pub(super) struct Finish<'a> {
+    kind: Kind,
+    bias: Option<&'a [f32]>, // [n]
+    sink: Option<PackSink>,
+    n: usize,
+    t: usize,
+    t_pad: usize,
+}
+
+impl Finish<'_> {
+    /// Row block `rb`'s accumulator `acc` `[32, t_pad]` is complete: its epilogue into `dst` `[rows, t]`, or, with
+    /// no f32 output, in `acc` itself, packed from there for the next linear.
+    pub(super) fn row_block(&self, rb: usize, acc: &mut [f32], dst: Option<&mut [f32]>) {
+        let (bias, rows) = (
+            self.bias.map(|b| &b[rb * ROW_BLOCK..]),
+            ROW_BLOCK.min(self.n - rb * ROW_BLOCK),
+        );
+        match (dst, self.sink) {
+            (Some(dst), _) => epilogue(dst, acc, self.kind, bias, self.t, self.t_pad),
+            (None, Some(sink)) => {
+                for (i, row) in acc.chunks_mut(self.t_pad).take(rows).enumerate() {
+                    let b = bias.map_or(0.0, |b| b[i]);
+                    let row = &mut row[..self.t];
+                    row.iter_mut().for_each(|v| *v += b);
+                    match self.kind {
+                        Kind::Store => {}
+                        Kind::StoreSilu => crate::activation::silu_inplace(row),
+                        Kind::Accumulate(_) => unreachable!("a packed output has nothing to accumulate into"),
+                    }
+                }
+                sink.put(rb, acc, rows, self.t_pad);
+            }
+            (None, None) => unreachable!("a tile linear without an output"),
+        }
+    }
+}
+
+/// `dst` `[n, t]` in blocks of `per` rows, each `Some`, or one `None` per block when there is no f32 output: the
+/// tasks of a tile linear, on the pool.
+pub(super) fn par_blocks(
+    dst: Option<&mut [f32]>,
+    n: usize,
+    t: usize,
+    per: usize,
+) -> impl IndexedParallelIterator<Item = Option<&mut [f32]>> {
+    match dst {
+        Some(d) => rayon::iter::Either::Left(d[..n * t].par_chunks_mut(per * t).map(Some)),
+        None => rayon::iter::Either::Right((0..n.div_ceil(per)).into_par_iter().map(|_| None)),
+    }
+}
+
+/// [`par_blocks`] in order, on the calling thread (`Threads::Single`).
+pub(super) fn seq_blocks(
+    dst: Option<&mut [f32]>,
+    n: usize,
+    t: usize,
+    per: usize,
+) -> impl Iterator<Item = Option<&mut [f32]>> {
+    match dst {
+        Some(d) => rayon::iter::Either::Left(d[..n * t].chunks_mut(per * t).map(Some)),
+        None => rayon::iter::Either::Right((0..n.div_ceil(per)).map(|_| None)),
+    }
+}
+
+/// The tile kernels' loop nests behind [`linear_bf16_cm`] and its two variants.
 fn linear_tiles(
     kernel: Bf16Kernel,
-    out: Epilogue<'_>,
+    out: Out<'_>,
     input: Input<'_>,
     w: Bf16Weights<'_>,
     bias: Option<&[f32]>, // [n]
-    sink: Option<PackSink>,
     threads: Threads,
 ) {
     let (n, k) = (w.n, w.k);
@@ -304,7 +382,9 @@ fn linear_tiles(
         "linear_bf16_cm: {} is not a tile kernel available on this CPU",
         kernel.name()
     );
-    assert!(out.out_len() >= n * t, "linear_bf16_cm: output too small");
+    if let Out::Rows(out) = &out {
+        assert!(out.out_len() >= n * t, "linear_bf16_cm: output too small");
+    }
     assert!(bias.is_none_or(|b| b.len() >= n), "linear_bf16_cm: bias too small");
     if n == 0 || t == 0 {
         return;
@@ -314,8 +394,18 @@ fn linear_tiles(
     let k_pad = k_padded(k);
     let chunks = k_pad / K_CHUNK;
     let ld = w.ld();
-    let kind = out_kind(&out);
-    let dst = out.into_dst(n * t);
+    let (kind, mut dst, sink) = match out {
+        Out::Rows(out) => (out_kind(&out), Some(out.into_dst(n * t)), None),
+        Out::Packed(kind, sink) => (kind, None, Some(sink)),
+    };
+    let finish = Finish {
+        kind,
+        bias,
+        sink,
+        n,
+        t,
+        t_pad,
+    };
     SCRATCH.with(|cell| {
         let (own, acc) = &mut *cell.borrow_mut();
         let xp: &[u16] = match input {
@@ -327,13 +417,8 @@ fn linear_tiles(
             }
             Input::Packed(x) => x.bits(),
         };
-        let put = |rb: usize, dst: &[f32]| {
-            if let Some(s) = sink {
-                s.put(rb, dst)
-            }
-        };
         if kernel == Bf16Kernel::Amx {
-            return amx::linear(dst, kind, bias, xp, &w, t, t_pad, chunks, threads, &put);
+            return amx::linear(dst, &finish, xp, &w, chunks, threads);
         }
         debug_assert_eq!(kernel, Bf16Kernel::Avx512Bf16);
         let kc_chunks = KC / K_CHUNK;
@@ -361,23 +446,21 @@ fn linear_tiles(
                 }),
             }
         };
-        let bias_of = |rb: usize| bias.map(|b| &b[rb * ROW_BLOCK..]);
         if chunks <= kc_chunks {
             // One k block: a row block's accumulator lives in a per-thread 32 × t_pad buffer that stays in L2,
             // rather than in an [n_pad, t_pad] one that goes out to memory and back (8 MiB at n = 4096).
-            let task = |(rb, dst): (usize, &mut [f32])| {
+            let task = |(rb, dst): (usize, Option<&mut [f32]>)| {
                 ROW_ACC.with(|cell| {
                     let acc = &mut *cell.borrow_mut();
                     acc.grow(ROW_BLOCK * t_pad);
                     let acc = &mut acc[..ROW_BLOCK * t_pad];
                     run(acc, rb, 0, chunks);
-                    epilogue(dst, acc, kind, bias_of(rb), t, t_pad);
-                    put(rb, dst);
+                    finish.row_block(rb, acc, dst);
                 })
             };
             match threads {
-                Threads::Single => dst.chunks_mut(ROW_BLOCK * t).enumerate().for_each(task),
-                Threads::Rayon(_) => dst.par_chunks_mut(ROW_BLOCK * t).enumerate().for_each(task),
+                Threads::Single => seq_blocks(dst, n, t, ROW_BLOCK).enumerate().for_each(task),
+                Threads::Rayon(_) => par_blocks(dst, n, t, ROW_BLOCK).enumerate().for_each(task),
             }
             return;
         }
@@ -385,22 +468,22 @@ fn linear_tiles(
         let acc = &mut acc[..n_pad * t_pad];
         for c0 in (0..chunks).step_by(kc_chunks) {
             let c1 = (c0 + kc_chunks).min(chunks);
-            let task = |(rb, (acc, dst)): (usize, (&mut [f32], &mut [f32]))| {
+            let task = |(rb, (acc, dst)): (usize, (&mut [f32], Option<&mut [f32]>))| {
                 run(acc, rb, c0, c1);
                 if c1 == chunks {
-                    epilogue(dst, acc, kind, bias_of(rb), t, t_pad);
-                    put(rb, dst);
+                    finish.row_block(rb, acc, dst);
                 }
             };
+            let dst = dst.as_deref_mut();
             match threads {
                 Threads::Single => {
-                    let rows = acc.chunks_mut(ROW_BLOCK * t_pad).zip(dst.chunks_mut(ROW_BLOCK * t));
+                    let rows = acc.chunks_mut(ROW_BLOCK * t_pad).zip(seq_blocks(dst, n, t, ROW_BLOCK));
                     rows.enumerate().for_each(task)
                 }
                 Threads::Rayon(_) => {
                     let rows = acc
                         .par_chunks_mut(ROW_BLOCK * t_pad)
-                        .zip(dst.par_chunks_mut(ROW_BLOCK * t));
+                        .zip(par_blocks(dst, n, t, ROW_BLOCK));
                     rows.enumerate().for_each(task)
                 }
             }

@@ -8,7 +8,7 @@ use crate::alignedbuf::AlignedBuf;
 use rayon::prelude::*;
 
 /// An input `[k, t]` of the tile kernels, already packed: by [`PackedX::pack`], by the linear that produced it
-/// ([`super::linear_bf16_cm_packed_then_pack`]) or by a LayerNorm ([`crate::norm::layer_norm_cm_packed`]); read
+/// ([`super::linear_bf16_cm_packed_silu_into`]) or by a LayerNorm ([`crate::norm::layer_norm_cm_packed`]); read
 /// by [`super::linear_bf16_cm_packed`].
 pub struct PackedX {
     buf: AlignedBuf<u16>, // [t_pad/16][k_pad/2][16][2]
@@ -40,8 +40,8 @@ impl PackedX {
         (self.k, self.t) = (k, t);
     }
 
-    /// The packed values, `t_pad · k_pad`.
-    pub(super) fn bits(&self) -> &[u16] {
+    /// The packed values, `t_pad · k_pad` (the layout of the module docs).
+    pub fn bits(&self) -> &[u16] {
         &self.buf[..round_up(self.t, COL_BLOCK) * k_padded(self.k)]
     }
 
@@ -128,14 +128,13 @@ unsafe impl Send for PackSink {}
 unsafe impl Sync for PackSink {}
 
 impl PackSink {
-    /// Rows `rb·32 .. rb·32 + rows` of x from `y` `[rows, t]` (rows ≤ 32; the epilogue's output rows) into their
-    /// pair rows, rounded to bf16 as [`pack_x`] rounds; the row block's pair rows past them and the columns past t
-    /// get zeros.
-    pub(super) fn put(&self, rb: usize, y: &[f32]) {
+    /// Rows `rb·32 .. rb·32 + rows` of x from `y` `[rows, t]` at row stride `ld` (rows ≤ 32; a row block's
+    /// accumulator after its epilogue) into their pair rows, rounded to bf16 as [`pack_x`] rounds; the row block's
+    /// pair rows past them and the columns past t get zeros.
+    pub(super) fn put(&self, rb: usize, y: &[f32], rows: usize, ld: usize) {
         let t = self.t;
-        let rows = y.len() / t;
         assert!(
-            rows <= ROW_BLOCK && rows * t == y.len() && rb * 16 + 16 <= self.pairs,
+            (1..=ROW_BLOCK).contains(&rows) && ld >= t && y.len() >= (rows - 1) * ld + t && rb * 16 + 16 <= self.pairs,
             "PackSink::put: row block {rb} of {rows} rows does not fit"
         );
         for jb in 0..self.t_pad / COL_BLOCK {
@@ -145,13 +144,13 @@ impl PackSink {
             let base = unsafe { self.ptr.add(jb * self.pairs * 64 + rb * 16 * 32) };
             if avx512::available() && j0 + COL_BLOCK <= t && rows == ROW_BLOCK {
                 // SAFETY: AVX-512 BW/BF16 checked; it writes pair rows 0..16 of both tiles from `base`, as above.
-                unsafe { avx512::pack_x_block(base, self.pairs, y, rows, t, j0) };
+                unsafe { avx512::pack_x_block(base, self.pairs, y, rows, ld, j0) };
                 continue;
             }
             for r in 0..ROW_BLOCK {
                 for jj in 0..COL_BLOCK {
                     let (j, inside) = (j0 + jj, r < rows && j0 + jj < t);
-                    let v = if inside { bf16_from_f32(y[r * t + j]) } else { 0 };
+                    let v = if inside { bf16_from_f32(y[r * ld + j]) } else { 0 };
                     // SAFETY: as above (row r < 32 of this row block, column jj < 32 of this column block).
                     unsafe { *base.add(pair_index(self.pairs, r, jj)) = v };
                 }
