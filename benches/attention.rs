@@ -174,14 +174,15 @@ fn bench_naive(c: &mut Criterion) {
 }
 
 /// Block sizes compared by the `attention_blocks` group and by the CPU-time sweep.
-const BLOCK_SWEEP: [(usize, usize); 8] = [
+const BLOCK_SWEEP: [(usize, usize); 9] = [
+    (64, 128),
     (64, 256),
     (64, 512),
+    (128, 64),
     (128, 128),
     (128, 256),
     (128, 512),
-    (128, 1024),
-    (256, 256),
+    (256, 128),
     (256, 512),
 ];
 
@@ -216,9 +217,9 @@ fn cpu_seconds() -> f64 {
 /// Block-size sweep in *CPU* time per call: on a machine shared with other jobs wall time mostly measures the
 /// neighbours, CPU time much less so. Configurations are interleaved over rounds; the minimum is kept.
 fn cpu_time_sweep() {
-    for t in [750, 3000] {
+    for t in [500, 3000] {
         let mut x = Inputs::new(t);
-        let calls = if t <= 750 { 20 } else { 2 };
+        let calls = if t <= 750 { 100 } else { 4 };
         let mut best = vec![f64::INFINITY; BLOCK_SWEEP.len()];
         for _round in 0..3 {
             for (b, &(bq, bk)) in BLOCK_SWEEP.iter().enumerate() {

@@ -21,8 +21,11 @@
 //! computed like any other.
 //!
 //! Layout: q/k/v/out are channel-major `[d, T]`, one channel per row (what the encoder holds): head h is rows
-//! `h·dh..(h+1)·dh`. Keys are read in place as gemm's row-major rhs of `Q_blk·K_blkᵀ` (no key transpose), values
-//! in place as the rhs of `P·V_blk`.
+//! `h·dh..(h+1)·dh`. A task copies its query block once (`[dh, Bq]`, zero-padded to a multiple of 16 queries);
+//! every other matrix is `[·, queries]` with the queries as vector lanes: scores `[Bk, Bq]`, the bias
+//! `[L+R+1, Bq]`, the output accumulator `[dh, Bq]`. Keys, values and E are read in place, one value at a time,
+//! and broadcast (`outer.rs`): nothing is packed or transposed, the softmax runs down columns (vertical max, exp
+//! and sums, no horizontal reductions) and the output leaves channel-major.
 //!
 //! Parallelism: rayon over (head × query block) tasks; each task's matmuls run single-threaded. A task's
 //! result depends only on its own inputs, never on scheduling, so the output is bit-identical for any
@@ -30,12 +33,12 @@
 
 use rayon::prelude::*;
 
-use crate::gemm::{matmul, Threads};
-
+mod colops;
 mod naive;
-mod rowops;
+mod outer;
+pub use colops::{col_max, col_max_ref, exp_sub_cols, exp_sub_cols_ref, transpose_block, transpose_block_ref};
 pub use naive::relative_attention_cm_naive;
-pub use rowops::{exp_sub_sum, exp_sub_sum_ref, max_of, max_of_ref, transpose_block, transpose_block_ref};
+pub use outer::{outer_acc, outer_acc_ref, Strided, P_BLOCK};
 
 /// Shapes of one relative-key attention call (`L = left_max`, `R = right_max`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +84,9 @@ pub struct AttnBlocks {
 /// softmax's sums), and 256×256 1.030 (3 of 8): no change. Once the bf16 projections had become fast, Bk = 512
 /// (on the Xeon with AMX, 2 threads, whole CLI against 128×256, `scripts/ab_cli.py`): bf16 checkpoint 0.975 at
 /// 10 s (7 of 8 pairs; a 10 s file is then one key block, 3 gemm calls per task instead of 5) and 0.971 at 51 s
-/// (4 of 4), fp32 0.988 at 10 s (6 of 8); 256×512 0.996 and 128×1024 0.995 against it: no further change.
+/// (4 of 4), fp32 0.988 at 10 s (6 of 8); 256×512 0.996 and 128×1024 0.995 against it: no further change. With
+/// the outer-product kernel (`outer.rs`, no gemm calls; sweep in CPU time, Xeon with AMX): 64×128 … 128×512 within
+/// noise of each other at T = 500 (10.8–11.6 ms per call) and T = 3000 (355–378 ms), 256-query blocks ~15 % slower.
 pub const DEFAULT_BLOCKS: AttnBlocks = AttnBlocks { q: 128, k: 512 };
 
 /// Where element (time i, channel c) of a q/k/v/out buffer lives: index `i·ts + c·cs`. Channel-major `[≥ d, t]`
@@ -196,13 +201,15 @@ impl OutPtr {
     }
 }
 
-/// Per-task scratch: `O(Bq·Bk + Bq·(L+R+1) + Bq·dh)`.
+/// Per-task scratch: `O(Bq·(Bk + L+R+1 + 2·dh))`, queries padded to `bqp` (a multiple of 16).
 struct Scratch {
-    s: Vec<f32>,    // [bq, bk]: scores, then probabilities, of one key block
-    bias: Vec<f32>, // [bq, L+R+1]: P = q_blk Eᵀ / √dh
-    acc: Vec<f32>,  // [bq, dh]: unnormalized output accumulator
-    max: Vec<f32>,  // [bq]: running row max
-    sum: Vec<f32>,  // [bq]: running row sum of exp(score - max)
+    q: Vec<f32>,    // [dh, bqp]: the query block, zero-padded
+    s: Vec<f32>,    // [bk, bqp]: scores, then probabilities, of one key block
+    bias: Vec<f32>, // [L+R+1, bqp]: Pᵀ = E q_blkᵀ / √dh
+    acc: Vec<f32>,  // [dh, bqp]: unnormalized output accumulator
+    max: Vec<f32>,  // [bqp]: running column max
+    sum: Vec<f32>,  // [bqp]: running column sum of exp(score - max)
+    blk: Vec<f32>,  // [bqp]: one key block's max, then its sum
 }
 
 /// Fused relative-key attention on channel-major buffers (see the module docs): head h is rows `h·dh..(h+1)·dh`.
@@ -245,49 +252,60 @@ pub fn relative_attention_cm(
     let n_qb = t.div_ceil(bq);
     let out_ptr = OutPtr(out.as_mut_ptr());
 
+    let bqp = bq.next_multiple_of(16);
     (0..n_qb * cfg.n_heads).into_par_iter().for_each_init(
         || Scratch {
-            s: vec![0.0; bq * bk],
-            bias: vec![0.0; bq * nb],
-            acc: vec![0.0; bq * dh],
-            max: vec![0.0; bq],
-            sum: vec![0.0; bq],
+            q: vec![0.0; dh * bqp],
+            s: vec![0.0; bk * bqp],
+            bias: vec![0.0; nb * bqp],
+            acc: vec![0.0; dh * bqp],
+            max: vec![0.0; bqp],
+            sum: vec![0.0; bqp],
+            blk: vec![0.0; bqp],
         },
         |sc, task| {
             // Head-major: neighbouring tasks (which rayon tends to run on one thread) share k_h and v_h in cache.
             let (h, qb) = (task / n_qb, task % n_qb);
             let i0 = qb * bq;
             let mq = bq.min(t - i0);
-            attend_block(cfg, sc, q, sq, k, sk, v, sv, emb, key_mask, t, h, i0, mq, bk);
+            let lds = Lds { q: ldq, k: ldk, v: ldv };
+            attend_block(cfg, sc, &lds, q, k, v, emb, key_mask, t, h, i0, mq, bk);
             // Normalize and store this task's rectangle: times i0..i0+mq, channels h*dh..(h+1)*dh.
             // SAFETY: `check_sizes` proved every (time < t, channel < d) index of `so` lies inside `out` and that
             // `so` is injective; tasks own distinct (query block, head) pairs, so no two tasks write the same
             // element, and `out` stays exclusively borrowed for the whole parallel loop.
-            // One channel at a time: consecutive times are adjacent in the channel-major output.
+            let rq = mq.next_multiple_of(16);
             for r in 0..mq {
                 sc.max[r] = 1.0 / sc.sum[r];
             }
             for c in 0..dh {
                 let base = (h * dh + c) * so.cs + i0 * so.ts;
-                for r in 0..mq {
-                    unsafe { *out_ptr.at(base + r * so.ts) = sc.acc[r * dh + c] * sc.max[r] };
+                let row = &sc.acc[c * rq..c * rq + mq];
+                for (r, (&a, &inv)) in row.iter().zip(&sc.max).enumerate() {
+                    unsafe { *out_ptr.at(base + r * so.ts) = a * inv };
                 }
             }
         },
     );
 }
 
-/// One task: rows `i0..i0+mq` of head `h`, leaving the unnormalized output in `sc.acc` and row sums in `sc.sum`.
+/// Row strides of the channel-major q, k, v.
+struct Lds {
+    q: usize,
+    k: usize,
+    v: usize,
+}
+
+/// One task: queries `i0..i0+mq` of head `h`, leaving the unnormalized output `[dh, rq]` in `sc.acc` and the
+/// column sums in `sc.sum` (`rq` = mq rounded up to 16: the padding queries are zeros, computed and dropped).
 #[allow(clippy::too_many_arguments)]
 fn attend_block(
     cfg: &RelPosAttention,
     sc: &mut Scratch,
-    q: &[f32], // (t, ≥ d) view sq
-    sq: Strides,
-    k: &[f32], // (t, ≥ d) view sk
-    sk: Strides,
-    v: &[f32], // (t, ≥ d) view sv
-    sv: Strides,
+    ld: &Lds,
+    q: &[f32],                 // [≥ d, t], row stride ld.q
+    k: &[f32],                 // [≥ d, t], row stride ld.k
+    v: &[f32],                 // [≥ d, t], row stride ld.v
     emb: &[f32],               // [nb, dh]
     key_mask: Option<&[bool]>, // [t], None when every key is valid
     t: usize,
@@ -298,28 +316,25 @@ fn attend_block(
 ) {
     let (dh, nb, scale) = (cfg.head_dim, cfg.n_buckets(), cfg.scale());
     let (l, r_max) = (cfg.left_max as isize, cfg.right_max as isize);
-    // q_blk [mq, dh]: element (r, c) at q_blk[r·sq.ts + c·sq.cs].
-    let q_blk = &q[i0 * sq.ts + h * dh * sq.cs..];
-    // bias[r, b] = (q_{i0+r} · E_b) / √dh: E read in place as [dh, nb] (row stride 1, column stride dh).
-    matmul(
-        &mut sc.bias,
-        nb,
-        q_blk,
-        sq.ts,
-        sq.cs,
-        emb,
-        1,
-        dh,
-        mq,
-        dh,
-        nb,
-        scale,
-        false,
-        Threads::Single,
-    );
-    sc.acc[..mq * dh].fill(0.0);
-    sc.max[..mq].fill(f32::NEG_INFINITY);
-    sc.sum[..mq].fill(0.0);
+    let rq = mq.next_multiple_of(16);
+    // The query block, [dh, rq], zero-padded.
+    for c in 0..dh {
+        let src = &q[(h * dh + c) * ld.q + i0..][..mq];
+        let row = &mut sc.q[c * rq..(c + 1) * rq];
+        row[..mq].copy_from_slice(src);
+        row[mq..].fill(0.0);
+    }
+    let qt = &sc.q[..dh * rq];
+    // bias[b, r] = (E_b · q_{i0+r}) / √dh: E read in place (bucket stride dh, channel stride 1).
+    let e = Strided {
+        data: emb,
+        sa: dh,
+        sp: 1,
+    };
+    outer_acc(&mut sc.bias, rq, e, qt, rq, nb, dh, rq, scale, false);
+    sc.acc[..dh * rq].fill(0.0);
+    sc.max[..rq].fill(f32::NEG_INFINITY);
+    sc.sum[..rq].fill(0.0);
 
     for j0 in (0..t).step_by(bk) {
         let nk = bk.min(t - j0);
@@ -329,88 +344,67 @@ fn attend_block(
                 continue; // every key masked: all probabilities exactly 0
             }
         }
-        // s[r, c] = (q_{i0+r} · k_{j0+c}) / √dh, with rhs k_blkᵀ [dh, nk].
-        let k_blk = &k[j0 * sk.ts + h * dh * sk.cs..];
-        let s = &mut sc.s;
-        // k_blkᵀ is a row-major [dh, nk] view of the channel-major keys (row stride sk.cs).
-        matmul(
-            s,
-            bk,
-            q_blk,
-            sq.ts,
-            sq.cs,
-            k_blk,
-            sk.cs,
-            sk.ts,
-            mq,
-            dh,
-            nk,
-            scale,
-            false,
-            Threads::Single,
-        );
-
-        for r in 0..mq {
-            let i = (i0 + r) as isize;
-            let row = &mut sc.s[r * bk..r * bk + nk];
-            let bias = &sc.bias[r * nb..(r + 1) * nb];
-            // Keys j ≤ i - L all take bucket 0, keys j ≥ i + R all take bucket L + R: a per-row constant on
-            // each side. Only the (L + R - 1)-wide band between needs a gather.
-            let j0i = j0 as isize;
-            let band_lo = (i - l + 1 - j0i).clamp(0, nk as isize) as usize;
-            let band_hi = ((i + r_max - j0i).clamp(0, nk as isize) as usize).max(band_lo);
-            add_scalar(&mut row[..band_lo], bias[0]);
-            for (c, s) in row[band_lo..band_hi].iter_mut().enumerate() {
-                // bucket = (j - i) + L with j = j0 + band_lo + c, in 1..L+R-1 by construction of the band.
-                *s += bias[(j0i + (band_lo + c) as isize - i + l) as usize];
+        // s[j, r] = (k_{j0+j} · q_{i0+r}) / √dh: this head's keys in place (key stride 1, channel stride ld.k).
+        let kb = Strided {
+            data: &k[h * dh * ld.k + j0..],
+            sa: 1,
+            sp: ld.k,
+        };
+        outer_acc(&mut sc.s, rq, kb, qt, rq, nk, dh, rq, scale, false);
+        for j in 0..nk {
+            let row = &mut sc.s[j * rq..(j + 1) * rq];
+            if block_mask.is_some_and(|m| !m[j]) {
+                row.fill(f32::NEG_INFINITY);
+                continue;
             }
-            add_scalar(&mut row[band_hi..], bias[nb - 1]);
-            if let Some(m) = block_mask {
-                for (s, &valid) in row.iter_mut().zip(m) {
-                    if !valid {
-                        *s = f32::NEG_INFINITY;
-                    }
-                }
+            // Query i = i0 + r takes bucket clamp(j0 + j - i, -L, R) + L: the last bucket for r ≤ d - R (d = j0 + j
+            // - i0), the first for r ≥ d + L, and bucket d - r + L on the band between.
+            let d = (j0 + j) as isize - i0 as isize;
+            let lo = (d - r_max + 1).clamp(0, rq as isize) as usize;
+            let hi = ((d + l).clamp(0, rq as isize) as usize).max(lo);
+            add_row(&mut row[..lo], &sc.bias[(nb - 1) * rq..][..lo]);
+            for (r, s) in row[lo..hi].iter_mut().enumerate() {
+                // bucket = d - (lo + r) + L, in 1..L+R-1 by construction of the band.
+                *s += sc.bias[(d - (lo + r) as isize + l) as usize * rq + lo + r];
             }
-            // Online softmax: the block has a valid key, so `new_max` is finite for finite inputs.
-            let old_max = sc.max[r];
-            let new_max = old_max.max(max_of(row));
-            let sum = exp_sub_sum(row, new_max);
-            let corr = (old_max - new_max).exp(); // 0 on the first block (old_max = -∞)
-            sc.sum[r] = sc.sum[r] * corr + sum;
-            sc.max[r] = new_max;
-            if corr != 1.0 {
-                for a in &mut sc.acc[r * dh..(r + 1) * dh] {
-                    *a *= corr;
-                }
+            add_row(&mut row[hi..], &sc.bias[hi..rq]);
+        }
+        // Online softmax, per column: the block has a valid key, so the new max is finite for finite inputs.
+        let s = &mut sc.s[..nk * rq];
+        sc.blk[..rq].copy_from_slice(&sc.max[..rq]);
+        col_max(&mut sc.blk[..rq], s, rq, nk);
+        std::mem::swap(&mut sc.blk, &mut sc.max); // max = new max, blk = old max
+        let mut moved = false;
+        for r in 0..rq {
+            let corr = (sc.blk[r] - sc.max[r]).exp(); // 0 on the first block (old max = -∞)
+            moved |= corr != 1.0;
+            sc.blk[r] = corr;
+        }
+        if moved {
+            for row in sc.acc[..dh * rq].chunks_exact_mut(rq) {
+                row.iter_mut().zip(&sc.blk).for_each(|(a, &c)| *a *= c);
             }
         }
-        // acc[mq, dh] += p[mq, nk] · v_blk[nk, dh], this head's values read in place through their strides. For
-        // channel-major values (rs = 1, cs = ldv) that was measured ~5% faster over the whole kernel at T = 3000
-        // than transposing each block first (gemm packs the rhs either way).
-        let v_blk = &v[j0 * sv.ts + h * dh * sv.cs..];
-        matmul(
-            &mut sc.acc,
-            dh,
-            &sc.s,
-            bk,
-            1,
-            v_blk,
-            sv.ts,
-            sv.cs,
-            mq,
-            nk,
-            dh,
-            1.0,
-            true,
-            Threads::Single,
-        );
+        for (sum, &corr) in sc.sum[..rq].iter_mut().zip(&sc.blk) {
+            *sum *= corr;
+        }
+        exp_sub_cols(s, rq, nk, &sc.max[..rq], &mut sc.blk[..rq]);
+        for (sum, &b) in sc.sum[..rq].iter_mut().zip(&sc.blk) {
+            *sum += b;
+        }
+        // acc[c, r] += Σ_j v[c, j0 + j] · p[j, r]: this head's values in place (channel stride ld.v, key stride 1).
+        let vb = Strided {
+            data: &v[h * dh * ld.v + j0..],
+            sa: ld.v,
+            sp: 1,
+        };
+        outer_acc(&mut sc.acc, rq, vb, s, rq, dh, nk, rq, 1.0, true);
     }
 }
 
-/// `x[j] += c`: plain loop, auto-vectorized (no reference needed: it is its own reference).
-fn add_scalar(x: &mut [f32], c: f32) {
-    for v in x {
-        *v += c;
+/// `x[r] += b[r]`: plain loop, auto-vectorized (no reference needed: it is its own reference).
+fn add_row(x: &mut [f32], b: &[f32]) {
+    for (v, &b) in x.iter_mut().zip(b) {
+        *v += b;
     }
 }
