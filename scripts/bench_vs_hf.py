@@ -16,7 +16,9 @@ be exceeded (the runs column says so). Parity is against HF fp32 cut to 17 layer
 the same HF features, the CLI end to end from the wav (its own fbank).
 
 Checkpoint: fullsize_parity.py's seeded full-size one (checkpoints/w2v-bert-2.0-random, made when missing), or
-`--small`'s, or any `--checkpoint DIR` (config.json, model.safetensors, wav2vec2bert_stats.safetensors).
+`--small`'s, or any `--checkpoint DIR` (config.json, model.safetensors, wav2vec2bert_stats.safetensors). Its
+model.safetensors (and the bf16 conversion's) is dropped from the page cache and read back once before any run,
+so the CLI maps it in 2 MiB pages as it would a file read from disk (`--keep-page-cache` to skip; docs/loading.md).
 The ONNX export and the OpenVINO IR are made in their own child processes and cached under the work directory.
 """
 import argparse
@@ -392,6 +394,25 @@ def convert_bf16_once(binary, ck, path, notes):
     return None
 
 
+def cache_from_disk(ck, done, notes, keep):
+    """Drop the checkpoint's model.safetensors from the page cache and read it back, once per bench run (Linux):
+    pages a process wrote (a download, a copy, the script that made the random checkpoint) stay cached in small
+    pages, which costs every CLI run 20-100 ms of mapping (docs/loading.md, "Page size"); read from disk, the file
+    is cached in 2 MiB folios, as a checkpoint read cold is (and as `convert` leaves its output). `keep`
+    (--keep-page-cache) leaves the cache as found; the CLI rows' notes say what the runs mapped either way."""
+    path = pathlib.Path(ck) / "model.safetensors"
+    if keep or path in done or not hasattr(os, "posix_fadvise") or not path.exists():
+        return
+    done.add(path)
+    t0 = time.perf_counter()
+    with open(path, "rb") as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        while f.read(16 << 20):
+            pass
+    notes.append(f"page cache: {path.parent.name}/model.safetensors dropped and read back from disk "
+                 f"({time.perf_counter() - t0:.1f} s, before any timed run; --keep-page-cache to skip)")
+
+
 def cache_key(ck):
     st = (pathlib.Path(ck) / "model.safetensors").stat()
     return hashlib.sha1(f"{pathlib.Path(ck).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:10]
@@ -493,6 +514,9 @@ def main():
     ap.add_argument("--peer-budget", type=float, default=150,
                     help="seconds of timed runs per peer and length: fewer runs (at least 1) past it (default 150)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep-page-cache", action="store_true",
+                    help="do not drop the checkpoints' file pages and read them back from disk before the runs "
+                         "(by default done once, so they are cached in 2 MiB pages as a file read cold is)")
     ap.add_argument("--no-pair", action="store_true",
                     help="do not run the CLI once between each two timed runs of every peer")
     ap.add_argument("--pair-with", choices=sorted(PAIR_LABEL), default="fp32",
@@ -564,7 +588,8 @@ def main():
     ck = pathlib.Path(prep.pop("checkpoint"))
     key = cache_key(ck)
     onnx_path, ov_path = work / f"cut{LAYER}_{key}.onnx", work / f"cut{LAYER}_{key}.xml"
-    notes, export_err = [], {}
+    notes, export_err, from_disk = [], {}, set()
+    cache_from_disk(ck, from_disk, notes, args.keep_page_cache)
     report = {"machine": mach, "checkpoint": str(ck), "threads": threads, "lengths": {}}
     md = ["## bench_vs_hf", "",
           f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['mem_gb']} GB; avx512f "
@@ -588,6 +613,8 @@ def main():
             if "bf16ck" not in export_err:
                 export_err["bf16ck"] = convert_bf16_once(args.bin, ck, pair_ck, notes)
             pair = not export_err["bf16ck"]
+            if pair:
+                cache_from_disk(pair_ck, from_disk, notes, args.keep_page_cache)
 
         def peer(name, kind, extra, env_extra=None):
             print(f"== {name} @ {sec:g} s" + (f" (paired with CLI {PAIR_LABEL[args.pair_with]} runs)" if pair
@@ -627,6 +654,8 @@ def main():
                     if "bf16ck" not in export_err:
                         export_err["bf16ck"] = convert_bf16_once(args.bin, ck, cli_ck, notes)
                     err = export_err["bf16ck"]
+                    if not err:
+                        cache_from_disk(cli_ck, from_disk, notes, args.keep_page_cache)
                 if not err:
                     r, err = run_cli(args.bin, cli_ck, length["wav"], work / f"{name}_{sec:g}s", threads,
                                      args.runs, ["--precision", "bf16"] if name != "cli" else [])
@@ -639,7 +668,7 @@ def main():
                         notes.append(f"bf16 matmul: {r['bf16_kernel']}")
                     if r["huge_page_pct"] is not None:
                         notes.append(f"{name} @ {sec:g} s: the checkpoint's mapped file pages were "
-                                     f"{r['huge_page_pct']} % 2 MiB pages (README, \"Loading\": a full-size "
+                                     f"{r['huge_page_pct']} % 2 MiB pages (docs/loading.md: a full-size "
                                      f"checkpoint cached in small pages costs 20–100 ms more per run)")
             elif name == "hf24":
                 row = peer(name, "hf", {"layers": None})
