@@ -65,34 +65,57 @@ pub fn outer_acc(
     );
     for p0 in (0..p_len).step_by(P_BLOCK) {
         let pn = P_BLOCK.min(p_len - p0);
-        let (bp, xp) = (&b.data[p0 * b.sp..], &x[p0 * ldx..]);
-        let acc = accumulate || p0 > 0;
+        let pass = Pass {
+            b: &b.data[p0 * b.sp..],
+            sa: b.sa,
+            sp: b.sp,
+            x: &x[p0 * ldx..],
+            ldx,
+            m,
+            pn,
+            r_len,
+            scale,
+            accumulate: accumulate || p0 > 0,
+        };
         #[cfg(target_arch = "x86_64")]
         if crate::cpu::has_avx512f() {
             // SAFETY: AVX-512 F checked; the asserts above bound every index the tiles touch.
-            unsafe { avx512::pass(out, ldo, bp, b.sa, b.sp, xp, ldx, m, pn, r_len, scale, acc) };
+            unsafe { avx512::pass(out, ldo, &pass) };
             continue;
         }
-        portable_pass(out, ldo, bp, b.sa, b.sp, xp, ldx, m, pn, r_len, scale, acc);
+        portable_pass(out, ldo, &pass);
     }
 }
 
-/// One pass of [`outer_acc`] over p block `p < pn` with f32x8 lanes: tiles of 4 rows × 16 queries.
-#[allow(clippy::too_many_arguments)]
-fn portable_pass(
-    out: &mut [f32], // [m, ldo]
-    ldo: usize,
-    b: &[f32], // (m, pn) at strides (sa, sp)
+/// One pass of [`outer_acc`]: its operands for p block `p < pn`.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    b: &'a [f32], // (m, pn) at strides (sa, sp)
     sa: usize,
     sp: usize,
-    x: &[f32], // [pn, ldx]
+    x: &'a [f32], // [pn, ldx]
     ldx: usize,
     m: usize,
     pn: usize,
     r_len: usize,
     scale: f32,
     accumulate: bool,
-) {
+}
+
+/// A [`Pass`] with f32x8 lanes: tiles of 4 rows × 16 queries.
+fn portable_pass(out: &mut [f32] /* [m, ldo] */, ldo: usize, pass: &Pass<'_>) {
+    let Pass {
+        b,
+        sa,
+        sp,
+        x,
+        ldx,
+        m,
+        pn,
+        r_len,
+        scale,
+        accumulate,
+    } = *pass;
     let mut a0 = 0;
     while a0 < m {
         let rows = if m - a0 >= 4 { 4 } else { 1 };
@@ -126,27 +149,25 @@ fn portable_pass(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    /// [`super::portable_pass`] on zmm registers: tiles of 6 rows × 64 queries, then × 16 for what remains of r;
+    /// A [`super::Pass`] on zmm registers: tiles of 6 rows × 64 queries, then × 16 for what remains of r;
     /// 4 rows, then single rows, for what remains of m.
     ///
     /// # Safety
     /// AVX-512 F; the bounds [`super::outer_acc`] asserts.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn pass(
-        out: &mut [f32], // [m, ldo]
-        ldo: usize,
-        b: &[f32], // (m, pn) at strides (sa, sp)
-        sa: usize,
-        sp: usize,
-        x: &[f32], // [pn, ldx]
-        ldx: usize,
-        m: usize,
-        pn: usize,
-        r_len: usize,
-        scale: f32,
-        accumulate: bool,
-    ) {
+    pub(super) unsafe fn pass(out: &mut [f32] /* [m, ldo] */, ldo: usize, pass: &super::Pass<'_>) {
+        let super::Pass {
+            b,
+            sa,
+            sp,
+            x,
+            ldx,
+            m,
+            pn,
+            r_len,
+            scale,
+            accumulate,
+        } = *pass;
         let (o, bp, xp) = (out.as_mut_ptr(), b.as_ptr(), x.as_ptr());
         let mut a0 = 0;
         while a0 < m {
@@ -286,22 +307,19 @@ mod tests {
             );
             let mut portable = old.clone();
             for p0 in (0..p).step_by(P_BLOCK) {
-                let pn = P_BLOCK.min(p - p0);
-                let acc = accumulate || p0 > 0;
-                portable_pass(
-                    &mut portable,
-                    ldo,
-                    &b[p0 * sp..],
+                let pass = Pass {
+                    b: &b[p0 * sp..],
                     sa,
                     sp,
-                    &x[p0 * ldx..],
+                    x: &x[p0 * ldx..],
                     ldx,
                     m,
-                    pn,
-                    r,
-                    0.125,
-                    acc,
-                );
+                    pn: P_BLOCK.min(p - p0),
+                    r_len: r,
+                    scale: 0.125,
+                    accumulate: accumulate || p0 > 0,
+                };
+                portable_pass(&mut portable, ldo, &pass);
             }
             assert!(
                 portable.iter().zip(&got).all(|(u, v)| u.to_bits() == v.to_bits()),
