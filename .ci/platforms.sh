@@ -91,7 +91,7 @@ a64_runner="qemu-aarch64 -L /usr/aarch64-linux-gnu"
     else
         # CI's subset (the full suite took ~48 min under emulation here): everything with arithmetic whose bits
         # could depend on the instruction set. Left out, by W2VBERT_QEMU_FULL=1 only: the parsers and the CLI's
-        # bookkeeping (weights, config, stats, convert, cli_corpus, cli_conventions, cli_encoder, audio_errors,
+        # bookkeeping (weights, config, stats, convert, convert_errors, cli_corpus, cli_conventions, cli_encoder, audio_errors,
         # pipeline_samples, inventory, fuzz_corpus), which compute nothing arch-dependent.
         subset=(encoder_parity encoder_bf16 packed fbank rate_goldens speaker_prompt soxr_threads cli_features)
         tests=()

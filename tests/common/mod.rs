@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: golden files and meaningful comparisons.
 #![allow(dead_code)]
 
+pub mod convert;
 pub mod corpus;
 
 use std::path::{Path, PathBuf};
