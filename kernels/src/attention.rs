@@ -212,6 +212,40 @@ struct Scratch {
     blk: Vec<f32>,  // [bqp]: one key block's max, then its sum
 }
 
+impl Scratch {
+    /// Room for `dh` channels, `bqp` queries, `bk` keys and `nb` buckets (the buffers only grow; every task
+    /// writes what it reads).
+    fn fit(&mut self, dh: usize, bqp: usize, bk: usize, nb: usize) {
+        for (v, len) in [
+            (&mut self.q, dh * bqp),
+            (&mut self.s, bk * bqp),
+            (&mut self.bias, nb * bqp),
+            (&mut self.acc, dh * bqp),
+            (&mut self.max, bqp),
+            (&mut self.sum, bqp),
+            (&mut self.blk, bqp),
+        ] {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// A task's scratch, per thread, kept across calls (one call per layer: no allocation and no fresh pages per
+    /// layer; `s` alone is 256 KiB at the default blocks).
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+        q: Vec::new(),
+        s: Vec::new(),
+        bias: Vec::new(),
+        acc: Vec::new(),
+        max: Vec::new(),
+        sum: Vec::new(),
+        blk: Vec::new(),
+    });
+}
+
 /// Fused relative-key attention on channel-major buffers (see the module docs): head h is rows `h·dh..(h+1)·dh`.
 /// Scores `Q_blk·K_blkᵀ` read K in place as a row-major rhs (no key transpose). `blocks`: [`DEFAULT_BLOCKS`] in the
 /// encoder; tiny ones in tests, so every block/band boundary case occurs at small T; others when tuning.
@@ -253,17 +287,10 @@ pub fn relative_attention_cm(
     let out_ptr = OutPtr(out.as_mut_ptr());
 
     let bqp = bq.next_multiple_of(16);
-    (0..n_qb * cfg.n_heads).into_par_iter().for_each_init(
-        || Scratch {
-            q: vec![0.0; dh * bqp],
-            s: vec![0.0; bk * bqp],
-            bias: vec![0.0; nb * bqp],
-            acc: vec![0.0; dh * bqp],
-            max: vec![0.0; bqp],
-            sum: vec![0.0; bqp],
-            blk: vec![0.0; bqp],
-        },
-        |sc, task| {
+    (0..n_qb * cfg.n_heads).into_par_iter().for_each(|task| {
+        SCRATCH.with(|cell| {
+            let sc = &mut *cell.borrow_mut();
+            sc.fit(dh, bqp, bk, nb);
             // Head-major: neighbouring tasks (which rayon tends to run on one thread) share k_h and v_h in cache.
             let (h, qb) = (task / n_qb, task % n_qb);
             let i0 = qb * bq;
@@ -285,8 +312,8 @@ pub fn relative_attention_cm(
                     unsafe { *out_ptr.at(base + r * so.ts) = a * inv };
                 }
             }
-        },
-    );
+        })
+    });
 }
 
 /// Row strides of the channel-major q, k, v.
