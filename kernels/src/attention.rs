@@ -235,7 +235,7 @@ impl Scratch {
 thread_local! {
     /// A task's scratch, per thread, kept across calls (one call per layer: no allocation and no fresh pages per
     /// layer; `s` alone is 256 KiB at the default blocks).
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+    static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new(Scratch {
         q: Vec::new(),
         s: Vec::new(),
         bias: Vec::new(),
@@ -243,7 +243,7 @@ thread_local! {
         max: Vec::new(),
         sum: Vec::new(),
         blk: Vec::new(),
-    });
+    }) };
 }
 
 /// Fused relative-key attention on channel-major buffers (see the module docs): head h is rows `h·dh..(h+1)·dh`.
