@@ -92,7 +92,7 @@ struct Columns {
 enum Out {
     /// y `[c, t]` f32 (x itself for in place).
     F32(*mut f32),
-    /// The bf16 tile kernels' packed input ([`layer_norm_cm_packed`]).
+    /// The bf16 tile kernels' packed input ([`NormOut::Packed`]).
     Packed(ColumnSink),
 }
 
@@ -223,15 +223,23 @@ pub fn layer_norm_cm(
     c: usize,
     t: usize,
 ) {
-    layer_norm_cm_then(y, x, gamma, beta, eps, Then::default(), c, t)
+    layer_norm_cm_to(NormOut::F32(y), x, gamma, beta, eps, Then::default(), c, t)
 }
 
-/// [`layer_norm_cm`], each normalized tile passed through `then` before it is written: the same bits as
+/// Where [`layer_norm_cm_to`] leaves its output: f32 `[c, t]`, or the bf16 tile kernels' packed input.
+pub enum NormOut<'a> {
+    F32(&'a mut [f32]),      // [c, t]
+    Packed(&'a mut PackedX), // [c, t] packed
+}
+
+/// [`layer_norm_cm`], each normalized tile passed through `then` before it is written (the same bits as
 /// [`layer_norm_cm`], then [`crate::activation::silu_inplace`] over y, then the masked columns zeroed, without
-/// the extra passes.
+/// the extra passes), into f32 or packed: each column tile packed as it leaves the normalization, so the next
+/// linear (which rounds its input to bf16 anyway) reads no f32 output back; the same values as
+/// [`PackedX::pack`] of the f32 output, bit for bit.
 #[allow(clippy::too_many_arguments)]
-pub fn layer_norm_cm_then(
-    y: &mut [f32], // [c, t]
+pub fn layer_norm_cm_to(
+    out: NormOut<'_>,
     x: &[f32],     // [c, t]
     gamma: &[f32], // [c]
     beta: &[f32],  // [c]
@@ -240,9 +248,16 @@ pub fn layer_norm_cm_then(
     c: usize,
     t: usize,
 ) {
-    assert!(y.len() >= c * t && x.len() >= c * t, "layer_norm_cm: x or y too small");
-    // SAFETY: both hold c·t values (asserted) and are borrowed for the call.
-    unsafe { layer_norm_into(x.as_ptr(), Out::F32(y.as_mut_ptr()), then, gamma, beta, eps, c, t) };
+    assert!(x.len() >= c * t, "layer_norm_cm: x too small");
+    let y = match out {
+        NormOut::F32(y) => {
+            assert!(y.len() >= c * t, "layer_norm_cm: y too small");
+            Out::F32(y.as_mut_ptr())
+        }
+        NormOut::Packed(p) => Out::Packed(p.columns(c, t)),
+    };
+    // SAFETY: x (and y) hold c·t values (asserted) and are borrowed for the call; a sink covers [c, t].
+    unsafe { layer_norm_into(x.as_ptr(), y, then, gamma, beta, eps, c, t) };
 }
 
 /// Channel-major LayerNorm in place (`x: [c, t]`).
@@ -258,26 +273,6 @@ pub fn layer_norm_cm_inplace(
     let p = x.as_mut_ptr();
     // SAFETY: x holds c·t values (asserted) and is borrowed for the call.
     unsafe { layer_norm_into(p, Out::F32(p), Then::default(), gamma, beta, eps, c, t) };
-}
-
-/// [`layer_norm_cm_then`] with the output left in `out` only, in the bf16 tile kernels' input layout: each
-/// column tile is packed as it leaves the normalization, so the next linear (which rounds its input to bf16
-/// anyway) reads no f32 output back. The same values as [`PackedX::pack`] of [`layer_norm_cm_then`]'s y, bit
-/// for bit.
-#[allow(clippy::too_many_arguments)]
-pub fn layer_norm_cm_packed(
-    out: &mut PackedX, // [c, t] packed
-    x: &[f32],         // [c, t]
-    gamma: &[f32],     // [c]
-    beta: &[f32],      // [c]
-    eps: f32,
-    then: Then<'_>,
-    c: usize,
-    t: usize,
-) {
-    assert!(x.len() >= c * t, "layer_norm_cm_packed: x too small");
-    // SAFETY: x holds c·t values (asserted) and is borrowed for the call; the sink covers [c, t].
-    unsafe { layer_norm_into(x.as_ptr(), Out::Packed(out.columns(c, t)), then, gamma, beta, eps, c, t) };
 }
 
 /// The entry points' common part: checks gamma, beta and `then.keep`, then runs the tiles.

@@ -314,10 +314,10 @@ impl LayerNorm {
     ) -> LinearInput<'a> {
         let (g, b) = (self.weight.data(), self.bias.data());
         if packed {
-            norm::layer_norm_cm_packed(xp, x, g, b, self.eps, then, self.dim, t);
+            norm::layer_norm_cm_to(norm::NormOut::Packed(xp), x, g, b, self.eps, then, self.dim, t);
             LinearInput::Packed(xp)
         } else {
-            norm::layer_norm_cm_then(y, x, g, b, self.eps, then, self.dim, t);
+            norm::layer_norm_cm_to(norm::NormOut::F32(y), x, g, b, self.eps, then, self.dim, t);
             LinearInput::F32(y)
         }
     }

@@ -264,7 +264,7 @@ pub fn linear_bf16_cm_packed_silu_into(
 }
 
 /// [`linear_bf16_cm`] on an input already packed ([`linear_bf16_cm_packed_silu_into`], [`PackedX::pack`],
-/// [`crate::norm::layer_norm_cm_packed`]): `x` holds
+/// [`crate::norm::layer_norm_cm_to`]): `x` holds
 /// `[k, t]`, the result is `[n, t]`.
 pub fn linear_bf16_cm_packed(
     kernel: Bf16Kernel,

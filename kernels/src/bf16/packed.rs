@@ -8,7 +8,7 @@ use crate::alignedbuf::AlignedBuf;
 use rayon::prelude::*;
 
 /// An input `[k, t]` of the tile kernels, already packed: by [`PackedX::pack`], by the linear that produced it
-/// ([`super::linear_bf16_cm_packed_silu_into`]) or by a LayerNorm ([`crate::norm::layer_norm_cm_packed`]); read
+/// ([`super::linear_bf16_cm_packed_silu_into`]) or by a LayerNorm ([`crate::norm::layer_norm_cm_to`]); read
 /// by [`super::linear_bf16_cm_packed`].
 pub struct PackedX {
     buf: AlignedBuf<u16>, // [t_pad/16][k_pad/2][16][2]
@@ -193,9 +193,9 @@ impl ColumnSink {
 mod tests {
     use super::*;
     use crate::activation::silu_inplace;
-    use crate::norm::{layer_norm_cm, layer_norm_cm_packed, layer_norm_cm_then, Then};
+    use crate::norm::{layer_norm_cm, layer_norm_cm_to, NormOut, Then};
 
-    /// A LayerNorm packing its output tile by tile (`layer_norm_cm_packed`, through [`ColumnSink`]) leaves the bits
+    /// A LayerNorm packing its output tile by tile (`layer_norm_cm_to` packed, through [`ColumnSink`]) leaves the bits
     /// [`PackedX::pack`] makes of the f32 LayerNorm's output, with and without masked columns (zeroed), and with
     /// SiLU fused (`Then`, f32 and packed: the bits of LayerNorm, then SiLU, then masking, as separate passes):
     /// full and
@@ -219,7 +219,16 @@ mod tests {
             let mut y = vec![0f32; c * t];
             layer_norm_cm(&mut y, &x, &gamma, &beta, 1e-5, c, t);
             via_f32.pack(&y, c, t);
-            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, Then::default(), c, t);
+            layer_norm_cm_to(
+                NormOut::Packed(&mut direct),
+                &x,
+                &gamma,
+                &beta,
+                1e-5,
+                Then::default(),
+                c,
+                t,
+            );
             assert_eq!((direct.k, direct.t), (c, t));
             assert!(
                 direct.bits() == via_f32.bits(),
@@ -230,13 +239,13 @@ mod tests {
             silu_inplace(&mut act);
             let silu = Then { silu: true, keep: None };
             let mut fused = vec![0f32; c * t];
-            layer_norm_cm_then(&mut fused, &x, &gamma, &beta, 1e-5, silu, c, t);
+            layer_norm_cm_to(NormOut::F32(&mut fused), &x, &gamma, &beta, 1e-5, silu, c, t);
             assert!(
                 fused.iter().zip(&act).all(|(a, b)| a.to_bits() == b.to_bits()),
                 "c = {c}, t = {t}: the fused LayerNorm + SiLU differs"
             );
             via_f32.pack(&act, c, t);
-            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, silu, c, t);
+            layer_norm_cm_to(NormOut::Packed(&mut direct), &x, &gamma, &beta, 1e-5, silu, c, t);
             assert!(
                 direct.bits() == via_f32.bits(),
                 "c = {c}, t = {t}: the packed LayerNorm + SiLU differs"
@@ -253,12 +262,12 @@ mod tests {
                 silu: false,
                 keep: Some(&keep),
             };
-            layer_norm_cm_packed(&mut direct, &x, &gamma, &beta, 1e-5, masked, c, t);
+            layer_norm_cm_to(NormOut::Packed(&mut direct), &x, &gamma, &beta, 1e-5, masked, c, t);
             assert!(
                 direct.bits() == via_f32.bits(),
                 "c = {c}, t = {t}: the masked packed LayerNorm differs"
             );
-            layer_norm_cm_then(&mut fused, &x, &gamma, &beta, 1e-5, masked, c, t);
+            layer_norm_cm_to(NormOut::F32(&mut fused), &x, &gamma, &beta, 1e-5, masked, c, t);
             assert!(
                 fused.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
                 "c = {c}, t = {t}: the masked LayerNorm differs"
