@@ -253,14 +253,7 @@ pub fn linear_bf16_cm_packed_silu_into(
     threads: Threads,
 ) {
     let sink = next.sink(w.n, x.t);
-    linear_tiles(
-        kernel,
-        Out::Packed(Kind::StoreSilu, sink),
-        Input::Packed(x),
-        w,
-        bias,
-        threads,
-    )
+    linear_tiles(kernel, Out::PackedSilu(sink), Input::Packed(x), w, bias, threads)
 }
 
 /// [`linear_bf16_cm`] on an input already packed ([`linear_bf16_cm_packed_silu_into`], [`PackedX::pack`],
@@ -284,19 +277,19 @@ enum Input<'a> {
     Packed(&'a PackedX),
 }
 
-/// A tile kernel's output: an epilogue into f32 `[n, t]`, or only the next linear's packed input (the epilogue's
-/// kind applied in the accumulator, which is packed from there).
+/// A tile kernel's output: an epilogue into f32 `[n, t]`, or only the next linear's packed input, SiLU(acc + bias)
+/// (applied in the accumulator, which is packed from there).
 enum Out<'a> {
     Rows(Epilogue<'a>),
-    Packed(Kind, PackSink),
+    PackedSilu(PackSink),
 }
 
 /// What becomes of each finished row block of a tile linear (shared by its tasks).
 #[derive(Clone, Copy)]
 pub(super) struct Finish<'a> {
-    kind: Kind,
+    kind: Kind,              // of the f32 output (`Out::Rows`)
     bias: Option<&'a [f32]>, // [n]
-    sink: Option<PackSink>,
+    sink: Option<PackSink>,  // `Out::PackedSilu`: the f32 blocks are then `None`
     n: usize,
     t: usize,
     t_pad: usize,
@@ -304,7 +297,7 @@ pub(super) struct Finish<'a> {
 
 impl Finish<'_> {
     /// Row block `rb`'s accumulator `acc` `[32, t_pad]` is complete: its epilogue into `dst` `[rows, t]`, or, with
-    /// no f32 output, in `acc` itself, packed from there for the next linear.
+    /// no f32 output, SiLU(acc + bias) in `acc` itself, packed from there for the next linear.
     pub(super) fn row_block(&self, rb: usize, acc: &mut [f32], dst: Option<&mut [f32]>) {
         let (bias, rows) = (
             self.bias.map(|b| &b[rb * ROW_BLOCK..]),
@@ -317,15 +310,11 @@ impl Finish<'_> {
                     let b = bias.map_or(0.0, |b| b[i]);
                     let row = &mut row[..self.t];
                     row.iter_mut().for_each(|v| *v += b);
-                    match self.kind {
-                        Kind::Store => {}
-                        Kind::StoreSilu => crate::activation::silu_inplace(row),
-                        Kind::Accumulate(_) => unreachable!("a packed output has nothing to accumulate into"),
-                    }
+                    crate::activation::silu_inplace(row);
                 }
                 sink.put(rb, acc, rows, self.t_pad);
             }
-            (None, None) => unreachable!("a tile linear without an output"),
+            (None, None) => unreachable!("linear_tiles gives f32 blocks exactly when there is no sink"),
         }
     }
 }
@@ -396,7 +385,7 @@ fn linear_tiles(
     let ld = w.ld();
     let (kind, mut dst, sink) = match out {
         Out::Rows(out) => (out_kind(&out), Some(out.into_dst(n * t)), None),
-        Out::Packed(kind, sink) => (kind, None, Some(sink)),
+        Out::PackedSilu(sink) => (Kind::StoreSilu, None, Some(sink)),
     };
     let finish = Finish {
         kind,
