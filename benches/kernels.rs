@@ -173,7 +173,16 @@ fn bench_linear(c: &mut Criterion) {
                         if kernel.packs_tiles() {
                             linear_bf16_cm(kernel, out, black_box(&x), weights, Some(&bias), m, threads)
                         } else {
-                            linear_bf16_rows_cm(out, black_box(&x), &bits, Some(&bias), n, k, m, threads)
+                            linear_bf16_rows_cm(
+                                out,
+                                black_box(&x),
+                                RowsFrom::Bf16(&bits),
+                                Some(&bias),
+                                n,
+                                k,
+                                m,
+                                threads,
+                            )
                         }
                     })
                 });

@@ -105,7 +105,7 @@ fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64
         if kernel.packs_tiles() {
             linear_bf16_cm(kernel, out, &x, w, b, t, threads)
         } else {
-            linear_bf16_rows_cm(out, &x, &bits, b, n, k, t, threads)
+            linear_bf16_rows_cm(out, &x, RowsFrom::Bf16(&bits), b, n, k, t, threads)
         }
     };
     let run = |kernel, out: &mut [f32], threads| run_on(packed, kernel, out, threads);
@@ -128,6 +128,27 @@ fn run_case(n: usize, k: usize, t: usize, kind: Kind, with_bias: bool, seed: u64
                 return Err(format!(
                     "{kernel:?} n{n} k{k} t{t}: the weights in place and a copy differ"
                 ));
+            }
+        }
+        if !kernel.packs_tiles() {
+            // WidenF32 reads f32 rows of any shape, rounding them as it widens.
+            for threads in [Threads::Single, Threads::Rayon(2)] {
+                let mut rounded = old.clone();
+                linear_bf16_rows_cm(
+                    epilogue(kind, &mut rounded),
+                    &x,
+                    RowsFrom::F32(&w32),
+                    b,
+                    n,
+                    k,
+                    t,
+                    threads,
+                );
+                if rounded.iter().zip(&got).any(|(a, b)| a.to_bits() != b.to_bits()) {
+                    return Err(format!(
+                        "{kernel:?} n{n} k{k} t{t} {threads:?}: f32 weights rounded as they are widened and rounded bits differ"
+                    ));
+                }
             }
         }
         if let (Some(w), true) = (from_f32, kernel.packs_tiles()) {
@@ -348,7 +369,9 @@ fn widen_kernel_is_the_f32_linear_bit_for_bit() {
             let mut first: Option<Vec<f32>> = None;
             for threads in [1, 2, 3] {
                 let mut got = old.clone();
-                pool(threads).install(|| linear_bf16_rows_cm(epilogue(kind, &mut got), &x, &bits, b, n, k, t, th));
+                pool(threads).install(|| {
+                    linear_bf16_rows_cm(epilogue(kind, &mut got), &x, RowsFrom::Bf16(&bits), b, n, k, t, th)
+                });
                 if let Some(f) = &first {
                     assert!(
                         f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),

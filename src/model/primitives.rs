@@ -15,7 +15,7 @@ enum LinearWeight {
     /// f32 where the loader put it (usually the mmap): gemm reads it in place through strides.
     F32(Tensor), // [out, in] (or [out, in, 1])
     /// bf16 rows at row stride `ld` for `kernel` ([`Linear::to_bf16`]): the tile kernels (AMX, AVX512-BF16)
-    /// round x per call; WidenF32 widens row blocks of W per call.
+    /// round x per call; WidenF32 widens row blocks of W per call (rounding f32 rows to bf16 as it widens them).
     Bf16 {
         rows: Bf16Rows,
         ld: usize,
@@ -27,9 +27,10 @@ enum LinearWeight {
 enum Bf16Rows {
     /// A bf16 checkpoint's tensor, used from the mapping as stored (no copy, nothing done per weight).
     Mapped(Tensor),
-    /// An f32 checkpoint's tensor, used from the mapping as stored by a tile kernel, which rounds each block of
-    /// W as it copies it, so nothing is done per weight at load either; from call
-    /// [`F32_CALLS_BEFORE_ROUNDING`]` + 1` on, a copy rounded once (then the f32 pages are handed back).
+    /// An f32 checkpoint's tensor, used from the mapping as stored by every kernel, which rounds each block of W
+    /// as it copies it (tile kernels) or widens it (WidenF32), so nothing is done per weight at load either;
+    /// from call [`F32_CALLS_BEFORE_ROUNDING`]` + 1` on, a copy rounded once (then the f32 pages are handed
+    /// back).
     MappedF32 {
         w: Tensor,
         calls: AtomicUsize,
@@ -41,38 +42,31 @@ enum Bf16Rows {
 
 /// How many calls of a [`Bf16Rows::MappedF32`] weight read the f32 mapping before the next one rounds a bf16
 /// copy. Reading f32 costs each forward ~70 ms more than reading bf16 (10 s of speech, AMX Xeon: twice the
-/// bytes of W from memory), and rounding all weights once ~0.35 s: after four calls the copy has paid for
-/// itself. Rounding on the fifth never costs more than twice the better of the two choices in hindsight, and
+/// bytes of W from memory), and rounding all weights once ~0.35 s (0.4 s on a 2-vCPU Zen 3, WidenF32): after
+/// four calls the copy has paid for itself. Rounding on the fifth never costs more than twice the better of the two choices in hindsight, and
 /// nothing for a run of one file (a prompt, the CLI on one input).
 const F32_CALLS_BEFORE_ROUNDING: usize = 4;
 
 impl Bf16Rows {
-    /// The weight `[n, k]` at row stride `ld` as `kernel` (a tile kernel) reads it on this call.
-    fn tiles(&self, kernel: Bf16Kernel, n: usize, k: usize, ld: usize) -> Bf16Weights<'_> {
-        let Bf16Rows::MappedF32 { w, calls, rounded } = self else {
-            return Bf16Weights::new(self.bits(), n, k, ld);
-        };
-        let bits = match rounded.get() {
-            Some(bits) => bits,
-            None if calls.fetch_add(1, Ordering::Relaxed) < F32_CALLS_BEFORE_ROUNDING => {
-                return Bf16Weights::from_f32(w.data(), n, k)
-            }
-            None => rounded.get_or_init(|| {
-                let (bits, _) = bf16::owned_rows(kernel, RowsFrom::F32(w.data()), n, k);
-                w.release_pages();
-                bits
-            }),
-        };
-        Bf16Weights::new(bits, n, k, k)
-    }
-
-    /// The bf16 bits (every variant but [`Bf16Rows::MappedF32`], which only the tile kernels hold).
-    fn bits(&self) -> &[u16] {
-        match self {
+    /// The weight `[n, k]` as `kernel` reads it on this call: the f32 mapping for a [`Bf16Rows::MappedF32`]'s
+    /// first [`F32_CALLS_BEFORE_ROUNDING`] calls, then its rounded copy; the bf16 bits of the others.
+    fn read(&self, kernel: Bf16Kernel, n: usize, k: usize) -> RowsFrom<'_> {
+        let bits: &[u16] = match self {
             Bf16Rows::Mapped(t) => t.raw_bf16().expect("Bf16Rows::Mapped holds a bf16 tensor"),
-            Bf16Rows::MappedF32 { .. } => unreachable!("f32 rows are held for tile kernels only (Linear::to_bf16)"),
             Bf16Rows::Owned(v) => v,
-        }
+            Bf16Rows::MappedF32 { w, calls, rounded } => match rounded.get() {
+                Some(bits) => bits,
+                None if calls.fetch_add(1, Ordering::Relaxed) < F32_CALLS_BEFORE_ROUNDING => {
+                    return RowsFrom::F32(w.data())
+                }
+                None => rounded.get_or_init(|| {
+                    let (bits, _) = bf16::owned_rows(kernel, RowsFrom::F32(w.data()), n, k);
+                    w.release_pages();
+                    bits
+                }),
+            },
+        };
+        RowsFrom::Bf16(bits)
     }
 }
 
@@ -119,7 +113,7 @@ impl Linear {
 
     /// Hold the weight in bf16 from now on, as rows `kernel` reads: a bf16 checkpoint's mapping as stored
     /// when the kernel can read it in place (every projection of the real model); an f32 checkpoint's mapping
-    /// as stored for a tile kernel, which rounds as it reads (every projection of the real model), until
+    /// as stored when the kernel can read it in place, rounding as it reads (the same shapes), until
     /// [`F32_CALLS_BEFORE_ROUNDING`] calls have shown the weight is used often enough to pay for a rounded
     /// copy; else a copy rounded from f32 (or padded) at load. A copy's f32 pages are handed back to the OS.
     /// Idempotent.
@@ -133,7 +127,7 @@ impl Linear {
                 ld: k,
                 kernel,
             },
-            None if kernel.packs_tiles() && w.is_mapped() && bf16::tiles_read_in_place(n, k) => LinearWeight::Bf16 {
+            None if in_place && w.is_mapped() => LinearWeight::Bf16 {
                 rows: Bf16Rows::MappedF32 {
                     w: w.clone(),
                     calls: AtomicUsize::new(0),
@@ -227,7 +221,12 @@ impl Linear {
     fn tiles(&self) -> Option<(Bf16Kernel, Bf16Weights<'_>)> {
         match &self.weight {
             LinearWeight::Bf16 { rows, ld, kernel } if kernel.packs_tiles() => {
-                Some((*kernel, rows.tiles(*kernel, self.out_dim, self.in_dim, *ld)))
+                let (n, k) = (self.out_dim, self.in_dim);
+                let w = match rows.read(*kernel, n, k) {
+                    RowsFrom::F32(w) => Bf16Weights::from_f32(w, n, k),
+                    RowsFrom::Bf16(bits) => Bf16Weights::new(bits, n, k, *ld),
+                };
+                Some((*kernel, w))
             }
             _ => None,
         }
@@ -245,8 +244,8 @@ impl Linear {
         }
         match &self.weight {
             LinearWeight::F32(w) => gemm::linear_cm(out, x, w.data(), self.bias(), n, k, t, THREADS),
-            LinearWeight::Bf16 { rows, .. } => {
-                bf16::linear_bf16_rows_cm(out, x, rows.bits(), self.bias(), n, k, t, THREADS)
+            LinearWeight::Bf16 { rows, kernel, .. } => {
+                bf16::linear_bf16_rows_cm(out, x, rows.read(*kernel, n, k), self.bias(), n, k, t, THREADS)
             }
         }
     }

@@ -49,7 +49,7 @@ pub use packed::PackedX;
 use packed::{pack_x, PackSink};
 pub use weights::{owned_rows, tiles_read_in_place, Bf16Weights, RowsFrom};
 pub(crate) use weights::{NextPanel, Rows};
-pub use widen::{linear_bf16_rows_cm, widen};
+pub use widen::{linear_bf16_rows_cm, widen, widen_rounded};
 
 use crate::alignedbuf::AlignedBuf;
 pub use crate::gemm::Epilogue;

@@ -150,13 +150,24 @@ pub fn tiles_read_in_place(n: usize, k: usize) -> bool {
     n.is_multiple_of(ROW_BLOCK) && k.is_multiple_of(K_CHUNK) && k > 0
 }
 
-/// Where [`owned_rows`] takes the weights from.
+/// Row-major weights `[n, k]` where [`owned_rows`] copies them from and where WidenF32
+/// ([`linear_bf16_rows_cm`](super::linear_bf16_rows_cm)) reads them.
 #[derive(Clone, Copy)]
 pub enum RowsFrom<'a> {
-    /// f32 `[n, k]`, rounded to bf16 (nearest even).
+    /// f32 `[n, k]`, rounded to bf16 (nearest even) as they are read.
     F32(&'a [f32]),
-    /// bf16 `[n, k]`, copied.
+    /// bf16 `[n, k]`.
     Bf16(&'a [u16]),
+}
+
+impl RowsFrom<'_> {
+    /// How many values.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            RowsFrom::F32(w) => w.len(),
+            RowsFrom::Bf16(w) => w.len(),
+        }
+    }
 }
 
 /// The weights `[n, k]` in a page-aligned buffer of their own, in the layout `kernel` reads: `[n, k]` for
@@ -168,10 +179,7 @@ pub fn owned_rows(kernel: Bf16Kernel, from: RowsFrom<'_>, n: usize, k: usize) ->
     } else {
         (n, k)
     };
-    let len = match from {
-        RowsFrom::F32(w) => w.len(),
-        RowsFrom::Bf16(w) => w.len(),
-    };
+    let len = from.len();
     assert!(len >= n * k, "owned_rows: {len} values cannot hold [{n}, {k}]");
     let mut buf = AlignedBuf::zeroed_populated(rows * ld);
     if ld > 0 {

@@ -1,7 +1,9 @@
 //! [`Bf16Kernel::WidenF32`](super::Bf16Kernel::WidenF32): bf16 weights `[n, k]` kept row-major as stored (a
 //! bf16 checkpoint's mapping, or rounded once at load), widened to f32 one `[≤ ROWS, ≤ DEPTH]` block at a time
 //! into a per-thread buffer that stays in L2, and multiplied by the f32 gemm. x is not rounded; widening is
-//! exact, so the result is the f32 linear of the bf16-rounded weights.
+//! exact, so the result is the f32 linear of the bf16-rounded weights. f32 weights as stored (an f32
+//! checkpoint's mapping, [`RowsFrom::F32`]) are rounded to bf16 as they are widened ([`widen_rounded`]): the
+//! same bits as from a copy rounded at load, without the copy.
 //!
 //! The blocks follow gemm's own: gemm sums over k in depth blocks of at most 512 ([`gemm_depth_block`]),
 //! adding each block's products into the output in order. One gemm call per such block, each adding into y, is
@@ -12,7 +14,7 @@
 //! 256 rows. At 10 s, bf16 checkpoint, against that: CPU time 0.990 and 0.984 (B lower in 11 and 15 of 20
 //! interleaved pairs), wall 1.010 and 0.995: a 1–2 % gain in CPU, within the noise in wall time.
 
-use super::{bf16_to_f32, Epilogue, Kind};
+use super::{bf16_from_f32, bf16_to_f32, Epilogue, Kind, RowsFrom};
 use crate::alignedbuf::AlignedBuf;
 use crate::gemm::{self, Threads};
 use std::cell::RefCell;
@@ -34,6 +36,14 @@ pub fn widen(dst: &mut [f32], src: &[u16]) {
     }
 }
 
+/// `dst[i] = src[i]` rounded to bf16 (nearest even, as [`bf16_from_f32`] and a copy rounded at load) and
+/// widened back: what [`widen`] gives from the rounded bits. Branch-free but for NaN's select: it vectorizes.
+pub fn widen_rounded(dst: &mut [f32], src: &[f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = bf16_to_f32(bf16_from_f32(s));
+    }
+}
+
 /// The depth block gemm sums at a time when it multiplies `[rows, k]` by `[k, t]` (gemm-common 0.19,
 /// `gemm_basic_generic`): all of k for one column (its gemv); `min(k, 512)` when both sides are ≤ 64 (its
 /// small-size path); otherwise k cut into ⌈k / 512⌉ equal blocks (`kernel_params` on this Xeon's and Zen 4's
@@ -49,7 +59,8 @@ fn gemm_depth_block(rows: usize, k: usize, t: usize) -> usize {
     }
 }
 
-/// `epilogue(W · x + bias)` with W `[n, k]` bf16 row-major, x `[k, t]` f32, the result `[n, t]`, bias `[n]`.
+/// `epilogue(W · x + bias)` with W `[n, k]` row-major, bf16 or f32 rounded to bf16 as it is widened, x `[k, t]`
+/// f32, the result `[n, t]`, bias `[n]`.
 /// Split over the threads like the f32 linears ([`gemm::row_blocks`]), each thread's rows cut into equal
 /// blocks of at most `ROWS` (t > 1). Every such block has more than 64 rows whatever the thread count (when
 /// n does), and a single column is gemv for any rows, so each block's depth blocks, and the result, do not
@@ -58,7 +69,7 @@ fn gemm_depth_block(rows: usize, k: usize, t: usize) -> usize {
 pub fn linear_bf16_rows_cm(
     out: Epilogue<'_>,
     x: &[f32],            // [k, t]
-    w: &[u16],            // [n, k]
+    w: RowsFrom<'_>,      // [n, k]
     bias: Option<&[f32]>, // [n]
     n: usize,
     k: usize,
@@ -93,7 +104,11 @@ pub fn linear_bf16_rows_cm(
                     let kc = depth.min(k - c0);
                     let wide = &mut wide[..rows * kc];
                     for (r, d) in wide.chunks_exact_mut(kc.max(1)).enumerate() {
-                        widen(d, &w[(s0 + r) * k + c0..][..kc]);
+                        let at = (s0 + r) * k + c0;
+                        match w {
+                            RowsFrom::Bf16(bits) => widen(d, &bits[at..][..kc]),
+                            RowsFrom::F32(f) => widen_rounded(d, &f[at..][..kc]),
+                        }
                     }
                     gemm::matmul(
                         yb,
