@@ -221,6 +221,75 @@ fn linear_cm_awkward_shapes() {
     }
 }
 
+/// `linear_cm` where it copies W block by block (t > 1): several `[≤ 512, ≤ 512]` blocks of rows and of depth
+/// (the model's depths 1024 and 4096, uneven ones), every epilogue, against `linear_cm_ref`; and where it reads
+/// W in place (one column). 1, 2 and 3 threads give the same bits. A block's rows or columns taken from the
+/// wrong place, or a depth block added twice or not at all, is off by O(Σ|w||x|).
+#[test]
+fn linear_cm_copied_blocks_match_ref() {
+    let mut rng = Rng::new(11);
+    for &(n, k, t) in &[
+        (1100, 1030, 9),
+        (1030, 4096, 3),
+        (530, 1536, 17),
+        (600, 700, 1),
+        (70, 513, 65),
+    ] {
+        let x = rng.vec(k * t, -1.0, 1.0);
+        let w = rng.vec(n * k, -1.0, 1.0);
+        let bias = rng.vec(n, -1.0, 1.0);
+        let old = rng.vec(n * t, -2.0, 2.0);
+        let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<f32>>();
+        let mut mag = vec![0f32; n * t];
+        linear_cm_ref(
+            Epilogue::Store { y: &mut mag },
+            &abs(&x),
+            &abs(&w),
+            Some(&abs(&bias)),
+            n,
+            k,
+            t,
+        );
+        for kind in 0..3 {
+            let mut want = old.clone();
+            linear_cm_ref(epilogue(kind, &mut want), &x, &w, Some(&bias), n, k, t);
+            let mut first: Option<Vec<f32>> = None;
+            for threads in [1, 2, 3] {
+                let mut got = old.clone();
+                common::pool(threads).install(|| {
+                    linear_cm(
+                        epilogue(kind, &mut got),
+                        &x,
+                        &w,
+                        Some(&bias),
+                        n,
+                        k,
+                        t,
+                        Threads::Rayon(0),
+                    )
+                });
+                let what = format!("linear_cm n={n} k={k} t={t} epilogue {kind} on {threads} threads");
+                if let Err(e) = check_close(&what, &got, &want, |i| 1e-5 * (mag[i] + old[i].abs()) + 1e-30) {
+                    panic!("{e}");
+                }
+                let first = first.get_or_insert_with(|| got.clone());
+                assert!(
+                    first.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{what}: differs from 1 thread"
+                );
+            }
+        }
+    }
+}
+
+fn epilogue(kind: usize, buf: &mut [f32]) -> Epilogue<'_> {
+    match kind {
+        0 => Epilogue::Store { y: buf },
+        1 => Epilogue::StoreSilu { y: buf },
+        _ => Epilogue::Accumulate { h: buf, scale: 0.5 },
+    }
+}
+
 proptest! {
     #![proptest_config(common::cases(64))]
     /// Random small shapes and strides, beyond the fixed sweep.
