@@ -222,19 +222,14 @@ fn linear_cm_awkward_shapes() {
 }
 
 /// `linear_cm` where it copies W block by block (t > 1): several `[≤ 512, ≤ 512]` blocks of rows and of depth
-/// (the model's depths 1024 and 4096, uneven ones), every epilogue, against `linear_cm_ref`; and where it reads
+/// (uneven depths past 512 and 1024), every epilogue, against `linear_cm_ref`; and where it reads
 /// W in place (one column). 1, 2 and 3 threads give the same bits. A block's rows or columns taken from the
 /// wrong place, or a depth block added twice or not at all, is off by O(Σ|w||x|).
 #[test]
 fn linear_cm_copied_blocks_match_ref() {
     let mut rng = Rng::new(11);
-    for &(n, k, t) in &[
-        (1100, 1030, 9),
-        (1030, 4096, 3),
-        (530, 1536, 17),
-        (600, 700, 1),
-        (70, 513, 65),
-    ] {
+    // Small t keeps it cheap under qemu (.ci/platforms.sh runs it emulated): the blocks are over rows and depth.
+    for &(n, k, t) in &[(1100, 1030, 5), (530, 1536, 3), (600, 700, 1), (70, 513, 65)] {
         let x = rng.vec(k * t, -1.0, 1.0);
         let w = rng.vec(n * k, -1.0, 1.0);
         let bias = rng.vec(n, -1.0, 1.0);
