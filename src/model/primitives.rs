@@ -42,9 +42,9 @@ enum Bf16Rows {
 
 /// How many calls of a [`Bf16Rows::MappedF32`] weight read the f32 mapping before the next one rounds a bf16
 /// copy. Reading f32 costs each forward ~70 ms more than reading bf16 (10 s of speech, AMX Xeon: twice the
-/// bytes of W from memory), and rounding all weights once ~0.35 s (0.4 s on a 2-vCPU Zen 3, WidenF32): after
-/// four calls the copy has paid for itself. Rounding on the fifth never costs more than twice the better of the two choices in hindsight, and
-/// nothing for a run of one file (a prompt, the CLI on one input).
+/// bytes of W from memory), and rounding all weights once ~0.35 s (0.4–0.65 s on a 2-vCPU Zen 3, WidenF32):
+/// after four calls the copy has paid for itself. Rounding on the fifth never costs more than twice the better
+/// of the two choices in hindsight, and nothing for a run of one file (a prompt, the CLI on one input).
 const F32_CALLS_BEFORE_ROUNDING: usize = 4;
 
 impl Bf16Rows {
