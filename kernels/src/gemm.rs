@@ -249,10 +249,10 @@ pub(crate) fn out_kind(out: &Epilogue<'_>) -> Kind {
 /// half), `Accumulate` adds `scale · (W·x + b)` into the residual h on gemm's accumulate, so the product is
 /// never stored on its own (`scale·bias` is added to h with one rounding, an FMA, before the product). `w` is
 /// the checkpoint's `[out, in]` matrix, copied one `[≤ 512, ≤ 512]` block at a time into a buffer that stays
-/// in L2 ([`WeightRows::Blocks`]) and multiplied from there as gemm's row-major lhs, x its row-major rhs; one
-/// column (t = 1, gemv) reads W in place. Read in place from the mapping, the rows gemm reads together are k
-/// apart (4 or 16 KiB); copied, 2 KiB, and the copy (`n·k` values per call, against `2·n·k·t` flops) is in L2
-/// for gemm's pass over it. On a 2-vCPU AMD EPYC Zen 3 (AVX2) whole fp32 runs took 0.93× the time of W read
+/// in L2 where L2 holds it (`ROWS`; [`WeightRows::Blocks`]) and multiplied from there as gemm's row-major lhs,
+/// x its row-major rhs; one column (t = 1, gemv) reads W in place. Read in place from the mapping, the rows
+/// gemm reads together are k apart (4 or 16 KiB); copied, 2 KiB, and the copy (`n·k` values per call, against
+/// `2·n·k·t` flops) is read from memory once, ahead of gemm's pass over it. On a 2-vCPU AMD EPYC Zen 3 (AVX2) whole fp32 runs took 0.93× the time of W read
 /// in place at 10 s (11 of 16 interleaved pairs) and 0.98–1.02× at 51 s (7 of 10); the same bits (the depth
 /// blocks are gemm's own, [`gemm_depth_block`]). Parallel over [`row_blocks`].
 #[allow(clippy::too_many_arguments)]
@@ -280,11 +280,7 @@ pub fn linear_cm(
     } else {
         WeightRows::InPlace(w)
     };
-    match kind {
-        Kind::Store => linear_cm_rows(y, x, w, bias, n, k, t, threads, None, |_| {}),
-        Kind::StoreSilu => linear_cm_rows(y, x, w, bias, n, k, t, threads, None, crate::activation::silu_inplace),
-        Kind::Accumulate(s) => linear_cm_rows(y, x, w, bias, n, k, t, threads, Some(s), |_| {}),
-    }
+    linear_cm_rows(y, x, w, bias, n, k, t, threads, kind)
 }
 
 /// Where [`linear_cm_rows`] finds W `[n, k]`.
@@ -298,7 +294,8 @@ pub(crate) enum WeightRows<'a> {
     Blocks(&'a (dyn Fn(&mut [f32], usize, usize) + Sync)),
 }
 
-/// Most rows of W copied at once: `[512, 512]` f32 is 1 MiB, which L2 holds beside gemm's packed x.
+/// Most rows of W copied at once: `[512, 512]` f32 is 1 MiB, which a 2 MiB L2 (the Xeons) holds beside gemm's
+/// packed x; Zen 4's 1 MiB barely, Zen 3's 512 KiB half of it (where the copies still gained: [`linear_cm`]).
 const ROWS: usize = 512;
 /// Most columns of W copied at once: gemm's largest depth block ([`gemm_depth_block`]).
 const DEPTH: usize = 512;
@@ -312,7 +309,8 @@ thread_local! {
 /// `gemm_basic_generic`): all of k for one column (its gemv); `min(k, 512)` when both sides are ≤ 64 (its
 /// small-size path); otherwise k cut into ⌈k / 512⌉ equal blocks (`kernel_params`: at least 512 on every cache
 /// it sizes for). One gemm call per such block of copied W, each adding into y, therefore sums in the order of
-/// one call over all of k: bit for bit with AVX-512's microkernels (tested), to a few ulps with AVX2's.
+/// one call over all of k (fp32 at 10 s gave the same bits as W read in place in one call, on Zen 3's AVX2).
+/// Nothing relies on it: fp32 and WidenF32 take these same blocks, so they agree bit for bit on any CPU.
 fn gemm_depth_block(rows: usize, k: usize, t: usize) -> usize {
     let k = k.max(1);
     if t == 1 {
@@ -325,11 +323,9 @@ fn gemm_depth_block(rows: usize, k: usize, t: usize) -> usize {
 }
 
 /// The body every channel-major linear shares: per [`row_blocks`] block, [`seed_bias`], single-threaded gemm
-/// adding `scale · W·x` (`scale` = the residual's, else 1), then `post`. W in place is one gemm call per block;
-/// copied ([`WeightRows::Blocks`]), each block's rows are cut into equal blocks of at most `ROWS` (t > 1; a
-/// single column takes whole rows, fewer of them), and each of those into gemm's depth blocks, one call each.
-/// Every such block has more than 64 rows whatever the thread count (when n does), and a single column is gemv
-/// for any rows, so the result does not depend on the thread count either way.
+/// adding `scale · W·x` (`scale` = the residual's, else 1), then SiLU for [`Kind::StoreSilu`]. W in place is
+/// one gemm call per block; copied, see [`copied_blocks`]. Either way the result does not depend on the thread
+/// count.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_cm_rows(
     y: &mut [f32], // [n, t]
@@ -340,73 +336,85 @@ pub(crate) fn linear_cm_rows(
     k: usize,
     t: usize,
     threads: Threads,
-    residual_scale: Option<f32>,
-    post: impl Fn(&mut [f32]) + Sync,
+    kind: Kind,
 ) {
-    let scale = residual_scale.unwrap_or(1.0);
-    row_blocks(y, n, t, threads, |r0, yb| {
-        let rows = yb.len() / t;
-        let fill = match w {
-            WeightRows::InPlace(w) => {
-                let add = seed_bias(yb, bias.map(|b| &b[r0..]), t, residual_scale);
-                matmul(
-                    yb,
-                    t,
-                    &w[r0 * k..],
-                    k,
-                    1,
-                    x,
-                    t,
-                    1,
-                    rows,
-                    k,
-                    t,
-                    scale,
-                    add,
-                    Threads::Single,
-                );
-                return post(yb);
-            }
-            WeightRows::Blocks(fill) => fill,
-        };
-        let most = if t == 1 { (ROWS * DEPTH / k.max(1)).max(1) } else { ROWS };
-        let sub = rows.div_ceil(rows.div_ceil(most));
-        BLOCK.with(|cell| {
-            let block = &mut *cell.borrow_mut();
-            for (i, yb) in yb.chunks_mut(sub * t).enumerate() {
-                let (s0, rows) = (r0 + i * sub, yb.len() / t);
-                let depth = gemm_depth_block(rows, k, t);
-                block.grow(rows * depth);
-                let mut add = seed_bias(yb, bias.map(|b| &b[s0..s0 + rows]), t, residual_scale);
-                // k = 0 still makes one (empty) call, which zeroes a store without bias.
-                for c0 in (0..k.max(1)).step_by(depth) {
-                    let kc = depth.min(k - c0);
-                    let wb = &mut block[..rows * kc];
-                    for (r, d) in wb.chunks_exact_mut(kc.max(1)).enumerate() {
-                        fill(d, s0 + r, c0);
-                    }
-                    matmul(
-                        yb,
-                        t,
-                        wb,
-                        kc,
-                        1,
-                        &x[c0 * t..],
-                        t,
-                        1,
-                        rows,
-                        kc,
-                        t,
-                        scale,
-                        add,
-                        Threads::Single,
-                    );
-                    add = true;
-                }
-                post(yb);
-            }
-        })
+    let residual = match kind {
+        Kind::Accumulate(s) => Some(s),
+        Kind::Store | Kind::StoreSilu => None,
+    };
+    let post = |yb: &mut [f32]| {
+        if let Kind::StoreSilu = kind {
+            crate::activation::silu_inplace(yb)
+        }
+    };
+    row_blocks(y, n, t, threads, |r0, yb| match w {
+        WeightRows::InPlace(w) => {
+            let rows = yb.len() / t;
+            let add = seed_bias(yb, bias.map(|b| &b[r0..]), t, residual);
+            let scale = residual.unwrap_or(1.0);
+            matmul(
+                yb,
+                t,
+                &w[r0 * k..],
+                k,
+                1,
+                x,
+                t,
+                1,
+                rows,
+                k,
+                t,
+                scale,
+                add,
+                Threads::Single,
+            );
+            post(yb);
+        }
+        WeightRows::Blocks(fill) => {
+            BLOCK.with(|cell| copied_blocks(&mut cell.borrow_mut(), yb, r0, x, fill, bias, k, t, residual, &post))
+        }
     });
+}
+
+/// One row block `yb` (rows `r0..` of y `[n, t]`) with W copied by `fill` into `block`: its rows cut into equal
+/// blocks of at most `ROWS` (t > 1; a single column takes whole rows, fewer of them), each of those into gemm's
+/// depth blocks, one gemm call each adding into y, then `post` per block of rows. Every such block has more than
+/// 64 rows whatever the thread count (when n does), and a single column is gemv for any rows, so the depth
+/// blocks, and the result, do not depend on the thread count.
+#[allow(clippy::too_many_arguments)]
+fn copied_blocks(
+    block: &mut AlignedBuf<f32>,
+    yb: &mut [f32], // [rows, t]
+    r0: usize,
+    x: &[f32], // [k, t]
+    fill: &(dyn Fn(&mut [f32], usize, usize) + Sync),
+    bias: Option<&[f32]>, // [n]
+    k: usize,
+    t: usize,
+    residual: Option<f32>,
+    post: &impl Fn(&mut [f32]),
+) {
+    let rows = yb.len() / t;
+    let most = if t == 1 { (ROWS * DEPTH / k.max(1)).max(1) } else { ROWS };
+    let sub = rows.div_ceil(rows.div_ceil(most));
+    for (i, yb) in yb.chunks_mut(sub * t).enumerate() {
+        let (s0, rows) = (r0 + i * sub, yb.len() / t);
+        let depth = gemm_depth_block(rows, k, t);
+        block.grow(rows * depth);
+        let mut add = seed_bias(yb, bias.map(|b| &b[s0..s0 + rows]), t, residual);
+        // k = 0 still makes one (empty) call, which zeroes a store without bias.
+        for c0 in (0..k.max(1)).step_by(depth) {
+            let kc = depth.min(k - c0);
+            let wb = &mut block[..rows * kc];
+            for (r, d) in wb.chunks_exact_mut(kc.max(1)).enumerate() {
+                fill(d, s0 + r, c0);
+            }
+            let (xc, scale) = (&x[c0 * t..], residual.unwrap_or(1.0));
+            matmul(yb, t, wb, kc, 1, xc, t, 1, rows, kc, t, scale, add, Threads::Single);
+            add = true;
+        }
+        post(yb);
+    }
 }
 
 /// Scalar reference for [`linear_cm`]: the f64 triple loop, then the epilogue.

@@ -9,7 +9,7 @@
 //! [`WeightRows::Blocks`]), so the result is bit for bit [`gemm::linear_cm`] on the widened weights (tested,
 //! the model's depths included).
 
-use super::{bf16_from_f32, bf16_to_f32, Epilogue, Kind, RowsFrom};
+use super::{bf16_from_f32, bf16_to_f32, Epilogue, RowsFrom};
 use crate::gemm::{self, Threads, WeightRows};
 
 /// `dst[i] = src[i]` widened from bf16 (exact). Written so that it vectorizes (a shift per lane).
@@ -50,21 +50,5 @@ pub fn linear_bf16_rows_cm(
         RowsFrom::Bf16(bits) => widen(d, &bits[r * k + c0..][..d.len()]),
         RowsFrom::F32(f) => widen_rounded(d, &f[r * k + c0..][..d.len()]),
     };
-    let rows = WeightRows::Blocks(&fill);
-    match kind {
-        Kind::Store => gemm::linear_cm_rows(dst, x, rows, bias, n, k, t, threads, None, |_| {}),
-        Kind::StoreSilu => gemm::linear_cm_rows(
-            dst,
-            x,
-            rows,
-            bias,
-            n,
-            k,
-            t,
-            threads,
-            None,
-            crate::activation::silu_inplace,
-        ),
-        Kind::Accumulate(s) => gemm::linear_cm_rows(dst, x, rows, bias, n, k, t, threads, Some(s), |_| {}),
-    }
+    gemm::linear_cm_rows(dst, x, WeightRows::Blocks(&fill), bias, n, k, t, threads, kind)
 }
