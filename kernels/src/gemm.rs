@@ -252,9 +252,10 @@ pub(crate) fn out_kind(out: &Epilogue<'_>) -> Kind {
 /// in L2 where L2 holds it (`ROWS`; [`WeightRows::Blocks`]) and multiplied from there as gemm's row-major lhs,
 /// x its row-major rhs; one column (t = 1, gemv) reads W in place. Read in place from the mapping, the rows
 /// gemm reads together are k apart (4 or 16 KiB); copied, 2 KiB, and the copy (`n·k` values per call, against
-/// `2·n·k·t` flops) is read from memory once, ahead of gemm's pass over it. On a 2-vCPU AMD EPYC Zen 3 (AVX2) whole fp32 runs took 0.93× the time of W read
-/// in place at 10 s (11 of 16 interleaved pairs) and 0.98–1.02× at 51 s (7 of 10); the same bits (the depth
-/// blocks are gemm's own, [`gemm_depth_block`]). Parallel over [`row_blocks`].
+/// `2·n·k·t` flops) is read from memory once, ahead of gemm's pass over it. On a 2-vCPU AMD EPYC Zen 3 (AVX2)
+/// whole fp32 runs took 0.93× the time of W read in place at 10 s (11 of 16 interleaved pairs) and 0.98–1.02×
+/// at 51 s (7 of 10); the same bits (the depth blocks are gemm's own, [`gemm_depth_block`]). Parallel over
+/// [`row_blocks`].
 #[allow(clippy::too_many_arguments)]
 pub fn linear_cm(
     out: Epilogue<'_>,

@@ -8,31 +8,16 @@
 
 mod common;
 
-use common::{check_close, pool, Rng};
+use common::{check_close, epilogue, pool, Kind, Rng};
 use proptest::prelude::*;
 use w2vbert_kernels::bf16::{
     bf16_from_f32, bf16_from_f32_slice, bf16_to_f32, linear_bf16_cm, linear_bf16_cm_packed,
     linear_bf16_cm_packed_silu_into, linear_bf16_cm_ref, linear_bf16_rows_cm, owned_rows, tiles_read_in_place,
-    Bf16Kernel, Bf16Weights, Epilogue, PackedX, RowsFrom,
+    Bf16Kernel, Bf16Weights, PackedX, RowsFrom,
 };
 use w2vbert_kernels::gemm::{linear_cm, Threads};
 
 const KERNELS: [Bf16Kernel; 3] = [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16, Bf16Kernel::WidenF32];
-
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Store,
-    Silu,
-    Accumulate,
-}
-
-fn epilogue(kind: Kind, buf: &mut [f32]) -> Epilogue<'_> {
-    match kind {
-        Kind::Store => Epilogue::Store { y: buf },
-        Kind::Silu => Epilogue::StoreSilu { y: buf },
-        Kind::Accumulate => Epilogue::Accumulate { h: buf, scale: 0.5 },
-    }
-}
 
 /// One case's operands: W `[n, k]` (`w`, with ties and denormals among its values) rounded to bf16 (`bits`),
 /// x `[k, t]`, bias `[n]`, and the output's old contents `[n, t]` (what the accumulate epilogue adds to).

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{check_close, Rng};
+use common::{check_close, epilogue, Rng, KINDS};
 use proptest::prelude::*;
 use w2vbert_kernels::gemm::{linear_cm, linear_cm_ref, matmul, matmul_ref, Epilogue, Threads};
 
@@ -245,7 +245,7 @@ fn linear_cm_copied_blocks_match_ref() {
             k,
             t,
         );
-        for kind in 0..3 {
+        for kind in KINDS {
             let mut want = old.clone();
             linear_cm_ref(epilogue(kind, &mut want), &x, &w, Some(&bias), n, k, t);
             let mut first: Option<Vec<f32>> = None;
@@ -263,7 +263,7 @@ fn linear_cm_copied_blocks_match_ref() {
                         Threads::Rayon(0),
                     )
                 });
-                let what = format!("linear_cm n={n} k={k} t={t} epilogue {kind} on {threads} threads");
+                let what = format!("linear_cm n={n} k={k} t={t} epilogue {kind:?} on {threads} threads");
                 if let Err(e) = check_close(&what, &got, &want, |i| 1e-5 * (mag[i] + old[i].abs()) + 1e-30) {
                     panic!("{e}");
                 }
@@ -274,14 +274,6 @@ fn linear_cm_copied_blocks_match_ref() {
                 );
             }
         }
-    }
-}
-
-fn epilogue(kind: usize, buf: &mut [f32]) -> Epilogue<'_> {
-    match kind {
-        0 => Epilogue::Store { y: buf },
-        1 => Epilogue::StoreSilu { y: buf },
-        _ => Epilogue::Accumulate { h: buf, scale: 0.5 },
     }
 }
 

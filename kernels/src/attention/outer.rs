@@ -104,13 +104,35 @@ struct Pass<'a> {
 
 /// A [`Pass`] with f32x8 lanes: tiles of 4 rows × 16 queries, then single rows for what remains of m.
 fn portable_pass(out: &mut [f32] /* [m, ldo] */, ldo: usize, pass: &Pass<'_>) {
+    let Pass {
+        b,
+        sa,
+        sp,
+        x,
+        ldx,
+        m,
+        pn,
+        r_len,
+        ..
+    } = *pass;
+    // The pass's extent checked once, so the tiles read b and x without a check per load: the checks were a third
+    // of the loop's instructions, and dropping them ran this kernel 1.4–1.7× faster (AMD EPYC Zen 3, one thread,
+    // paired against the checked loop).
+    // (outer_acc makes passes only for m, pn ≥ 1 and r_len ≥ 16.)
+    assert!(
+        m > 0 && pn > 0 && b.len() > (m - 1) * sa + (pn - 1) * sp && x.len() >= (pn - 1) * ldx + r_len,
+        "outer_acc: pass out of bounds"
+    );
     let mut a0 = 0;
-    while a0 < pass.m {
-        let rows = if pass.m - a0 >= 4 { 4 } else { 1 };
-        for r0 in (0..pass.r_len).step_by(16) {
-            match rows {
-                4 => portable_tile::<4>(out, ldo, pass, a0, r0),
-                _ => portable_tile::<1>(out, ldo, pass, a0, r0),
+    while a0 < m {
+        let rows = if m - a0 >= 4 { 4 } else { 1 };
+        for r0 in (0..r_len).step_by(16) {
+            // SAFETY: a0 + rows ≤ m and r0 + 16 ≤ r_len (a multiple of 16): inside the extent asserted above.
+            unsafe {
+                match rows {
+                    4 => portable_tile::<4>(out, ldo, pass, a0, r0),
+                    _ => portable_tile::<1>(out, ldo, pass, a0, r0),
+                }
             }
         }
         a0 += rows;
@@ -119,8 +141,12 @@ fn portable_pass(out: &mut [f32] /* [m, ldo] */, ldo: usize, pass: &Pass<'_>) {
 
 /// Rows `a0 .. a0 + A` × queries `r0 .. r0 + 16` of a [`Pass`] on f32x8 lanes: p in order, one fused
 /// multiply-add per term.
+///
+/// # Safety
+/// `a0 + A ≤ m`, `r0 + 16 ≤ r_len`, and the pass's `b` and `x` cover its whole extent ([`portable_pass`]
+/// asserts it).
 #[inline(always)]
-fn portable_tile<const A: usize>(
+unsafe fn portable_tile<const A: usize>(
     out: &mut [f32], /* [m, ldo] */
     ldo: usize,
     pass: &Pass<'_>,
@@ -139,27 +165,15 @@ fn portable_tile<const A: usize>(
         ..
     } = *pass;
     let mut acc = [[f32x8::ZERO; 2]; A];
-    // Bounds checked once here instead of at every load: the checks were a third of the loop's instructions, and
-    // dropping them ran this kernel 1.4-1.7x faster (AMD EPYC Zen 3, one thread, paired against the checked loop).
-    assert!(
-        A >= 1
-            && b.len() > (a0 + A - 1) * sa + pn.saturating_sub(1) * sp
-            && x.len() >= pn.saturating_sub(1) * ldx + r0 + 16,
-        "outer_acc: tile out of bounds"
-    );
     let (bp, xp) = (b.as_ptr(), x.as_ptr());
     for p in 0..pn {
-        // SAFETY: p < pn and a < A keep both reads inside the slices (asserted above).
-        let xv: [f32x8; 2] = unsafe {
-            let xr = xp.add(p * ldx + r0);
-            [
-                f32x8::from(*(xr as *const [f32; 8])),
-                f32x8::from(*(xr.add(8) as *const [f32; 8])),
-            ]
-        };
+        let xr = xp.add(p * ldx + r0);
+        let xv = [
+            f32x8::from(*(xr as *const [f32; 8])),
+            f32x8::from(*(xr.add(8) as *const [f32; 8])),
+        ];
         for (a, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: as above.
-            let bv = f32x8::splat(unsafe { *bp.add((a0 + a) * sa + p * sp) });
+            let bv = f32x8::splat(*bp.add((a0 + a) * sa + p * sp));
             acc[0] = fma8(bv, xv[0], acc[0]);
             acc[1] = fma8(bv, xv[1], acc[1]);
         }

@@ -92,3 +92,23 @@ pub fn cases(cases: u32) -> proptest::test_runner::Config {
         ..Default::default()
     }
 }
+
+/// The three epilogues of the linears, for tests that sweep them.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Store,
+    Silu,
+    Accumulate,
+}
+
+pub const KINDS: [Kind; 3] = [Kind::Store, Kind::Silu, Kind::Accumulate];
+
+/// `kind` writing into `buf` (the residual's scale 0.5).
+pub fn epilogue(kind: Kind, buf: &mut [f32]) -> w2vbert_kernels::gemm::Epilogue<'_> {
+    use w2vbert_kernels::gemm::Epilogue;
+    match kind {
+        Kind::Store => Epilogue::Store { y: buf },
+        Kind::Silu => Epilogue::StoreSilu { y: buf },
+        Kind::Accumulate => Epilogue::Accumulate { h: buf, scale: 0.5 },
+    }
+}
