@@ -18,6 +18,9 @@ use w2vbert_kernels::gemm::{linear_cm, linear_cm_ref, Threads};
 use w2vbert_kernels::{activation, conv, norm};
 
 /// Deterministic inputs in [-2, 2) (values do not change timing, except that they avoid subnormals).
+/// A criterion group as the bench functions take it.
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
 fn data(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
     (0..n)
@@ -150,89 +153,107 @@ fn bench_linear(c: &mut Criterion) {
                 })
             });
         }
-        // bf16 weights as the model holds them: row-major bf16, page-aligned (x rounded to bf16 per call for the
-        // tile kernels, f32 accumulation; widened per row block for WidenF32, f32 gemm).
-        let (bits, ld) = owned_rows(Bf16Kernel::WidenF32, RowsFrom::F32(&w), n, k);
-        let weights = Bf16Weights::new(&bits, n, k, ld);
-        for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16, Bf16Kernel::WidenF32]
-            .into_iter()
-            .filter(|k| k.available())
-        {
-            for (name, threads) in [("1thread", Threads::Single), ("2threads", Threads::Rayon(2))] {
-                let label = format!(
-                    "bf16_{}_{name}",
-                    match kernel {
-                        Bf16Kernel::Amx => "amx",
-                        Bf16Kernel::Avx512Bf16 => "avx512",
-                        Bf16Kernel::WidenF32 => "widen",
-                    }
-                );
-                g.bench_function(BenchmarkId::new(label, &id), |b| {
-                    b.iter(|| {
-                        let out = Epilogue::Store { y: &mut y };
-                        if kernel.packs_tiles() {
-                            linear_bf16_cm(kernel, out, black_box(&x), weights, Some(&bias), m, threads)
-                        } else {
-                            linear_bf16_rows_cm(
-                                out,
-                                black_box(&x),
-                                RowsFrom::Bf16(&bits),
-                                Some(&bias),
-                                n,
-                                k,
-                                m,
-                                threads,
-                            )
-                        }
-                    })
-                });
-            }
-        }
+        bench_linear_bf16(&mut g, &id, &x, &w, &bias, &mut y, (m, k, n));
         if (k, n) == (1024, 4096) {
-            // The gemm crate directly, time-major y[m, n] = x·Wᵀ with W read in place (bias pre-filled, then
-            // dst = 1·dst + 1·x·Wᵀ) in one call on gemm's own threads: what channel_major's row blocks are measured
-            // against.
-            for (name, par) in [
-                ("gemm_direct_1thread", gemm::Parallelism::None),
-                ("gemm_direct_2threads", gemm::Parallelism::Rayon(2)),
-            ] {
-                g.bench_function(BenchmarkId::new(name, &id), |b| {
-                    b.iter(|| {
-                        for row in y.chunks_exact_mut(n) {
-                            row.copy_from_slice(&bias);
-                        }
-                        // SAFETY: y is [m, n] (row stride n), x is [m, k] (row stride k), w is [n, k]
-                        // read as [k, n] with strides (1, k): every index lies inside the slices.
-                        unsafe {
-                            gemm::gemm(
-                                m,
-                                n,
-                                k,
-                                y.as_mut_ptr(),
-                                1,
-                                n as isize,
-                                true,
-                                black_box(&x).as_ptr(),
-                                1,
-                                k as isize,
-                                w.as_ptr(),
-                                k as isize,
-                                1,
-                                1.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                par,
-                            )
-                        }
-                    })
-                });
-            }
+            bench_gemm_direct(&mut g, &id, &x, &w, &bias, &mut y, (m, k, n));
         }
     }
     g.finish();
-    // The f64 triple loop once, for scale (a single sample is enough to see the gap).
+}
+
+/// The bf16 kernels this CPU has on one shape, 1 and 2 threads: weights as the model holds them, row-major bf16,
+/// page-aligned (x rounded to bf16 per call for the tile kernels, f32 accumulation; widened per row block for
+/// WidenF32, f32 gemm).
+fn bench_linear_bf16(
+    g: &mut Group,
+    id: &str,
+    x: &[f32],     // [k, m]
+    w: &[f32],     // [n, k]
+    bias: &[f32],  // [n]
+    y: &mut [f32], // [n, m]
+    (m, k, n): (usize, usize, usize),
+) {
+    let (bits, ld) = owned_rows(Bf16Kernel::WidenF32, RowsFrom::F32(w), n, k);
+    let weights = Bf16Weights::new(&bits, n, k, ld);
+    for kernel in [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16, Bf16Kernel::WidenF32]
+        .into_iter()
+        .filter(|k| k.available())
+    {
+        for (name, threads) in [("1thread", Threads::Single), ("2threads", Threads::Rayon(2))] {
+            let label = format!(
+                "bf16_{}_{name}",
+                match kernel {
+                    Bf16Kernel::Amx => "amx",
+                    Bf16Kernel::Avx512Bf16 => "avx512",
+                    Bf16Kernel::WidenF32 => "widen",
+                }
+            );
+            g.bench_function(BenchmarkId::new(label, id), |b| {
+                b.iter(|| {
+                    let out = Epilogue::Store { y: &mut *y };
+                    if kernel.packs_tiles() {
+                        linear_bf16_cm(kernel, out, black_box(x), weights, Some(bias), m, threads)
+                    } else {
+                        linear_bf16_rows_cm(out, black_box(x), RowsFrom::Bf16(&bits), Some(bias), n, k, m, threads)
+                    }
+                })
+            });
+        }
+    }
+}
+
+/// The gemm crate directly, time-major y[m, n] = x·Wᵀ with W read in place (bias pre-filled, then
+/// dst = 1·dst + 1·x·Wᵀ) in one call on gemm's own threads: what channel_major's row blocks are measured against.
+fn bench_gemm_direct(
+    g: &mut Group,
+    id: &str,
+    x: &[f32],     // [m, k]
+    w: &[f32],     // [n, k]
+    bias: &[f32],  // [n]
+    y: &mut [f32], // [m, n]
+    (m, k, n): (usize, usize, usize),
+) {
+    for (name, par) in [
+        ("gemm_direct_1thread", gemm::Parallelism::None),
+        ("gemm_direct_2threads", gemm::Parallelism::Rayon(2)),
+    ] {
+        g.bench_function(BenchmarkId::new(name, id), |b| {
+            b.iter(|| {
+                for row in y.chunks_exact_mut(n) {
+                    row.copy_from_slice(bias);
+                }
+                // SAFETY: y is [m, n] (row stride n), x is [m, k] (row stride k), w is [n, k]
+                // read as [k, n] with strides (1, k): every index lies inside the slices.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        y.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        true,
+                        black_box(x).as_ptr(),
+                        1,
+                        k as isize,
+                        w.as_ptr(),
+                        k as isize,
+                        1,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        par,
+                    )
+                }
+            })
+        });
+    }
+}
+
+/// The f64 triple loop once, for scale (a single sample is enough to see the gap).
+fn bench_linear_ref(c: &mut Criterion) {
     let mut g = c.benchmark_group("linear_ref");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(1))
@@ -325,6 +346,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_bf16_peak, bench_linear, bench_layer_norm, bench_silu, bench_glu, bench_conv
+    targets = bench_bf16_peak, bench_linear, bench_linear_ref, bench_layer_norm, bench_silu, bench_glu, bench_conv
 }
 criterion_main!(benches);

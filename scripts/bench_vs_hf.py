@@ -6,8 +6,9 @@ seeded checkpoint and the same speech, with the same thread count everywhere.
     python scripts/bench_vs_hf.py --seconds 10,51 [--runs 5] [--engines cli,hf17,...] [--out FILE]
     python scripts/bench_vs_hf.py --small --seconds 3,5      # 256-wide 24-layer checkpoint: checks the script
 
-Every engine runs in its own child process, so its peak RSS (ru_maxrss of the child, from wait4) is its own; this
-orchestrator imports no torch and stays small (its own peak is printed: a child's figure is the max of the two).
+Every engine runs in its own child process (the CLI itself, or `bench_peers.py KIND SPEC` for the peers), so its
+peak RSS (ru_maxrss of the child, from wait4) is its own; this orchestrator imports no torch and stays small (its
+own peak is printed: a child's figure is the max of the two).
 Per engine and length: a warm-up call (its time and the load/compile time are reported apart), then the median of
 the remaining runs. The CLI is timed as a whole process (load + decode + fbank + 17 layers + write), `--runs`
 times after one warm-up; each peer is timed on the encoder alone with its model loaded, on the features of HF's
@@ -41,8 +42,10 @@ import numpy as np
 
 from parity_stats import stats
 
+from bench_peers import LAYER, PAIR_TOKEN
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-LAYER = 17
+PEERS = pathlib.Path(__file__).resolve().parent / "bench_peers.py"
 # name: (row label, what is timed)
 ENGINES = {
     "cli": ("`w2vbert-infer` fp32", "whole process"),
@@ -56,216 +59,9 @@ ENGINES = {
     "ov-bf16": ("OpenVINO bf16 hint, 17 layers", "encoder, compiled"),
 }
 SMALL = dict(hidden_size=256, num_attention_heads=4, intermediate_size=1024, num_hidden_layers=24)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Children. Each one is `python bench_vs_hf.py --worker KIND --spec FILE` and writes its result to spec["result"].
-# ----------------------------------------------------------------------------------------------------------------
-
-def vm_hwm_gb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e9
-    return None
-
-
-PAIR_TOKEN = "@@bench_vs_hf:paired-cli-run@@"
 # `--pair-with`: the CLI run a peer's timed runs alternate with, as the table's paired column names it.
 PAIR_LABEL = {"fp32": "fp32", "bf16ck": "bf16 (checkpoint)"}
 
-
-def timed_runs(call, runs, budget, paired=False):
-    """Warm-up call, then min(runs, budget / warm-up time) timed calls (at least 1). Returns the warm-up time, the
-    timed runs and the last output. `paired`: after each timed call, hand the machine to the orchestrator (a token
-    line on stdout, then wait for a line on stdin) so that it runs the CLI once between this engine's runs."""
-    t = time.perf_counter()
-    out = call()
-    first = time.perf_counter() - t
-    n = max(1, min(runs, int(budget // max(first, 1e-9)))) if runs > 0 else 0
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        out = call()
-        times.append(time.perf_counter() - t)
-        if paired:
-            print(PAIR_TOKEN, flush=True)
-            sys.stdin.readline()
-    return first, times, out
-
-
-def load_hf(ck, layers=None):
-    import torch  # noqa: F401
-    from transformers import Wav2Vec2BertModel
-
-    model = Wav2Vec2BertModel.from_pretrained(ck).eval()
-    if layers is not None:
-        if len(model.encoder.layers) < layers:
-            raise SystemExit(f"{ck}: the model has {len(model.encoder.layers)} layers, fewer than {layers}")
-        model.encoder.layers = model.encoder.layers[:layers]
-    return model
-
-
-def cut_module(ck):
-    """The HF model cut to 17 layers, returning last_hidden_state (= hidden_states[17]: this encoder has no final
-    norm, and the default config has no adapter), for the ONNX and OpenVINO exports."""
-    import torch
-
-    model = load_hf(ck, LAYER)
-    if model.config.add_adapter or model.config.use_intermediate_ffn_before_adapter:
-        raise SystemExit(f"{ck}: an adapter / intermediate ffn follows the encoder; last_hidden_state is not "
-                         f"hidden_states[{LAYER}]")
-
-    class Cut(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_features, attention_mask):
-            return self.m(input_features=input_features, attention_mask=attention_mask).last_hidden_state
-
-    return Cut(model).eval()
-
-
-def worker_prep(spec):
-    """Checkpoint (made when missing), speech of each length, HF extractor features (timed)."""
-    import torch
-    from transformers import Wav2Vec2BertConfig
-
-    import fullsize_parity as fp
-    import hf_reference as ref
-
-    torch.set_num_threads(spec["threads"])
-    ck = pathlib.Path(spec["checkpoint"]) if spec["checkpoint"] else fp.CK
-    if spec["make_checkpoint"]:
-        fp.make_checkpoint(ck, Wav2Vec2BertConfig(**spec["config"]) if spec["config"] else None)
-    fe = ref.extractor()
-    res = {"checkpoint": str(ck)}
-    for sec in spec["seconds"]:
-        wav_path, wav = fp.make_audio(sec, pathlib.Path(spec["work"]))
-        first, times, f = timed_runs(lambda: fe(wav, sampling_rate=16000, return_tensors="np"), 5, 1e9)
-        feats = pathlib.Path(spec["work"]) / f"features_{sec:g}s.npz"
-        np.savez(feats, input_features=f["input_features"], attention_mask=f["attention_mask"])
-        res[f"{sec:g}"] = {"wav": str(wav_path), "features": str(feats), "audio_s": len(wav) / 16000,
-                           "frames": int(f["input_features"].shape[1]), "extractor_first_s": first,
-                           "extractor_times": times, "masked_frames": int((f["attention_mask"] == 0).sum())}
-    return res
-
-
-def worker_hf(spec):
-    import torch
-
-    import hf_reference as ref
-
-    torch.set_num_threads(spec["threads"])
-    torch.set_num_interop_threads(1)
-    t = time.perf_counter()
-    model = load_hf(spec["checkpoint"], spec["layers"])
-    load = time.perf_counter() - t
-    f = np.load(spec["features"])
-    dtype = torch.bfloat16 if spec.get("bf16") else None
-    first, times, hs = timed_runs(lambda: ref.hidden_states(model, f["input_features"], f["attention_mask"], dtype),
-                                  spec["runs"], spec["budget"], spec.get("paired", False))
-    np.save(spec["output"], hs[LAYER][0].astype(np.float32))
-    return {"load_s": load, "first_s": first, "times": times, "vm_hwm_gb": vm_hwm_gb()}
-
-
-def worker_export_onnx(spec):
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    f = np.load(spec["features"])
-    t = time.perf_counter()
-    model = cut_module(spec["checkpoint"])
-    path = pathlib.Path(spec["path"])
-    tmp = path.with_name(path.stem + ".tmp.onnx")
-    with torch.inference_mode():
-        torch.onnx.export(
-            model, (torch.from_numpy(f["input_features"]), torch.from_numpy(f["attention_mask"])), str(tmp),
-            input_names=["input_features", "attention_mask"], output_names=["hidden_state_17"],
-            dynamic_axes={"input_features": {1: "T"}, "attention_mask": {1: "T"}, "hidden_state_17": {1: "T"}},
-            opset_version=17, dynamo=False,
-        )
-    tmp.rename(path)
-    return {"export_s": time.perf_counter() - t}
-
-
-def worker_ort(spec):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = spec["threads"]
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    t = time.perf_counter()
-    sess = ort.InferenceSession(spec["path"], so, providers=["CPUExecutionProvider"])
-    load = time.perf_counter() - t
-    f = np.load(spec["features"])
-    feed = {"input_features": f["input_features"], "attention_mask": f["attention_mask"]}
-    first, times, out = timed_runs(lambda: sess.run(None, feed)[0], spec["runs"], spec["budget"],
-                                   spec.get("paired", False))
-    np.save(spec["output"], out[0].astype(np.float32))
-    return {"load_s": load, "first_s": first, "times": times, "vm_hwm_gb": vm_hwm_gb(),
-            "providers": sess.get_providers()}
-
-
-def worker_convert_ov(spec):
-    import openvino as ov
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    f = np.load(spec["features"])
-    t = time.perf_counter()
-    model = cut_module(spec["checkpoint"])
-    with torch.inference_mode():
-        m = ov.convert_model(model, example_input=(torch.from_numpy(f["input_features"]),
-                                                   torch.from_numpy(f["attention_mask"])))
-    path = pathlib.Path(spec["path"])
-    tmp = path.with_name(path.stem + ".tmp.xml")
-    ov.save_model(m, str(tmp), compress_to_fp16=False)  # keep f32 weights (save_model's default is f16)
-    tmp.with_suffix(".bin").rename(path.with_suffix(".bin"))
-    tmp.rename(path)
-    return {"export_s": time.perf_counter() - t}
-
-
-def worker_ov(spec):
-    import openvino as ov
-    import openvino.properties as props
-    import openvino.properties.hint as hints
-
-    f = np.load(spec["features"])
-    core = ov.Core()
-    t = time.perf_counter()
-    m = core.read_model(spec["path"])
-    # Static shapes for this length: OpenVINO's best case (the compile is in load_s).
-    m.reshape({m.inputs[0]: ov.PartialShape(list(f["input_features"].shape)),
-               m.inputs[1]: ov.PartialShape(list(f["attention_mask"].shape))})
-    want = ov.Type.bf16 if spec["precision"] == "bf16" else ov.Type.f32
-    cm = core.compile_model(m, "CPU", {
-        props.inference_num_threads(): spec["threads"],
-        hints.inference_precision(): want,
-        hints.performance_mode(): hints.PerformanceMode.LATENCY,
-        props.num_streams(): 1,
-    })
-    load = time.perf_counter() - t
-    got = str(cm.get_property(hints.inference_precision()))
-    req = cm.create_infer_request()
-    feed = {0: f["input_features"], 1: f["attention_mask"]}
-    first, times, out = timed_runs(lambda: req.infer(feed)[cm.output(0)].copy(), spec["runs"], spec["budget"],
-                                   spec.get("paired", False))
-    np.save(spec["output"], out[0].astype(np.float32))
-    return {"load_s": load, "first_s": first, "times": times, "vm_hwm_gb": vm_hwm_gb(),
-            "precision_requested": str(want), "precision_compiled": got,
-            "threads_compiled": int(cm.get_property(props.inference_num_threads()))}
-
-
-WORKERS = {"prep": worker_prep, "hf": worker_hf, "export_onnx": worker_export_onnx, "ort": worker_ort,
-           "convert_ov": worker_convert_ov, "ov": worker_ov}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Orchestrator (numpy only).
-# ----------------------------------------------------------------------------------------------------------------
 
 def child_env(threads, extra=None):
     env = dict(os.environ)
@@ -278,7 +74,7 @@ def child_env(threads, extra=None):
 def spawn(cmd, env, capture=None, between=None):
     """Run `cmd`, return (exit code, wall seconds, peak RSS GB of that child from wait4). With `capture` (a path
     prefix), stdout/stderr go to files instead of the terminal. With `between` (a worker in paired mode, see
-    timed_runs): each time the child prints PAIR_TOKEN, `between()` runs while the child waits, idle, then the
+    bench_peers.timed_runs): each time the child prints PAIR_TOKEN, `between()` runs while the child waits, idle, then the
     child is let go; its other stdout lines are passed through."""
     out = err = None
     if capture:
@@ -313,13 +109,13 @@ def exit_reason(code):
 
 def run_worker(kind, spec, work, threads, env_extra=None, between=None):
     """Returns (result dict or None, peak RSS GB, failure reason or None). With `between`, the worker runs paired:
-    `between()` after each of its timed runs (see timed_runs)."""
+    `between()` after each of its timed runs (see bench_peers.timed_runs)."""
     spec_path = work / f"spec_{kind}_{spec.get('tag', '')}.json"
     spec["result"] = str(spec_path.with_suffix(".result.json"))
     spec["paired"] = between is not None
     pathlib.Path(spec["result"]).unlink(missing_ok=True)
     spec_path.write_text(json.dumps(spec, indent=1))
-    code, _, peak = spawn([sys.executable, __file__, "--worker", kind, "--spec", str(spec_path)],
+    code, _, peak = spawn([sys.executable, str(PEERS), kind, str(spec_path)],
                           child_env(threads, env_extra), between=between)
     res = json.loads(pathlib.Path(spec["result"]).read_text()) if pathlib.Path(spec["result"]).exists() else {}
     if code != 0 or "error" in res or not res:
@@ -504,10 +300,8 @@ def table(rows, length, mach, threads, cli_fp32, cli_bf16, pair_with):
     return out
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--spec", help=argparse.SUPPRESS)
     ap.add_argument("--seconds", default="10,51", help="speech lengths, comma-separated (default 10,51)")
     ap.add_argument("--runs", type=int, default=5, help="timed CLI runs after a warm-up (default 5)")
     ap.add_argument("--peer-runs", type=int, default=5, help="timed runs per peer after a warm-up (default 5)")
@@ -530,101 +324,94 @@ def main():
     ap.add_argument("--work", type=pathlib.Path, help="work dir (default out/bench_vs_hf[_small])")
     ap.add_argument("--out", type=pathlib.Path, help="markdown table file (default <work>/table.md); JSON beside it")
     args = ap.parse_args()
-
-    if args.worker:
-        spec = json.loads(pathlib.Path(args.spec).read_text())
-        try:
-            res = WORKERS[args.worker](spec)
-        except BaseException as e:  # the reason goes into the table row; the traceback to stderr
-            pathlib.Path(spec["result"]).write_text(json.dumps({"error": f"{type(e).__name__}: {e}"[:300]}))
-            raise
-        pathlib.Path(spec["result"]).write_text(json.dumps(res, indent=1))
-        return
-
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    bad = [e for e in engines if e not in ENGINES]
+    args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    bad = [e for e in args.engines if e not in ENGINES]
     if bad:
         ap.error(f"unknown engine(s) {bad}; choose from {','.join(ENGINES)}")
-    seconds = [float(s) for s in args.seconds.split(",")]
+    args.seconds = [float(s) for s in args.seconds.split(",")]
     if args.small and args.checkpoint:
         ap.error("--small and --checkpoint exclude each other")
-    if args.checkpoint:
-        ck, make_ck, cfg = args.checkpoint, False, None
-        for f in ("config.json", "model.safetensors", "wav2vec2bert_stats.safetensors"):
-            if not (ck / f).exists():
-                sys.exit(f"{ck / f}: missing (the CLI and the peers need config.json, model.safetensors and "
-                         f"wav2vec2bert_stats.safetensors)")
-    elif args.small:
-        ck, make_ck, cfg = ROOT / "checkpoints" / "bench-small-random", True, SMALL
-    else:
-        ck, make_ck, cfg = None, True, None  # fullsize_parity.py's seeded full-size checkpoint
-    work = (args.work or ROOT / "out" / ("bench_vs_hf_small" if args.small else "bench_vs_hf")).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    out_md = args.out or work / "table.md"
-    threads = args.threads
-    mach = machine()
-    print(json.dumps(mach), flush=True)
+    return args
 
-    # Which engines can run at all: a row with its reason otherwise, never a crash.
+
+def checkpoint_choice(args):
+    """(checkpoint dir or None for fullsize_parity.py's seeded one, whether prep makes it, its config or None)."""
+    if args.checkpoint:
+        for f in ("config.json", "model.safetensors", "wav2vec2bert_stats.safetensors"):
+            if not (args.checkpoint / f).exists():
+                sys.exit(f"{args.checkpoint / f}: missing (the CLI and the peers need config.json, "
+                         f"model.safetensors and wav2vec2bert_stats.safetensors)")
+        return args.checkpoint, False, None
+    if args.small:
+        return ROOT / "checkpoints" / "bench-small-random", True, SMALL
+    return None, True, None
+
+
+def engine_skips(engines, binary):
+    """Which engines cannot run at all, with the reason (a row says it; never a crash)."""
     skip = {}
-    if any(e.startswith("cli") for e in engines) and not args.bin.exists():
+    if any(e.startswith("cli") for e in engines) and not binary.exists():
         for e in engines:
             if e.startswith("cli"):
-                skip[e] = f"{args.bin} not found (cargo build --release, or --bin PATH)"
+                skip[e] = f"{binary} not found (cargo build --release, or --bin PATH)"
     for e in ("cli-bf16", "cli-bf16ck"):
-        if e in engines and e not in skip and not cli_has_bf16(args.bin):
-            skip[e] = f"`{args.bin.name} --help` lists no `--precision bf16`"
+        if e in engines and e not in skip and not cli_has_bf16(binary):
+            skip[e] = f"`{binary.name} --help` lists no `--precision bf16`"
     for e, mod in (("ort", "onnxruntime"), ("ov-f32", "openvino"), ("ov-bf16", "openvino")):
         if e in engines and importlib.util.find_spec(mod) is None:
             skip[e] = f"python package {mod} not installed (pip install -r scripts/requirements-bench.txt)"
     for e, why in skip.items():
         print(f"skip {e}: {why}", flush=True)
+    return skip
 
-    print(f"== prep: checkpoint {ck or 'fullsize_parity.CK'}, speech {seconds} s", flush=True)
-    prep, _, err = run_worker("prep", {"checkpoint": ck and str(ck), "make_checkpoint": make_ck, "config": cfg,
-                                       "seconds": seconds, "work": str(work), "threads": threads}, work, threads)
-    if err:
-        sys.exit(err)
-    ck = pathlib.Path(prep.pop("checkpoint"))
-    key = cache_key(ck)
-    onnx_path, ov_path = work / f"cut{LAYER}_{key}.onnx", work / f"cut{LAYER}_{key}.xml"
-    notes, export_err, from_disk = [], {}, set()
-    cache_from_disk(ck, from_disk, notes, args.keep_page_cache)
-    report = {"machine": mach, "checkpoint": str(ck), "threads": threads, "lengths": {}}
-    md = ["## bench_vs_hf", "",
-          f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['mem_gb']} GB; avx512f "
-          f"{'yes' if mach['avx512f'] else 'no'}, avx512_bf16 {'yes' if mach['avx512_bf16'] else 'no'}, AMX "
-          f"{', '.join(mach['amx']) if mach['amx'] else 'no'}; {threads} threads everywhere. "
-          + ", ".join(f"{k} {v}" for k, v in mach["versions"].items())
-          + f", python {mach['python']}; repo {mach['git']}; checkpoint {ck.name}; "
-          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
 
-    for sec in seconds:
-        length = prep[f"{sec:g}"]
-        common = {"checkpoint": str(ck), "features": length["features"], "threads": threads,
+class Bench:
+    """What every length shares: the arguments, the checkpoint, the exports made once (their failures too), the
+    page-cache reloads done and the notes for the table."""
+
+    def __init__(self, args, ck, work, skip):
+        self.args, self.ck, self.work, self.skip = args, ck, work, skip
+        self.threads = args.threads
+        self.key = cache_key(ck)
+        self.notes, self.export_err, self.from_disk = [], {}, set()
+        cache_from_disk(ck, self.from_disk, self.notes, args.keep_page_cache)
+
+    def bf16_checkpoint(self):
+        """`convert --dtype bf16` of the checkpoint, made once and read back from disk once: (path, failure)."""
+        path = self.work / f"bf16_{LAYER}_{self.key}"
+        if "bf16ck" not in self.export_err:
+            self.export_err["bf16ck"] = convert_bf16_once(self.args.bin, self.ck, path, self.notes)
+            if not self.export_err["bf16ck"]:
+                cache_from_disk(path, self.from_disk, self.notes, self.args.keep_page_cache)
+        return path, self.export_err["bf16ck"]
+
+    def export(self, kind, path, common, env_extra=None):
+        if kind not in self.export_err:
+            self.export_err[kind] = export_once(kind, path, common, self.work, self.threads, self.notes, env_extra)
+        return self.export_err[kind]
+
+    def length(self, sec, length):
+        """Every engine's row at one length (HF fp32 17 layers, the parity reference, runs even when not listed)."""
+        args = self.args
+        common = {"checkpoint": str(self.ck), "features": length["features"], "threads": self.threads,
                   "runs": args.peer_runs, "budget": args.peer_budget, "tag": f"{sec:g}s"}
-        rows, outs = [], {}
-
         pair_engine = "cli" if args.pair_with == "fp32" else "cli-bf16ck"
-        pair = not args.no_pair and pair_engine in engines and pair_engine not in skip
-        pair_ck, pair_extra = ck, []
+        pair = not args.no_pair and pair_engine in args.engines and pair_engine not in self.skip
+        pair_ck, pair_extra = self.ck, []
         if pair and args.pair_with == "bf16ck":
-            pair_ck, pair_extra = work / f"bf16_{LAYER}_{key}", ["--precision", "bf16"]
-            if "bf16ck" not in export_err:
-                export_err["bf16ck"] = convert_bf16_once(args.bin, ck, pair_ck, notes)
-            pair = not export_err["bf16ck"]
-            if pair:
-                cache_from_disk(pair_ck, from_disk, notes, args.keep_page_cache)
+            pair_ck, err = self.bf16_checkpoint()
+            pair_extra, pair = ["--precision", "bf16"], not err
+        outs = {}
 
         def peer(name, kind, extra, env_extra=None):
             print(f"== {name} @ {sec:g} s" + (f" (paired with CLI {PAIR_LABEL[args.pair_with]} runs)" if pair
                                               else ""), flush=True)
-            spec = dict(common, **extra, output=str(work / f"h17_{name}_{sec:g}s.npy"), tag=f"{name}_{sec:g}s")
+            spec = dict(common, **extra, output=str(self.work / f"h17_{name}_{sec:g}s.npy"), tag=f"{name}_{sec:g}s")
             paired = []
             between = (lambda: paired.append(cli_once(args.bin, pair_ck, length["wav"],
-                                                      work / f"cli-paired_{sec:g}s", threads, pair_extra))
+                                                      self.work / f"cli-paired_{sec:g}s", self.threads, pair_extra))
                        ) if pair else None
-            res, peak, err = run_worker(kind, spec, work, threads, env_extra, between)
+            res, peak, err = run_worker(kind, spec, self.work, self.threads, env_extra, between)
             if err:
                 return {"name": name, "skipped": err}
             outs[name] = np.load(spec["output"])
@@ -635,76 +422,77 @@ def main():
                 row["pair_ratio"] = statistics.median(t / c for t, c in pairs)
             return row
 
-        # The reference: HF fp32 cut to 17 layers (run even when not listed, then not shown).
-        ref_row = peer("hf17", "hf", {"layers": LAYER, **({} if "hf17" in engines else {"runs": 0})})
+        ref_row = peer("hf17", "hf", {"layers": LAYER, **({} if "hf17" in args.engines else {"runs": 0})})
         if ref_row.get("skipped"):
             sys.exit(f"reference failed: {ref_row['skipped']}")
-        ref = outs["hf17"]
-        for name in engines:
-            if name in skip:
-                rows.append({"name": name, "skipped": skip[name]})
-                continue
-            if name == "hf17":
+        rows = []
+        for name in args.engines:
+            if name in self.skip:
+                row = {"name": name, "skipped": self.skip[name]}
+            elif name == "hf17":
                 row = ref_row
-            elif name in ("cli", "cli-bf16", "cli-bf16ck"):
-                print(f"== {name} @ {sec:g} s", flush=True)
-                cli_ck, err = ck, None
-                if name == "cli-bf16ck":
-                    cli_ck = work / f"bf16_{LAYER}_{key}"
-                    if "bf16ck" not in export_err:
-                        export_err["bf16ck"] = convert_bf16_once(args.bin, ck, cli_ck, notes)
-                    err = export_err["bf16ck"]
-                    if not err:
-                        cache_from_disk(cli_ck, from_disk, notes, args.keep_page_cache)
-                if not err:
-                    r, err = run_cli(args.bin, cli_ck, length["wav"], work / f"{name}_{sec:g}s", threads,
-                                     args.runs, ["--precision", "bf16"] if name != "cli" else [])
-                if err:
-                    row = {"name": name, "skipped": err}
-                else:
-                    outs[name] = r.pop("h17")
-                    row = dict(r, name=name, asked=args.runs)
-                    if r["bf16_kernel"] and f"bf16 matmul: {r['bf16_kernel']}" not in notes:
-                        notes.append(f"bf16 matmul: {r['bf16_kernel']}")
-                    if r["huge_page_pct"] is not None:
-                        notes.append(f"{name} @ {sec:g} s: the checkpoint's mapped file pages were "
-                                     f"{r['huge_page_pct']} % 2 MiB pages (docs/loading.md: a full-size "
-                                     f"checkpoint cached in small pages costs 20–100 ms more per run)")
+            elif name.startswith("cli"):
+                row = self.cli_row(name, sec, length, outs)
             elif name == "hf24":
                 row = peer(name, "hf", {"layers": None})
             elif name == "hf17-bf16":
                 row = peer(name, "hf", {"layers": LAYER, "bf16": True})
             elif name == "ort":
-                if "ort" not in export_err:
-                    export_err["ort"] = export_once("export_onnx", onnx_path, common, work, threads, notes)
-                row = ({"name": name, "skipped": export_err["ort"]} if export_err["ort"]
-                       else peer(name, "ort", {"path": str(onnx_path)}))
+                path = self.work / f"cut{LAYER}_{self.key}.onnx"
+                err = self.export("export_onnx", path, common)
+                row = {"name": name, "skipped": err} if err else peer(name, "ort", {"path": str(path)})
             else:  # ov-f32, ov-bf16
-                if "ov" not in export_err:
-                    # CI=true makes openvino's convert_model send no telemetry (openvino_telemetry's CI check).
-                    export_err["ov"] = export_once("convert_ov", ov_path, common, work, threads, notes,
-                                                   {"CI": "true"})
-                row = ({"name": name, "skipped": export_err["ov"]} if export_err["ov"]
-                       else peer(name, "ov", {"path": str(ov_path), "precision": name.split("-")[1]}))
+                path = self.work / f"cut{LAYER}_{self.key}.xml"
+                # CI=true makes openvino's convert_model send no telemetry (openvino_telemetry's CI check).
+                err = self.export("convert_ov", path, common, {"CI": "true"})
+                row = ({"name": name, "skipped": err} if err
+                       else peer(name, "ov", {"path": str(path), "precision": name.split("-")[1]}))
                 if row.get("precision_compiled") and row["precision_compiled"] != row["precision_requested"]:
-                    notes.append(f"{name} @ {sec:g} s: asked {row['precision_requested']}, OpenVINO compiled "
-                                 f"{row['precision_compiled']}")
-            if not row.get("skipped"):
-                row["median"] = statistics.median(row["times"]) if row["times"] else None
-                row["parity"] = None if name == "hf17" else stats(outs[name], ref)
+                    self.notes.append(f"{name} @ {sec:g} s: asked {row['precision_requested']}, OpenVINO compiled "
+                                      f"{row['precision_compiled']}")
             if row.get("skipped"):
                 print(f"skip {name} @ {sec:g} s: {row['skipped']}", flush=True)
+            else:
+                row["median"] = statistics.median(row["times"]) if row["times"] else None
+                row["parity"] = None if name == "hf17" else stats(outs[name], outs["hf17"])
+            row["label"], row["timed"] = ENGINES[name]
             rows.append(row)
-        for r in rows:
-            r["label"], r["timed"] = ENGINES[r["name"]]
-        med = {r["name"]: r.get("median") for r in rows}
-        bf16_best = min((m for m in (med.get("cli-bf16"), med.get("cli-bf16ck")) if m), default=None)
-        md += table(rows, length, mach, threads, med.get("cli"), bf16_best, args.pair_with) + [""]
-        report["lengths"][f"{sec:g}"] = {"prep": length, "rows": rows}
+        return rows
 
+    def cli_row(self, name, sec, length, outs):
+        print(f"== {name} @ {sec:g} s", flush=True)
+        cli_ck, err = self.ck, None
+        if name == "cli-bf16ck":
+            cli_ck, err = self.bf16_checkpoint()
+        if not err:
+            r, err = run_cli(self.args.bin, cli_ck, length["wav"], self.work / f"{name}_{sec:g}s", self.threads,
+                             self.args.runs, ["--precision", "bf16"] if name != "cli" else [])
+        if err:
+            return {"name": name, "skipped": err}
+        outs[name] = r.pop("h17")
+        if r["bf16_kernel"] and f"bf16 matmul: {r['bf16_kernel']}" not in self.notes:
+            self.notes.append(f"bf16 matmul: {r['bf16_kernel']}")
+        if r["huge_page_pct"] is not None:
+            self.notes.append(f"{name} @ {sec:g} s: the checkpoint's mapped file pages were {r['huge_page_pct']} % "
+                              f"2 MiB pages (docs/loading.md: a full-size checkpoint cached in small pages costs "
+                              f"20–100 ms more per run)")
+        return dict(r, name=name, asked=self.args.runs)
+
+
+def header_md(mach, threads, ck):
+    return ["## bench_vs_hf", "",
+            f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['mem_gb']} GB; avx512f "
+            f"{'yes' if mach['avx512f'] else 'no'}, avx512_bf16 {'yes' if mach['avx512_bf16'] else 'no'}, AMX "
+            f"{', '.join(mach['amx']) if mach['amx'] else 'no'}; {threads} threads everywhere. "
+            + ", ".join(f"{k} {v}" for k, v in mach["versions"].items())
+            + f", python {mach['python']}; repo {mach['git']}; checkpoint {ck.name}; "
+            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
+
+
+def notes_md(args, mach, notes):
     own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-    load_end = os.getloadavg()[0]
-    md += [
+    pl = PAIR_LABEL[args.pair_with]
+    return [
         "Notes:",
         f"- Times are medians of the timed runs after one warm-up (its time: warm-up column); `ours fp32 is` = "
         f"peer median / CLI fp32 median (> 1: ours is faster), likewise for bf16 (the faster of the two bf16 CLI "
@@ -712,15 +500,14 @@ def main():
         f"(load + decode + fbank + {LAYER} layers + write of `--layers {LAYER}`), from the wav; the peers are the "
         f"encoder alone, model loaded, on HF's extractor output (extractor timed in its own row, not in their "
         f"times), so the ratios understate ours.",
-        f"- `ours {PAIR_LABEL[args.pair_with]} is, paired runs`: the host drifts between one engine's block of runs "
-        f"and the next, so each peer's timed runs alternate with whole-process CLI runs ({PAIR_LABEL[args.pair_with]}"
-        ", `--pair-with`; the peer's process waits, idle, while the CLI runs once after each of its runs; "
-        "`--no-pair` turns this off). The column is the median over those pairs of peer time / CLI time, with the "
-        "number of pairs and the median of those CLI runs.",
+        f"- `ours {pl} is, paired runs`: the host drifts between one engine's block of runs and the next, so each "
+        f"peer's timed runs alternate with whole-process CLI runs ({pl}, `--pair-with`; the peer's process waits, "
+        "idle, while the CLI runs once after each of its runs; `--no-pair` turns this off). The column is the median "
+        "over those pairs of peer time / CLI time, with the number of pairs and the median of those CLI runs.",
         "- load/compile: HF from_pretrained (+ cut); ORT session creation; OpenVINO read + static reshape + "
         "compile. The ONNX export and OpenVINO conversion ran in their own processes (below).",
-        f"- Load average (1 min) at the start {mach['load_avg_1min']:.2f}, at the end {load_end:.2f}: other work on "
-        f"the machine skews every time above (not the parity).",
+        f"- Load average (1 min) at the start {mach['load_avg_1min']:.2f}, at the end {os.getloadavg()[0]:.2f}: "
+        f"other work on the machine skews every time above (not the parity).",
         f"- Peak RSS: ru_maxrss of each engine's own child process (wait4; this orchestrator's own peak, "
         f"{own_peak:.2f} GB, is a floor under every figure).",
         f"- Parity: hidden_states[{LAYER}] against HF fp32 cut to {LAYER} layers on the same features; the peers "
@@ -728,7 +515,36 @@ def main():
         f"front end's ~1e-6 difference). Worst frame cos = the lowest per-frame cosine.",
         *[f"- {n}" for n in notes],
     ]
-    text = "\n".join(md) + "\n"
+
+
+def main():
+    args = parse_args()
+    ck, make_ck, cfg = checkpoint_choice(args)
+    work = (args.work or ROOT / "out" / ("bench_vs_hf_small" if args.small else "bench_vs_hf")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    out_md = args.out or work / "table.md"
+    mach = machine()
+    print(json.dumps(mach), flush=True)
+    skip = engine_skips(args.engines, args.bin)
+
+    print(f"== prep: checkpoint {ck or 'fullsize_parity.CK'}, speech {args.seconds} s", flush=True)
+    prep, _, err = run_worker("prep", {"checkpoint": ck and str(ck), "make_checkpoint": make_ck, "config": cfg,
+                                       "seconds": args.seconds, "work": str(work), "threads": args.threads},
+                              work, args.threads)
+    if err:
+        sys.exit(err)
+    bench = Bench(args, pathlib.Path(prep.pop("checkpoint")), work, skip)
+    report = {"machine": mach, "checkpoint": str(bench.ck), "threads": args.threads, "lengths": {}}
+    md = header_md(mach, args.threads, bench.ck)
+    for sec in args.seconds:
+        length = prep[f"{sec:g}"]
+        rows = bench.length(sec, length)
+        med = {r["name"]: r.get("median") for r in rows}
+        bf16_best = min((m for m in (med.get("cli-bf16"), med.get("cli-bf16ck")) if m), default=None)
+        md += table(rows, length, mach, args.threads, med.get("cli"), bf16_best, args.pair_with) + [""]
+        report["lengths"][f"{sec:g}"] = {"prep": length, "rows": rows}
+
+    text = "\n".join(md + notes_md(args, mach, bench.notes)) + "\n"
     print(text)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(text)

@@ -207,95 +207,19 @@ pub fn convert(src: &Path, out_dir: &Path, opts: &ConvertOptions) -> Result<Summ
     let existing = check_output(src, out_dir, opts.force)?;
 
     // 2. Assemble the checkpoint in a temporary sibling directory.
-    let parent = out_dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out_dir
-        .file_name()
-        .ok_or_else(|| Error::Invalid(format!("convert: {}: not a directory path", out_dir.display())))?;
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let tmp = TempDir::create(parent.join(format!(
-        ".{}.convert-tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    )))?;
-
+    let tmp = temp_sibling(out_dir)?;
     let source_dtype = w.storage_dtype().unwrap_or(Dtype::F32);
-    let mut metadata = BTreeMap::new();
-    metadata.insert("format".to_string(), "pt".to_string());
-    metadata.insert(
-        "w2vbert.converted_by".into(),
-        format!("w2vbert-infer convert {}", env!("CARGO_PKG_VERSION")),
-    );
-    metadata.insert("w2vbert.source".into(), src.display().to_string());
-    metadata.insert("w2vbert.source_dtype".into(), format!("{source_dtype:?}"));
-    metadata.insert("w2vbert.source_layers".into(), cfg.num_hidden_layers.to_string());
-    metadata.insert("w2vbert.dtype".into(), format!("{:?}", opts.dtype.dtype()));
-    metadata.insert("w2vbert.layers".into(), opts.layers.to_string());
-    metadata.insert(
-        "w2vbert.stats".into(),
-        if stats_from.is_some() {
-            DEFAULT_STATS_FILE.to_string()
-        } else {
-            "none".to_string()
-        },
-    );
-
+    let metadata = model_metadata(src, &cfg, opts, source_dtype, stats_from.is_some());
     let model_path = tmp.path().join("model.safetensors");
-    let mut reader = File::open(&ck.weights).map_err(|e| Error::io(&ck.weights, e))?;
-    let mut raw = Vec::new();
-    let mut flushed_to_zero = 0u64;
     let out_tensors: Vec<OutTensor> = items.iter().map(|i| i.out.clone()).collect();
-    let model_bytes = write_safetensors(&model_path, &metadata, &out_tensors, |k, buf| {
-        let it = &items[k];
-        raw.resize(it.src_range.len(), 0);
-        reader
-            .seek(SeekFrom::Start(it.src_range.start as u64))
-            .and_then(|_| reader.read_exact(&mut raw))
-            .map_err(|e| Error::tensor(&ck.weights, &it.src_name, format!("cannot read: {e}")))?;
-        flushed_to_zero +=
-            cast(it.src_dtype, &raw, it.to, buf).map_err(|msg| Error::tensor(&ck.weights, &it.src_name, msg))?;
-        Ok(())
-    })?;
-    drop(reader);
-
+    let (model_bytes, flushed_to_zero) = write_model(&ck.weights, &model_path, &metadata, &items, &out_tensors)?;
     if let (Some(from), Some(tensors)) = (&stats_from, &stats_tensors) {
-        let mut meta = BTreeMap::new();
-        meta.insert("w2vbert.source".to_string(), from.display().to_string());
-        meta.insert("w2vbert.hidden_state".to_string(), SEMANTIC_LAYER.to_string());
-        let d = cfg.hidden_size;
-        let specs: Vec<OutTensor> = tensors
-            .iter()
-            .map(|(n, _)| OutTensor {
-                name: n.clone(),
-                dtype: Dtype::F32,
-                shape: vec![d],
-            })
-            .collect();
-        write_safetensors(&tmp.path().join(DEFAULT_STATS_FILE), &meta, &specs, |k, buf| {
-            buf.clear();
-            buf.extend(tensors[k].1.iter().flat_map(|v| v.to_le_bytes()));
-            Ok(())
-        })?;
+        write_stats(&tmp.path().join(DEFAULT_STATS_FILE), from, tensors, cfg.hidden_size)?;
     }
     write_file_synced(&tmp.path().join("config.json"), out_config.as_bytes())?;
 
     // 3. Check what was written against the plan (header and tensor table; no tensor data is read).
-    let written = Weights::open(&model_path)?;
-    for t in &out_tensors {
-        if written.shape(&t.name) != Some(t.shape.as_slice()) || written.dtype(&t.name) != Some(t.dtype) {
-            return Err(Error::tensor(
-                &model_path,
-                &t.name,
-                "written with the wrong shape or dtype",
-            ));
-        }
-    }
-    if written.len() != out_tensors.len() {
-        return Err(Error::format(&model_path, "written with unexpected extra tensors"));
-    }
-    drop(written);
+    check_written(&model_path, &out_tensors)?;
 
     // 4. Move it into place.
     tmp.commit(out_dir, existing)?;
@@ -311,6 +235,115 @@ pub fn convert(src: &Path, out_dir: &Path, opts: &ConvertOptions) -> Result<Summ
         stats_note,
         flushed_to_zero,
     })
+}
+
+/// A fresh temporary directory beside `out_dir` (same file system, so the final move is a rename).
+fn temp_sibling(out_dir: &Path) -> Result<TempDir> {
+    let parent = out_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out_dir
+        .file_name()
+        .ok_or_else(|| Error::Invalid(format!("convert: {}: not a directory path", out_dir.display())))?;
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    TempDir::create(parent.join(format!(
+        ".{}.convert-tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+/// The converted model.safetensors' `__metadata__`: what it was made from and how.
+fn model_metadata(
+    src: &Path,
+    cfg: &Wav2Vec2BertConfig,
+    opts: &ConvertOptions,
+    source_dtype: Dtype,
+    has_stats: bool,
+) -> BTreeMap<String, String> {
+    let stats = if has_stats { DEFAULT_STATS_FILE } else { "none" };
+    [
+        ("format", "pt".to_string()),
+        (
+            "w2vbert.converted_by",
+            format!("w2vbert-infer convert {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("w2vbert.source", src.display().to_string()),
+        ("w2vbert.source_dtype", format!("{source_dtype:?}")),
+        ("w2vbert.source_layers", cfg.num_hidden_layers.to_string()),
+        ("w2vbert.dtype", format!("{:?}", opts.dtype.dtype())),
+        ("w2vbert.layers", opts.layers.to_string()),
+        ("w2vbert.stats", stats.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Writes the planned tensors, each read from `weights` and cast; returns the file's bytes and how many non-zero
+/// values the casts flushed to zero.
+fn write_model(
+    weights: &Path,
+    model_path: &Path,
+    metadata: &BTreeMap<String, String>,
+    items: &[Item],
+    out_tensors: &[OutTensor],
+) -> Result<(u64, u64)> {
+    let mut reader = File::open(weights).map_err(|e| Error::io(weights, e))?;
+    let mut raw = Vec::new();
+    let mut flushed_to_zero = 0u64;
+    let bytes = write_safetensors(model_path, metadata, out_tensors, |k, buf| {
+        let it = &items[k];
+        raw.resize(it.src_range.len(), 0);
+        reader
+            .seek(SeekFrom::Start(it.src_range.start as u64))
+            .and_then(|_| reader.read_exact(&mut raw))
+            .map_err(|e| Error::tensor(weights, &it.src_name, format!("cannot read: {e}")))?;
+        flushed_to_zero +=
+            cast(it.src_dtype, &raw, it.to, buf).map_err(|msg| Error::tensor(weights, &it.src_name, msg))?;
+        Ok(())
+    })?;
+    Ok((bytes, flushed_to_zero))
+}
+
+/// The stats file beside the model: each tensor f32 `[d]`, with where it came from.
+fn write_stats(path: &Path, from: &Path, tensors: &[(String, Vec<f32>)], d: usize) -> Result<()> {
+    let mut meta = BTreeMap::new();
+    meta.insert("w2vbert.source".to_string(), from.display().to_string());
+    meta.insert("w2vbert.hidden_state".to_string(), SEMANTIC_LAYER.to_string());
+    let specs: Vec<OutTensor> = tensors
+        .iter()
+        .map(|(n, _)| OutTensor {
+            name: n.clone(),
+            dtype: Dtype::F32,
+            shape: vec![d],
+        })
+        .collect();
+    write_safetensors(path, &meta, &specs, |k, buf| {
+        buf.clear();
+        buf.extend(tensors[k].1.iter().flat_map(|v| v.to_le_bytes()));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The written model holds exactly the planned tensors, each with its shape and dtype (header only).
+fn check_written(model_path: &Path, out_tensors: &[OutTensor]) -> Result<()> {
+    let written = Weights::open(model_path)?;
+    for t in out_tensors {
+        if written.shape(&t.name) != Some(t.shape.as_slice()) || written.dtype(&t.name) != Some(t.dtype) {
+            return Err(Error::tensor(
+                model_path,
+                &t.name,
+                "written with the wrong shape or dtype",
+            ));
+        }
+    }
+    if written.len() != out_tensors.len() {
+        return Err(Error::format(model_path, "written with unexpected extra tensors"));
+    }
+    Ok(())
 }
 
 /// Every tensor to copy, checked against the source's header: present, expected shape, a float dtype.

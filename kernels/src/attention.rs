@@ -342,7 +342,6 @@ fn attend_block(
     bk: usize,
 ) {
     let (dh, nb, scale) = (cfg.head_dim, cfg.n_buckets(), cfg.scale());
-    let (l, r_max) = (cfg.left_max as isize, cfg.right_max as isize);
     let rq = mq.next_multiple_of(16);
     // The query block, [dh, rq], zero-padded.
     for c in 0..dh {
@@ -384,48 +383,84 @@ fn attend_block(
                 row.fill(f32::NEG_INFINITY);
                 continue;
             }
-            // Query i = i0 + r takes bucket clamp(j0 + j - i, -L, R) + L: the last bucket for r ≤ d - R (d = j0 + j
-            // - i0), the first for r ≥ d + L, and bucket d - r + L on the band between.
             let d = (j0 + j) as isize - i0 as isize;
-            let lo = (d - r_max + 1).clamp(0, rq as isize) as usize;
-            let hi = ((d + l).clamp(0, rq as isize) as usize).max(lo);
-            add_row(&mut row[..lo], &sc.bias[(nb - 1) * rq..][..lo]);
-            for (r, s) in row[lo..hi].iter_mut().enumerate() {
-                // bucket = d - (lo + r) + L, in 1..L+R-1 by construction of the band.
-                *s += sc.bias[(d - (lo + r) as isize + l) as usize * rq + lo + r];
-            }
-            add_row(&mut row[hi..], &sc.bias[hi..rq]);
+            add_bias_row(row, &sc.bias[..nb * rq], d, cfg.left_max, cfg.right_max);
         }
-        // Online softmax, per column: the block has a valid key, so the new max is finite for finite inputs.
         let s = &mut sc.s[..nk * rq];
-        sc.blk[..rq].copy_from_slice(&sc.max[..rq]);
-        col_max(&mut sc.blk[..rq], s, rq, nk);
-        std::mem::swap(&mut sc.blk, &mut sc.max); // max = new max, blk = old max
-        let mut moved = false;
-        for r in 0..rq {
-            let corr = (sc.blk[r] - sc.max[r]).exp(); // 0 on the first block (old max = -∞)
-            moved |= corr != 1.0;
-            sc.blk[r] = corr;
-        }
-        if moved {
-            for row in sc.acc[..dh * rq].chunks_exact_mut(rq) {
-                row.iter_mut().zip(&sc.blk).for_each(|(a, &c)| *a *= c);
-            }
-        }
-        for (sum, &corr) in sc.sum[..rq].iter_mut().zip(&sc.blk) {
-            *sum *= corr;
-        }
-        exp_sub_cols(s, rq, nk, &sc.max[..rq], &mut sc.blk[..rq]);
-        for (sum, &b) in sc.sum[..rq].iter_mut().zip(&sc.blk) {
-            *sum += b;
-        }
+        softmax_block(
+            s,
+            &mut sc.acc[..dh * rq],
+            &mut sc.max,
+            &mut sc.sum[..rq],
+            &mut sc.blk,
+            rq,
+            nk,
+        );
         // acc[c, r] += Σ_j v[c, j0 + j] · p[j, r]: this head's values in place (channel stride ld.v, key stride 1).
         let vb = Strided {
             data: &v[h * dh * ld.v + j0..],
             sa: ld.v,
             sp: 1,
         };
-        outer_acc(&mut sc.acc, rq, vb, s, rq, dh, nk, rq, 1.0, true);
+        outer_acc(&mut sc.acc, rq, vb, &sc.s[..nk * rq], rq, dh, nk, rq, 1.0, true);
+    }
+}
+
+/// Adds the relative-position bias to the scores of one key, `row[r] += bias[clamp(d - r, -L, R) + L, r]` for
+/// every query r of the block (`d` = the key's time minus the block's first query's; `bias: [L+R+1, rq]`): the
+/// last bucket for r ≤ d - R, the first for r ≥ d + L, and bucket d - r + L on the band between.
+fn add_bias_row(
+    row: &mut [f32], /* [rq] */
+    bias: &[f32],    /* [L+R+1, rq] */
+    d: isize,
+    left: usize,
+    right: usize,
+) {
+    let rq = row.len();
+    let (l, r_max, nb) = (left as isize, right as isize, left + right + 1);
+    let lo = (d - r_max + 1).clamp(0, rq as isize) as usize;
+    let hi = ((d + l).clamp(0, rq as isize) as usize).max(lo);
+    add_row(&mut row[..lo], &bias[(nb - 1) * rq..][..lo]);
+    for (r, s) in row[lo..hi].iter_mut().enumerate() {
+        // bucket = d - (lo + r) + L, in 1..L+R-1 by construction of the band.
+        *s += bias[(d - (lo + r) as isize + l) as usize * rq + lo + r];
+    }
+    add_row(&mut row[hi..], &bias[hi..rq]);
+}
+
+/// One key block's step of the online softmax, per column (query) of the block's scores `s`: the running `max`
+/// moves to the block's, the accumulator `acc` and the running `sum` are rescaled by `exp(old max - new max)` (0 on
+/// the first block, old max = -∞), then the scores become `exp(score - max)`, summed into `sum`. The block has a
+/// valid key, so the new max is finite for finite inputs. `blk` is scratch (`[≥ rq]`, as is `max`).
+fn softmax_block(
+    s: &mut [f32],   // [nk, rq]
+    acc: &mut [f32], // [dh, rq]
+    max: &mut Vec<f32>,
+    sum: &mut [f32], // [rq]
+    blk: &mut Vec<f32>,
+    rq: usize,
+    nk: usize,
+) {
+    blk[..rq].copy_from_slice(&max[..rq]);
+    col_max(&mut blk[..rq], s, rq, nk);
+    std::mem::swap(blk, max); // max = new max, blk = old max
+    let mut moved = false;
+    for r in 0..rq {
+        let corr = (blk[r] - max[r]).exp();
+        moved |= corr != 1.0;
+        blk[r] = corr;
+    }
+    if moved {
+        for row in acc.chunks_exact_mut(rq) {
+            row.iter_mut().zip(&blk[..rq]).for_each(|(a, &c)| *a *= c);
+        }
+    }
+    for (sum, &corr) in sum.iter_mut().zip(&blk[..rq]) {
+        *sum *= corr;
+    }
+    exp_sub_cols(s, rq, nk, &max[..rq], &mut blk[..rq]);
+    for (sum, &b) in sum.iter_mut().zip(&blk[..rq]) {
+        *sum += b;
     }
 }
 
