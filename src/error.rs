@@ -73,6 +73,12 @@ impl Error {
             hint: hint.into(),
         }
     }
+    /// The file system refused to store more: no space left, a quota reached, or mounted read-only. Every
+    /// later output would fail the same way, so a corpus run stops here instead of computing them.
+    pub fn is_storage_exhausted(&self) -> bool {
+        use std::io::ErrorKind::*;
+        matches!(self, Error::Io { source, .. } if matches!(source.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem))
+    }
     pub fn audio(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Audio {
             path: path.into(),
@@ -89,5 +95,23 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_exhausted_is_no_space_quota_or_read_only_and_nothing_else() {
+        let io = |e: std::io::Error| Error::io("/out/x.npy", e);
+        #[cfg(target_os = "linux")]
+        for (errno, want) in [(28, true), (122, true), (30, true), (13, false), (2, false), (5, false)] {
+            // ENOSPC, EDQUOT, EROFS; EACCES, ENOENT, EIO
+            let e = io(std::io::Error::from_raw_os_error(errno));
+            assert_eq!(e.is_storage_exhausted(), want, "errno {errno}: {e}");
+        }
+        assert!(io(std::io::ErrorKind::StorageFull.into()).is_storage_exhausted());
+        assert!(!Error::format("/out/x.npy", "no space").is_storage_exhausted());
     }
 }

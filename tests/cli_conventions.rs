@@ -1,6 +1,6 @@
 //! Corpus conventions of `w2vbert-infer`: JSONL manifests, inputs that expand to nothing, a fully resumed run
 //! that loads no model, the shard index and its merge, and a worker thread that dies (fault injected with
-//! `W2VBERT_FAILPOINT`).
+//! `W2VBERT_FAILPOINT`), and a full disk (the same, `enospc:`).
 
 mod common;
 
@@ -212,4 +212,74 @@ fn a_worker_that_dies_stops_the_run_cleanly_with_exit_5() {
             .collect();
         assert_eq!(done, written.keys().cloned().collect::<Vec<_>>(), "{stage}");
     }
+}
+
+#[test]
+fn a_full_disk_stops_the_run_with_exit_1_and_a_rerun_resumes() {
+    let c = corpus();
+    let out = tempfile::tempdir().unwrap();
+    let run = |failpoint: Option<&str>| {
+        let mut cmd = bin();
+        if let Some(f) = failpoint {
+            cmd.env("W2VBERT_FAILPOINT", f);
+        }
+        cmd.args([
+            "--json",
+            "--threads",
+            "1",
+            "--checkpoint",
+            tiny().to_str().unwrap(),
+            "--output-dir",
+        ])
+        .arg(out.path())
+        .arg(c.path())
+        .output()
+        .unwrap()
+    };
+    // spk2/deeper/x.flac is the second input in path order; its write fails with ENOSPC.
+    let o = run(Some("enospc:x.flac"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let j = json(&o);
+    let stopped = j["stopped"].as_str().unwrap();
+    assert!(
+        stopped.contains("spk2/deeper/x.npy") && stopped.contains("No space left"),
+        "{stopped}"
+    );
+    assert!(
+        err.contains("the run stopped") && err.contains("No space left"),
+        "{err}"
+    );
+    assert_eq!((j["done"].as_u64(), j["not_run"].as_u64()), (Some(1), Some(3)), "{j}");
+    let failed = j["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{j}");
+    assert!(failed[0]["path"].as_str().unwrap().ends_with("spk2/deeper/x.flac"));
+    assert!(j["internal_error"].is_null(), "{j}");
+    // What was written is complete and listed; nothing else is there.
+    let written: Vec<String> = tree(out.path()).into_keys().collect();
+    assert_eq!(written, ["spk1/utt.npy"]);
+    w2vbert::output::check_npy(&out.path().join("spk1/utt.npy")).unwrap();
+    let index: Vec<(String, String)> = index_of(out.path())
+        .iter()
+        .map(|r| {
+            (
+                r["output"].as_str().unwrap().into(),
+                r["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        index,
+        [
+            ("spk1/utt.npy".into(), "done".into()),
+            ("spk2/deeper/x.npy".into(), "failed".into())
+        ]
+    );
+    // Space freed: the re-run skips the written output and does the rest.
+    let o = run(None);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = json(&o);
+    assert_eq!((j["skipped"].as_u64(), j["done"].as_u64()), (Some(1), Some(4)), "{j}");
+    assert!(j["stopped"].is_null(), "{j}");
+    assert_eq!(tree(out.path()).into_keys().collect::<Vec<_>>(), CORPUS_OUTPUTS);
 }

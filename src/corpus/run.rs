@@ -141,6 +141,10 @@ pub struct Summary {
     pub model_loaded: bool,
     /// A worker died (a bug): which, on which input, and its panic message. The run stopped there.
     pub internal_error: Option<String>,
+    /// The run stopped early because outputs cannot be stored (no space left, a quota, a read-only file system:
+    /// [`Error::is_storage_exhausted`], or the index could not be written): that error. The outputs written are
+    /// complete and listed; the inputs after it are `not_run`, and a re-run resumes from there.
+    pub stopped: Option<String>,
 }
 
 impl RunOptions {
@@ -438,7 +442,8 @@ impl Workers<'_> {
         current.store(IDLE, Ordering::Relaxed);
     }
 
-    /// Write results as they come; a write error is that input's failure.
+    /// Write results as they come; a write error is that input's failure, and stops the run when no later output
+    /// could be stored either ([`Error::is_storage_exhausted`]).
     fn write(&self, current: &AtomicUsize, rx: Receiver<Written>) {
         // Everything the encoder hands over is written (it stops sending at a bad input), unless a write fails
         // while failing fast: then the rest is dropped.
@@ -455,13 +460,19 @@ impl Workers<'_> {
                 Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e)),
                 None => Ok(()),
             };
-            let r = r.and_then(|()| w.payload.write(&job.output, self.opts.format));
+            let r = r.and_then(|()| match failpoint_hit("enospc", &job.input.path) {
+                true => Err(Error::io(&job.output, std::io::Error::from_raw_os_error(28))),
+                false => w.payload.write(&job.output, self.opts.format),
+            });
             self.state().summary.stages.write += t.elapsed().as_secs_f64();
             match r {
                 Ok(()) => self.done(w.job, w.payload.t(), w.audio_s),
                 Err(e) => {
                     self.fail(w.job, &e);
-                    if self.fail_fast {
+                    if e.is_storage_exhausted() {
+                        self.stopped(&e.to_string());
+                    }
+                    if self.fail_fast || e.is_storage_exhausted() {
                         self.stop.store(true, Ordering::Relaxed);
                         failed_fast = true;
                     }
@@ -524,10 +535,12 @@ impl Workers<'_> {
     /// The index cannot be written (disk full, …): the run stops rather than leave outputs unlisted.
     fn index_failed(&self, e: &Error) {
         self.stop.store(true, Ordering::Relaxed);
-        let mut st = self.state();
-        st.summary
-            .internal_error
-            .get_or_insert(format!("the index could not be written: {e}"));
+        self.stopped(&format!("the index could not be written: {e}"));
+    }
+
+    /// Outputs cannot be stored: the first reason is the summary's `stopped`.
+    fn stopped(&self, why: &str) {
+        self.state().summary.stopped.get_or_insert_with(|| why.to_string());
     }
 }
 
@@ -556,15 +569,19 @@ impl<I: Iterator<Item = ((usize, f64), Result<Features>)>> Iterator for PackedPa
 }
 
 /// Fault injection for the tests of a dying worker: `W2VBERT_FAILPOINT=<reader|encoder|writer>:<file name>`
-/// panics in that thread on that input. Unset, it costs one environment lookup per input and stage.
+/// panics in that thread on that input.
 fn failpoint(stage: &str, path: &Path) {
-    if let Ok(spec) = std::env::var("W2VBERT_FAILPOINT") {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if spec.split_once(':') == Some((stage, name.as_str())) {
-            panic!("failpoint {spec}");
-        }
+    if failpoint_hit(stage, path) {
+        panic!("failpoint {stage}:{}", path.display());
     }
+}
+
+/// Whether `W2VBERT_FAILPOINT` names this stage and this input's file name: the panics of [`failpoint`], and
+/// `enospc:<file name>`, whose output write fails with ENOSPC (the tests of a full disk). Unset, it costs one
+/// environment lookup per input and stage.
+fn failpoint_hit(stage: &str, path: &Path) -> bool {
+    std::env::var("W2VBERT_FAILPOINT").is_ok_and(|spec| {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        spec.split_once(':') == Some((stage, &*name))
+    })
 }

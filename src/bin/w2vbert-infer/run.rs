@@ -70,6 +70,9 @@ fn run(args: &RunArgs) -> Result<i32> {
     Ok(if let Some(e) = &summary.internal_error {
         eprintln!("internal error: {e}; the run stopped (please report this)");
         EXIT_INTERNAL
+    } else if let Some(e) = &summary.stopped {
+        eprintln!("the run stopped: {e}; what was written is complete, and a re-run resumes after it");
+        EXIT_ERROR
     } else if summary.failed.is_empty() {
         0
     } else if fail_fast {
