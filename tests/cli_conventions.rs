@@ -169,27 +169,38 @@ fn failed_inputs_are_indexed_and_the_merge_reports_them() {
     assert_eq!(o.status.code(), Some(4));
 }
 
+/// A `--json` run on one thread of the tiny checkpoint, with `W2VBERT_FAILPOINT` set when given.
+fn run_json(failpoint: Option<&str>, out: &Path, inputs: &[&Path]) -> std::process::Output {
+    let mut cmd = bin();
+    if let Some(f) = failpoint {
+        cmd.env("W2VBERT_FAILPOINT", f);
+    }
+    cmd.args([
+        "--json",
+        "--threads",
+        "1",
+        "--checkpoint",
+        tiny().to_str().unwrap(),
+        "--output-dir",
+    ])
+    .arg(out)
+    .args(inputs)
+    .output()
+    .unwrap()
+}
+
 #[test]
 fn a_worker_that_dies_stops_the_run_cleanly_with_exit_5() {
     for stage in ["reader", "encoder", "writer"] {
         let c = corpus();
         let out = tempfile::tempdir().unwrap();
         // spk2/utt.wav is the third input in path order.
-        let o = bin()
-            .env("W2VBERT_FAILPOINT", format!("{stage}:utt.wav"))
-            .args([
-                "--json",
-                "--threads",
-                "1",
-                "--checkpoint",
-                tiny().to_str().unwrap(),
-                "--output-dir",
-            ])
-            .arg(out.path())
-            .arg(c.path().join("spk2"))
-            .arg(c.path().join("top.wav"))
-            .output()
-            .unwrap();
+        let fp = format!("{stage}:utt.wav");
+        let o = run_json(
+            Some(&fp),
+            out.path(),
+            &[&c.path().join("spk2"), &c.path().join("top.wav")],
+        );
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(5), "{stage}: {err}");
         let j = json(&o);
@@ -218,24 +229,7 @@ fn a_worker_that_dies_stops_the_run_cleanly_with_exit_5() {
 fn a_full_disk_stops_the_run_with_exit_1_and_a_rerun_resumes() {
     let c = corpus();
     let out = tempfile::tempdir().unwrap();
-    let run = |failpoint: Option<&str>| {
-        let mut cmd = bin();
-        if let Some(f) = failpoint {
-            cmd.env("W2VBERT_FAILPOINT", f);
-        }
-        cmd.args([
-            "--json",
-            "--threads",
-            "1",
-            "--checkpoint",
-            tiny().to_str().unwrap(),
-            "--output-dir",
-        ])
-        .arg(out.path())
-        .arg(c.path())
-        .output()
-        .unwrap()
-    };
+    let run = |failpoint: Option<&str>| run_json(failpoint, out.path(), &[c.path()]);
     // spk2/deeper/x.flac is the second input in path order; its write fails with ENOSPC.
     let o = run(Some("enospc:x.flac"));
     let err = String::from_utf8_lossy(&o.stderr);
