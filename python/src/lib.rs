@@ -97,13 +97,15 @@ impl PyExtractor {
         let request = Request::from_layers(&parse_layers(layers)?, true).map_err(|e| to_py(e, Some("layers")))?;
         let pool = match threads {
             None => None,
-            Some(n) if n >= 1 => Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n as usize)
-                    .build()
-                    .map_err(|e| RequestError::new_err(format!("cannot start {n} threads: {e}")))?,
-            ),
-            Some(n) => return Err(RequestError::new_err(format!("threads must be at least 1; got {n}"))),
+            Some(n) => {
+                let n = w2vbert::pipeline::check_threads(n).map_err(|e| RequestError::new_err(e.to_string()))?;
+                Some(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(n)
+                        .build()
+                        .map_err(|e| RequestError::new_err(format!("cannot start {n} threads: {e}")))?,
+                )
+            }
         };
         let layers = request.hidden_states.clone();
         let stats_path = request

@@ -92,7 +92,9 @@ def test_malformed_stats_names_the_tensor(tmp_path):
     "kwargs, match",
     [
         (dict(precision="fp16"), "precision 'fp16'|precision \"fp16\""),
-        (dict(threads=0), "threads"),
+        (dict(threads=0), "threads must be 1 to 1024.*got 0"),
+        (dict(threads=-3), "threads must be 1 to 1024.*got -3"),
+        (dict(threads=100000), "threads must be 1 to 1024.*got 100000"),
         (dict(layers=[99]), "hidden_states\\[99\\].*config.json"),
         (dict(layers=[-1]), "negative"),
         (dict(layers=[]), "at least one"),

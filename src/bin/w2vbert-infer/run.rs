@@ -26,9 +26,7 @@ pub fn main(args: &RunArgs) -> i32 {
 
 fn run(args: &RunArgs) -> Result<i32> {
     if let Some(n) = args.threads {
-        if n == 0 {
-            return Err(Error::Invalid("--threads must be at least 1".into()));
-        }
+        let n = w2vbert::pipeline::check_threads(n).map_err(|e| Error::Invalid(format!("--{e}")))?;
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
