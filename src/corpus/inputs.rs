@@ -82,31 +82,49 @@ fn mirror_rel(path: &Path, base: &Path) -> Result<PathBuf> {
     Ok(strip_ext(&rel))
 }
 
-/// Every audio file below `dir`, sorted by path, each mirroring its place under `dir`.
+/// Every audio file below `dir`, sorted by path, each mirroring its place under `dir`. Symbolic links are followed;
+/// one that points to an ancestor directory is not entered again (every file below it is listed already), and a
+/// dangling one named like an audio file is listed, so that it fails alone as that input ("not found") while the
+/// run goes on. Any other error (a directory that cannot be read) stops the scan: its files would be missing.
 pub fn scan_dir(dir: &Path) -> Result<Vec<Input>> {
     let mut out = Vec::new();
     let walker = walkdir::WalkDir::new(dir)
         .follow_links(true)
         .into_iter()
         .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    let input = |path: &Path| Input {
+        path: path.to_path_buf(),
+        rel: strip_ext(path.strip_prefix(dir).expect("walkdir yields paths below its root")),
+        direct: false,
+        meta: None,
+    };
     for entry in walker {
-        let entry = entry.map_err(|e| {
-            let p = e.path().unwrap_or(dir).to_path_buf();
-            Error::Invalid(format!("{}: cannot scan: {e}", p.display()))
-        })?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.loop_ancestor().is_some() => continue,
+            Err(e) => match e.path().filter(|p| dangling_link(p, &e)) {
+                Some(p) if has_audio_extension(p) => {
+                    out.push(input(p));
+                    continue;
+                }
+                Some(_) => continue,
+                None => {
+                    let p = e.path().unwrap_or(dir);
+                    return Err(Error::Invalid(format!("{}: cannot scan: {e}", p.display())));
+                }
+            },
+        };
         if entry.file_type().is_file() && has_audio_extension(entry.path()) {
-            let path = entry.path().to_path_buf();
-            let rel = strip_ext(path.strip_prefix(dir).expect("walkdir yields paths below its root"));
-            out.push(Input {
-                path,
-                rel,
-                direct: false,
-                meta: None,
-            });
+            out.push(input(entry.path()));
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// Whether the scan error `e` at `p` is a symbolic link whose target does not exist.
+fn dangling_link(p: &Path, e: &walkdir::Error) -> bool {
+    e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) && p.is_symlink()
 }
 
 /// The inputs a manifest lists (see the module docs for the three formats); `key` names the audio path's key in
