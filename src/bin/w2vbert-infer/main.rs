@@ -137,7 +137,7 @@ pub struct RunArgs {
     /// 1e-2 relative L2 from fp32: for corpus dumps and training data, not where fp32 parity matters).
     #[arg(long, value_name = "P", default_value = "fp32")]
     pub precision: w2vbert::model::Precision,
-    /// Worker threads (default: all cores).
+    /// Worker threads, 1 to 1024 (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Read the audio as IndexTTS2 reads its speaker prompt (infer_v2.py): librosa.load at 22050 Hz (mean of
