@@ -76,8 +76,11 @@ impl Error {
     /// The file system refused to store more: no space left, a quota reached, or mounted read-only. Every
     /// later output would fail the same way, so a corpus run stops here instead of computing them.
     pub fn is_storage_exhausted(&self) -> bool {
-        use std::io::ErrorKind::*;
-        matches!(self, Error::Io { source, .. } if matches!(source.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem))
+        use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+        let Error::Io { source, .. } = self else {
+            return false;
+        };
+        matches!(source.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem)
     }
     pub fn audio(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Audio {
