@@ -154,16 +154,15 @@ fn bad_files_are_counted_and_the_run_goes_on() {
     assert_eq!(j["not_run"], 5);
 }
 
-/// Symbolic links in a scanned tree: a dangling one named like audio is that input's failure (the run goes on), a
-/// dangling one of another name is ignored like any other file, and one pointing back to an ancestor directory
-/// adds nothing (its files are listed already) — none of them stops the run.
+/// Symbolic links in a scanned tree: a dangling one named like audio is that input's failure (the run goes on) and
+/// one pointing back to an ancestor directory adds nothing (its files are listed already); a dangling one of
+/// another name may have been a directory, so it stops the run before anything is computed, naming it.
 #[cfg(unix)]
 #[test]
-fn dangling_and_looping_symlinks_do_not_stop_a_directory_run() {
+fn dangling_audio_and_looping_symlinks_do_not_stop_a_directory_run() {
     use std::os::unix::fs::symlink;
     let c = corpus();
     symlink("/nonexistent/gone.wav", c.path().join("spk3/gone.wav")).unwrap();
-    symlink("/nonexistent/notes", c.path().join("spk3/notes.txt")).unwrap();
     symlink("..", c.path().join("spk2/up")).unwrap();
     let out = tempfile::tempdir().unwrap();
     let o = infer(&[c.path().to_str().unwrap()], out.path());
@@ -175,6 +174,14 @@ fn dangling_and_looping_symlinks_do_not_stop_a_directory_run() {
     assert!(failed[0]["path"].as_str().unwrap().ends_with("spk3/gone.wav"), "{j}");
     assert!(failed[0]["reason"].as_str().unwrap().contains("No such file"), "{j}");
     assert_eq!(tree(out.path()).into_keys().collect::<Vec<_>>(), CORPUS_OUTPUTS);
+
+    symlink("/nonexistent/mounted", c.path().join("spk3/more")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = infer(&[c.path().to_str().unwrap()], out.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("spk3/more: cannot scan"), "{err}");
+    assert!(tree(out.path()).is_empty());
 }
 
 #[test]

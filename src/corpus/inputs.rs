@@ -85,7 +85,8 @@ fn mirror_rel(path: &Path, base: &Path) -> Result<PathBuf> {
 /// Every audio file below `dir`, sorted by path, each mirroring its place under `dir`. Symbolic links are followed;
 /// one that points to an ancestor directory is not entered again (every file below it is listed already), and a
 /// dangling one named like an audio file is listed, so that it fails alone as that input ("not found") while the
-/// run goes on. Any other error (a directory that cannot be read) stops the scan: its files would be missing.
+/// run goes on. Any other error stops the scan, since files would be missing without a word: a directory that
+/// cannot be read, or a dangling link of another name (it may have been a directory: an unmounted disk).
 pub fn scan_dir(dir: &Path) -> Result<Vec<Input>> {
     let mut out = Vec::new();
     let walker = walkdir::WalkDir::new(dir)
@@ -102,12 +103,11 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<Input>> {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) if e.loop_ancestor().is_some() => continue,
-            Err(e) => match e.path().filter(|p| dangling_link(p, &e)) {
-                Some(p) if has_audio_extension(p) => {
+            Err(e) => match e.path().filter(|p| dangling_link(p, &e) && has_audio_extension(p)) {
+                Some(p) => {
                     out.push(input(p));
                     continue;
                 }
-                Some(_) => continue,
                 None => {
                     let p = e.path().unwrap_or(dir);
                     return Err(Error::Invalid(format!("{}: cannot scan: {e}", p.display())));
