@@ -17,10 +17,10 @@ use w2vbert_kernels::bf16::{
 use w2vbert_kernels::gemm::{linear_cm, linear_cm_ref, Threads};
 use w2vbert_kernels::{activation, conv, norm};
 
-/// Deterministic inputs in [-2, 2) (values do not change timing, except that they avoid subnormals).
 /// A criterion group as the bench functions take it.
 type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
+/// Deterministic inputs in [-2, 2) (values do not change timing, except that they avoid subnormals).
 fn data(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
     (0..n)
